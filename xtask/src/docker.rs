@@ -1,0 +1,343 @@
+//! Every `docker` and `docker compose` invocation of the xtask goes through this module.
+//!
+//! `Compose` always passes the compose file and a project name, and `-T` to `exec`, so no
+//! caller can forget them. Methods return the raw text the tool printed; parsing lives in
+//! pure functions elsewhere (`scaling::parse`) so it can be tested on recorded output.
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Output, Stdio},
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::{cmd, Shell};
+
+/// The docker CLI.
+#[derive(Clone, Debug)]
+pub struct Docker {
+    pub program: PathBuf,
+}
+
+impl Docker {
+    /// Finds `docker` on PATH.
+    pub fn locate() -> Result<Docker> {
+        let program = which::which("docker").map_err(|_| {
+            anyhow::anyhow!(
+                "docker is not on PATH: install Docker Engine (Debian: `apt-get install docker.io`) and retry"
+            )
+        })?;
+        Ok(Docker { program })
+    }
+
+    /// Asks the daemon for its version; an error means the daemon is unreachable.
+    pub fn server_version(&self, sh: &Shell) -> Result<String> {
+        let docker = &self.program;
+        let format = "{{.Server.Version}}";
+        let out = cmd!(sh, "{docker} version --format {format}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .context("running `docker version`")?;
+        if !out.status.success() {
+            bail!(
+                "the Docker daemon is not reachable ({}): start it (`systemctl start docker`) or check DOCKER_HOST and your permissions on the socket",
+                first_line(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// `docker compose version --short`, if the compose plugin is installed.
+    pub fn compose_plugin_version(&self, sh: &Shell) -> Option<String> {
+        let docker = &self.program;
+        let out = cmd!(sh, "{docker} compose version --short")
+            .quiet()
+            .ignore_status()
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    /// Whether an image with this reference exists locally.
+    pub fn image_exists(&self, sh: &Shell, image: &str) -> bool {
+        let docker = &self.program;
+        let format = "{{.Id}}";
+        cmd!(sh, "{docker} image inspect --format {format} {image}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    }
+
+    /// A label of a local image, or `None` when the image or the label is absent.
+    pub fn image_label(&self, sh: &Shell, image: &str, label: &str) -> Option<String> {
+        let docker = &self.program;
+        let format = format!("{{{{ index .Config.Labels \"{label}\" }}}}");
+        let out = cmd!(sh, "{docker} image inspect --format {format} {image}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .ok()?;
+        let value = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        (out.status.success() && !value.is_empty() && value != "<no value>").then_some(value)
+    }
+
+    /// The image size in bytes.
+    pub fn image_size(&self, sh: &Shell, image: &str) -> Result<u64> {
+        let docker = &self.program;
+        let format = "{{.Size}}";
+        let out = cmd!(sh, "{docker} image inspect --format {format} {image}")
+            .quiet()
+            .read()
+            .with_context(|| format!("inspecting image {image}"))?;
+        out.trim().parse().with_context(|| format!("image size of {image}: {out:?}"))
+    }
+
+    /// Tries to pull an image; `Ok(false)` when the registry cannot be reached.
+    pub fn try_pull(&self, sh: &Shell, image: &str) -> bool {
+        let docker = &self.program;
+        cmd!(sh, "{docker} pull --quiet {image}")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+    }
+
+    /// `tar -C rootfs -c . | docker import` with the given `--change` instructions.
+    pub fn import_rootfs(&self, rootfs: &Path, image: &str, changes: &[String]) -> Result<()> {
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(rootfs)
+            .args(["--numeric-owner", "-c", "."])
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting tar over the root filesystem")?;
+        let mut import = Command::new(&self.program);
+        import.arg("import");
+        for change in changes {
+            import.arg("--change").arg(change);
+        }
+        let status = import
+            .args(["-", image])
+            .stdin(tar.stdout.take().expect("piped"))
+            .stdout(Stdio::null())
+            .status()
+            .context("running `docker import`")?;
+        let tar_status = tar.wait().context("waiting for tar")?;
+        if !tar_status.success() || !status.success() {
+            bail!("importing {} as {image} failed (tar: {tar_status}, docker import: {status})", rootfs.display());
+        }
+        Ok(())
+    }
+
+    /// `docker build` of a single-stage context (the legacy builder is fine for those).
+    pub fn build(&self, sh: &Shell, context: &Path, tag: &str, build_args: &[(String, String)], labels: &[(String, String)]) -> Result<()> {
+        let docker = &self.program;
+        let mut args = Vec::new();
+        for (k, v) in build_args {
+            args.push("--build-arg".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        for (k, v) in labels {
+            args.push("--label".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        cmd!(sh, "{docker} build --quiet -t {tag} {args...} {context}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("building image {tag} from {}", context.display()))
+    }
+
+    /// `docker inspect` of containers with a Go template, one line per container.
+    pub fn inspect(&self, sh: &Shell, ids: &[String], format: &str) -> Result<String> {
+        if ids.is_empty() {
+            return Ok(String::new());
+        }
+        let docker = &self.program;
+        cmd!(sh, "{docker} inspect --format {format} {ids...}")
+            .quiet()
+            .read()
+            .context("running `docker inspect`")
+    }
+
+    /// Stops one container (by id), as an operator or a crash would.
+    pub fn stop(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} stop --time 10 {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("stopping container {id}"))
+    }
+
+    /// Containers, networks and volumes that still carry a compose project's label.
+    pub fn project_leftovers(&self, sh: &Shell, project: &str) -> Result<Vec<String>> {
+        let docker = &self.program;
+        let filter = format!("label=com.docker.compose.project={project}");
+        let mut left = Vec::new();
+        for (kind, args) in [
+            ("container", vec!["ps", "-a", "--format", "{{.Names}}"]),
+            ("network", vec!["network", "ls", "--format", "{{.Name}}"]),
+            ("volume", vec!["volume", "ls", "--format", "{{.Name}}"]),
+        ] {
+            let out = cmd!(sh, "{docker} {args...} --filter {filter}")
+                .quiet()
+                .read()
+                .with_context(|| format!("listing {kind}s of project {project}"))?;
+            left.extend(out.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{kind} {l}")));
+        }
+        Ok(left)
+    }
+}
+
+/// How to run Compose v2: the docker CLI plugin, or a standalone binary.
+#[derive(Clone, Debug)]
+pub enum ComposeProgram {
+    Plugin(PathBuf),
+    Standalone(PathBuf),
+}
+
+impl ComposeProgram {
+    fn argv(&self) -> (PathBuf, Vec<&'static str>) {
+        match self {
+            ComposeProgram::Plugin(docker) => (docker.clone(), vec!["compose"]),
+            ComposeProgram::Standalone(bin) => (bin.clone(), vec![]),
+        }
+    }
+
+    /// The command a user can type to get the same Compose.
+    pub fn display(&self) -> String {
+        match self {
+            ComposeProgram::Plugin(_) => "docker compose".to_string(),
+            ComposeProgram::Standalone(bin) => bin.display().to_string(),
+        }
+    }
+}
+
+/// One compose project on one compose file, with the variables its file needs.
+#[derive(Clone, Debug)]
+pub struct Compose {
+    pub program: ComposeProgram,
+    pub file: PathBuf,
+    pub project: String,
+    /// Variables for the compose file (images, credentials); passed as environment,
+    /// never as arguments, so they never show in a process list or an echoed command.
+    pub env: Vec<(String, String)>,
+    /// Replaces the project directory's `.env` (the check must not depend on a developer's).
+    pub env_file: Option<PathBuf>,
+}
+
+impl Compose {
+    fn cmd<'a>(&self, sh: &'a Shell, args: &[&str]) -> xshell::Cmd<'a> {
+        let (program, pre) = self.program.argv();
+        let file = &self.file;
+        let project = &self.project;
+        let env_file: Vec<String> = match &self.env_file {
+            Some(f) => vec!["--env-file".into(), f.display().to_string()],
+            None => vec![],
+        };
+        cmd!(sh, "{program} {pre...} -f {file} -p {project} {env_file...} {args...}")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
+            .quiet()
+    }
+
+    /// A command line a user can paste to inspect this project.
+    pub fn user_command(&self, args: &str) -> String {
+        format!("{} -f {} -p {} {args}", self.program.display(), self.file.display(), self.project)
+    }
+
+    /// Runs a compose subcommand with its output shown (for long steps like `build`).
+    pub fn run_visible(&self, sh: &Shell, args: &[&str]) -> Result<()> {
+        self.cmd(sh, args)
+            .run()
+            .with_context(|| format!("running `{}`", self.user_command(&args.join(" "))))
+    }
+
+    /// Runs a compose subcommand; on failure the error carries its stderr.
+    pub fn run(&self, sh: &Shell, args: &[&str]) -> Result<String> {
+        let out = self.cmd(sh, args).ignore_status().output().with_context(|| {
+            format!("running `{}`", self.user_command(&args.join(" ")))
+        })?;
+        if !out.status.success() {
+            bail!(
+                "`{}` failed: {}",
+                self.user_command(&args.join(" ")),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// `ps --all --format json` (JSON Lines or, before v2.21, an array).
+    pub fn ps(&self, sh: &Shell, service: &str) -> Result<String> {
+        self.run(sh, &["ps", "--all", "--no-trunc", "--format", "json", service])
+    }
+
+    /// `logs --timestamps --no-color` of a service, every container.
+    pub fn logs(&self, sh: &Shell, service: &str) -> Result<String> {
+        self.run(sh, &["logs", "--timestamps", "--no-color", service])
+    }
+
+    /// `exec -T --index=i service argv...`, with the raw output whatever the exit status.
+    pub fn exec(&self, sh: &Shell, service: &str, index: u32, argv: &[&str]) -> Result<Output> {
+        let index = format!("--index={index}");
+        let mut args = vec!["exec", "-T", index.as_str(), service];
+        args.extend_from_slice(argv);
+        self.cmd(sh, &args).ignore_status().output().context("running `docker compose exec`")
+    }
+
+    /// `exec -T` with extra `-e KEY` (values passed through the environment, not argv).
+    pub fn exec_with_env(&self, sh: &Shell, service: &str, env: &[(&str, &str)], argv: &[&str]) -> Result<Output> {
+        let mut args = vec!["exec", "-T"];
+        for (k, _) in env {
+            args.push("-e");
+            args.push(k);
+        }
+        args.push(service);
+        args.extend_from_slice(argv);
+        self.cmd(sh, &args)
+            .envs(env.iter().copied())
+            .ignore_status()
+            .output()
+            .context("running `docker compose exec`")
+    }
+
+    /// Starts `exec -T` in the background (for an outside client that must stay connected).
+    pub fn spawn_exec(&self, sh: &Shell, service: &str, env: &[(&str, &str)], argv: &[&str]) -> Result<Child> {
+        let mut args = vec!["exec", "-T"];
+        for (k, _) in env {
+            args.push("-e");
+            args.push(k);
+        }
+        args.push(service);
+        args.extend_from_slice(argv);
+        let mut command: Command = self.cmd(sh, &args).envs(env.iter().copied()).into();
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("starting `docker compose exec` in the background")
+    }
+
+    /// `port --index=i service port` → "127.0.0.1:49153".
+    pub fn port(&self, sh: &Shell, service: &str, index: u32, port: u16) -> Result<String> {
+        let index = format!("--index={index}");
+        let port = port.to_string();
+        Ok(self.run(sh, &["port", index.as_str(), service, port.as_str()])?.trim().to_string())
+    }
+
+    /// `down -v --remove-orphans`: removes the project's containers, networks and volumes.
+    pub fn down(&self, sh: &Shell) -> Result<()> {
+        self.run(sh, &["down", "-v", "--remove-orphans", "--timeout", "10"]).map(drop)
+    }
+}
+
+fn first_line(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+}

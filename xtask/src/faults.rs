@@ -1,0 +1,128 @@
+//! `cargo xtask test-faults`: runs the real scaling check with each real fault injected and
+//! asserts that the check catches it: verdict FAILED, the expected check failed with its
+//! evidence, the checks the fault does not touch report what really happened, and nothing
+//! of the project is left behind.
+
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+use xshell::Shell;
+
+use crate::{
+    docker::Docker,
+    scaling::{self, checks::Scenario, report::Report, Fault, Options},
+    ui, CannotRun, Failed, Project,
+};
+
+/// What a fault must do to the report.
+struct Expectation {
+    fault: Fault,
+    /// The check that must fail, and words its failure must contain.
+    fails: &'static str,
+    evidence: &'static [&'static str],
+    /// Checks the fault does not touch: they must pass.
+    passes: &'static [&'static str],
+}
+
+const EXPECTATIONS: &[Expectation] = &[
+    Expectation { fault: Fault::ReplicaDown, fails: "TEST-01", evidence: &["api-4", "exited"], passes: &["TEST-02", "TEST-03", "TEST-04", "HTTP"] },
+    Expectation { fault: Fault::LateReplica, fails: "TEST-02", evidence: &["sequential", "gap of 3"], passes: &["TEST-01", "TEST-03", "TEST-04", "HTTP"] },
+    Expectation { fault: Fault::DataNotWritable, fails: "TEST-03", evidence: &["cannot write to /app/data", "uid 10001", "owned by 0:0"], passes: &["TEST-02", "TEST-04"] },
+    Expectation { fault: Fault::NoLock, fails: "TEST-04", evidence: &["applied by:", "no replica acquired the migration lock"], passes: &["TEST-03"] },
+    Expectation { fault: Fault::LockHeld, fails: "TEST-01", evidence: &["Timed out waiting for schema migration"], passes: &[] },
+];
+
+pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
+    let selected: Vec<&Expectation> = match only {
+        None => EXPECTATIONS.iter().collect(),
+        Some(list) => {
+            let mut v = Vec::new();
+            for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+                let fault = Fault::parse(name)?;
+                v.push(EXPECTATIONS.iter().find(|e| e.fault == fault).expect("every fault has an expectation"));
+            }
+            v
+        }
+    };
+    if selected.is_empty() {
+        return Err(CannotRun("--only: no fault named".into()).into());
+    }
+    let docker = Docker::locate()?;
+    let mut outcomes = Vec::new();
+    for (i, exp) in selected.iter().enumerate() {
+        ui::step(&format!("Fault {}/{}: {}", i + 1, selected.len(), exp.fault.name()));
+        let started = Instant::now();
+        let opts = Options {
+            replicas: 4,
+            max_spread: 5.0,
+            timeout: std::time::Duration::from_secs(180),
+            // Images are built once, by the first run.
+            no_build: i > 0,
+            keep: false,
+            fault: Some(exp.fault),
+            report_dir: None,
+        };
+        let verdict = scaling::execute(sh, project, &opts).and_then(|report| {
+            report.print_table();
+            judge(exp, &report)
+        });
+        let left = docker.project_leftovers(sh, scaling::PROJECT_NAME)?;
+        let verdict = verdict.and_then(|()| {
+            if left.is_empty() {
+                Ok(())
+            } else {
+                bail!("left behind: {}", left.join(", "))
+            }
+        });
+        let seconds = started.elapsed().as_secs_f64();
+        outcomes.push((exp.fault.name(), exp.fails, verdict, seconds));
+    }
+
+    println!("\n{:<20} {:<10} {:<8} {}", "fault", "caught by", "time", "verdict");
+    let mut failed = 0;
+    for (name, check, verdict, seconds) in &outcomes {
+        match verdict {
+            Ok(()) => println!("{name:<20} {check:<10} {:<8} {}", format!("{seconds:.0} s"), ui::paint_stdout("caught", "1;32")),
+            Err(e) => {
+                failed += 1;
+                println!("{name:<20} {check:<10} {:<8} {} {e:#}", format!("{seconds:.0} s"), ui::paint_stdout("NOT CAUGHT", "1;31"));
+            }
+        }
+    }
+    println!("faults: {} passed, {failed} failed", outcomes.len() - failed);
+    if failed > 0 {
+        return Err(Failed(format!("{failed} fault(s) not caught as expected")).into());
+    }
+    Ok(())
+}
+
+/// The assertions on one fault's report.
+fn judge(exp: &Expectation, report: &Report) -> Result<()> {
+    if report.passed() {
+        bail!("the check PASSED with fault {} injected", exp.fault.name());
+    }
+    if let Some(e) = &report.error {
+        bail!("the run stopped with an error instead of a verdict: {e}");
+    }
+    let scenario = Scenario::FreshDatabase;
+    let Some(check) = report.check(scenario, exp.fails) else {
+        bail!("{} is missing from the report", exp.fails);
+    };
+    if check.passed {
+        bail!("{} passed, but fault {} should make it fail", exp.fails, exp.fault.name());
+    }
+    let text = format!("{}\n{}", check.summary, check.evidence.join("\n"));
+    for word in exp.evidence {
+        if !text.contains(word) {
+            bail!("{} failed but its evidence does not mention {word:?}:\n{text}", exp.fails);
+        }
+    }
+    for id in exp.passes {
+        match report.check(scenario, id) {
+            Some(c) if c.passed => {}
+            Some(c) => bail!("{id} should be untouched by fault {} but failed: {}", exp.fault.name(), c.summary),
+            None => bail!("{id} is missing from the report"),
+        }
+    }
+    Ok(())
+}

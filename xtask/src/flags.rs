@@ -1,0 +1,57 @@
+//! Command-line flags (xflags: the grammar below is the parser, doc comments are the help).
+
+use std::path::PathBuf;
+
+xflags::xflags! {
+    /// The project's tooling: provisioning, images, and the tests that prove the api scales.
+    cmd xtask {
+        /// Check that docker is on PATH, its daemon answers and Compose v2 is usable
+        /// (a pinned Compose v2 is fetched into target/tools/ when only v1 is installed).
+        cmd check-docker {}
+
+        /// Build or obtain the images the stack needs: official images when they can be
+        /// pulled, otherwise local ones built from Debian's packages.
+        cmd images {
+            /// Rebuild local images even when their inputs did not change.
+            optional --force
+        }
+
+        /// The pre-deploy scaling check: start N replicas on a fresh and on an existing
+        /// database and check health, parallel start, the shared data volume, migration
+        /// coordination and cross-replica reads. Exit 0 passed, 1 failed, 2 could not run.
+        cmd test-scaling {
+            /// Number of api replicas (default 4).
+            optional --replicas n: u32
+            /// Largest allowed spread, in seconds, of start-up times across replicas (default 5).
+            optional --max-spread seconds: f64
+            /// Seconds to wait for the replicas to become healthy (default 180).
+            optional --timeout seconds: u64
+            /// Do not build images; use the ones already present.
+            optional --no-build
+            /// Leave the stack running at the end and print how to inspect and remove it.
+            optional --keep
+            /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held.
+            optional --fault name: String
+            /// Where to write the JSON and JUnit reports and the container logs
+            /// (default target/scaling-report, or target/scaling-report/fault-NAME).
+            optional --report-dir dir: PathBuf
+        }
+
+        /// Run every fault of `test-scaling --fault` and assert that each one is caught.
+        cmd test-faults {
+            /// Only these faults (comma-separated); default: all.
+            optional --only names: String
+        }
+
+        /// Run all the tests: xtask unit tests, the api's tests against a real MariaDB,
+        /// the scaling check and the fault-injection runs.
+        cmd test {
+            /// Only the tests that need no Docker (unit tests and the api against MariaDB).
+            optional --no-docker
+        }
+
+        /// Start a throwaway MariaDB server on the host for the api's tests and keep it
+        /// running until Ctrl-C; prints TEST_DATABASE_URL.
+        cmd test-db {}
+    }
+}

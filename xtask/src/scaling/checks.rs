@@ -1,0 +1,388 @@
+//! The checks: pure judges over parsed evidence. Each returns PASS or FAIL with the evidence
+//! a developer needs to see what broke, and each has tests that make it fail.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::parse::{Container, Startup, WriteProbe};
+use crate::log_contract as contract;
+
+/// A gap this long between two replicas' start-ups means they queued behind each other.
+pub const SEQUENTIAL_GAP_SECS: f64 = 30.0;
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Check {
+    pub id: &'static str,
+    pub name: &'static str,
+    pub passed: bool,
+    /// One line: the figure or the reason.
+    pub summary: String,
+    /// The lines that prove it.
+    pub evidence: Vec<String>,
+    /// Named figures for the JSON report.
+    pub figures: BTreeMap<String, f64>,
+}
+
+impl Check {
+    fn new(id: &'static str, name: &'static str) -> Check {
+        Check { id, name, passed: true, summary: String::new(), evidence: Vec::new(), figures: BTreeMap::new() }
+    }
+
+    fn fail(&mut self, reason: impl Into<String>) {
+        if self.passed {
+            self.summary = reason.into();
+        } else {
+            self.evidence.insert(0, reason.into());
+        }
+        self.passed = false;
+    }
+}
+
+/// Which database the replicas started on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    FreshDatabase,
+    ExistingDatabase,
+}
+
+impl Scenario {
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::FreshDatabase => "fresh database",
+            Scenario::ExistingDatabase => "existing database",
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            Scenario::FreshDatabase => "fresh",
+            Scenario::ExistingDatabase => "existing",
+        }
+    }
+}
+
+/// How waiting for the replicas ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WaitOutcome {
+    AllHealthy { seconds: f64 },
+    /// A replica exited, restarted or turned unhealthy: we stopped waiting at once.
+    Broken { seconds: f64, reason: String },
+    TimedOut { seconds: f64 },
+}
+
+/// TEST-01: N containers, all running and healthy, none restarted.
+pub fn replicas(
+    expected: u32,
+    containers: &[Container],
+    restarts: &BTreeMap<u32, u32>,
+    wait: &WaitOutcome,
+    last_lines: &BTreeMap<u32, Vec<String>>,
+) -> Check {
+    let mut check = Check::new("TEST-01", "replicas healthy");
+    let healthy = containers.iter().filter(|c| c.is_healthy()).count();
+    check.figures.insert("replicas_expected".into(), expected as f64);
+    check.figures.insert("replicas_healthy".into(), healthy as f64);
+    match wait {
+        WaitOutcome::AllHealthy { seconds } => {
+            check.figures.insert("time_to_healthy_s".into(), *seconds);
+        }
+        WaitOutcome::Broken { seconds, reason } => {
+            check.fail(format!("stopped waiting after {seconds:.1} s: {reason}"));
+        }
+        WaitOutcome::TimedOut { seconds } => {
+            check.fail(format!("not all replicas were healthy after {seconds:.1} s"));
+        }
+    }
+    if containers.len() as u32 != expected {
+        check.fail(format!("{} api containers, expected {expected}", containers.len()));
+    }
+    for c in containers {
+        let restarted = restarts.get(&c.number).copied().unwrap_or(0);
+        let mut problems = Vec::new();
+        if c.state != "running" {
+            problems.push(format!("state {} ({})", c.state, c.status));
+        } else if c.health != "healthy" {
+            problems.push(format!("health {}", if c.health.is_empty() { "none" } else { &c.health }));
+        }
+        if restarted > 0 {
+            problems.push(format!("restarted {restarted} time(s)"));
+        }
+        if problems.is_empty() {
+            check.evidence.push(format!("{}: healthy", c.label()));
+            continue;
+        }
+        check.fail(format!("{} is not healthy: {}", c.label(), problems.join(", ")));
+        check.evidence.push(format!("{}: {}", c.label(), problems.join(", ")));
+        if let Some(lines) = last_lines.get(&c.number) {
+            check.evidence.push(format!("{} last log lines:", c.label()));
+            check.evidence.extend(lines.iter().map(|l| format!("  {l}")));
+        }
+    }
+    if check.passed {
+        check.summary = match wait {
+            WaitOutcome::AllHealthy { seconds } => format!("{healthy}/{expected} healthy, no restarts, {seconds:.1} s to all healthy"),
+            _ => format!("{healthy}/{expected} healthy"),
+        };
+    }
+    check
+}
+
+/// TEST-02: the replicas started in parallel. The spread of `Database pool created` and of
+/// `Listening on` across replicas is within `max_spread`; a gap of 30 s or more between two
+/// consecutive replicas is named as sequential lock waiting.
+pub fn startup_spread(expected: &[u32], startups: &BTreeMap<u32, Startup>, max_spread: f64) -> Check {
+    let mut check = Check::new("TEST-02", "parallel startup");
+    let mut summaries = Vec::new();
+    for (event, key, pick) in [
+        (contract::POOL_CREATED, "pool_created", (|s: &Startup| s.pool_created.first().copied()) as fn(&Startup) -> Option<DateTime<Utc>>),
+        (contract::LISTENING, "ready", |s: &Startup| s.listening.first().copied()),
+    ] {
+        let mut times: Vec<(DateTime<Utc>, u32)> = Vec::new();
+        for n in expected {
+            match startups.get(n).and_then(pick) {
+                Some(t) => times.push((t, *n)),
+                None => check.fail(format!("api-{n} has no '{event}' line")),
+            }
+        }
+        if times.len() < 2 {
+            continue;
+        }
+        times.sort();
+        let spread = secs(times[times.len() - 1].0 - times[0].0);
+        let (gap, after, before) = times
+            .windows(2)
+            .map(|w| (secs(w[1].0 - w[0].0), w[0].1, w[1].1))
+            .fold((0.0, 0, 0), |best, g| if g.0 > best.0 { g } else { best });
+        check.figures.insert(format!("{key}_spread_s"), spread);
+        check.figures.insert(format!("{key}_largest_gap_s"), gap);
+        let order: Vec<String> = times
+            .iter()
+            .map(|(t, n)| format!("api-{n} +{:.2}s", secs(*t - times[0].0)))
+            .collect();
+        check.evidence.push(format!("'{event}': {}", order.join(", ")));
+        summaries.push(format!("{key} spread {spread:.2} s"));
+        if gap >= SEQUENTIAL_GAP_SECS {
+            check.fail(format!(
+                "sequential start: a gap of {gap:.1} s between api-{after} and api-{before} ('{event}'), replicas queued on a lock instead of starting in parallel"
+            ));
+        } else if spread > max_spread {
+            check.fail(format!("'{event}' spread {spread:.2} s across replicas, more than {max_spread} s"));
+        }
+    }
+    if check.passed {
+        check.summary = format!("{} (limit {max_spread} s)", summaries.join(", "));
+    }
+    check
+}
+
+/// One replica's part of TEST-03.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedDataResult {
+    pub number: u32,
+    /// None when the probe could not run at all (exec failed): the error.
+    pub write: Result<WriteProbe, String>,
+    /// Replica numbers whose file this replica read back correctly, and those it did not.
+    pub seen: Vec<u32>,
+    pub missing: Vec<u32>,
+    pub read_error: Option<String>,
+}
+
+/// TEST-03: every replica wrote its file to the shared directory and read every other's.
+pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) -> Check {
+    let mut check = Check::new("TEST-03", "shared data volume");
+    for n in expected {
+        let Some(r) = results.iter().find(|r| r.number == *n) else {
+            check.fail(format!("api-{n} did not take part (no container to exec into)"));
+            continue;
+        };
+        match &r.write {
+            Err(e) => check.fail(format!("api-{n} could not run the write probe: {e}")),
+            Ok(p) if !p.written => check.fail(format!(
+                "api-{n} cannot write to {dir}: running as uid {} gid {}, {dir} is owned by {} (mode {}): {}; fix: chown -R {}:{} the volume",
+                p.uid, p.gid, p.dir_owner, p.dir_mode, p.error, p.uid, p.gid
+            )),
+            Ok(p) => check.evidence.push(format!("api-{n} wrote its file as uid {} ({dir} owned by {}, mode {})", p.uid, p.dir_owner, p.dir_mode)),
+        }
+        if let Some(e) = &r.read_error {
+            check.fail(format!("api-{n} could not run the read probe: {e}"));
+        } else {
+            let written_by_others: Vec<u32> = results
+                .iter()
+                .filter(|o| matches!(&o.write, Ok(p) if p.written))
+                .map(|o| o.number)
+                .collect();
+            let not_seen: Vec<u32> = written_by_others.iter().copied().filter(|m| !r.seen.contains(m)).collect();
+            if !not_seen.is_empty() {
+                check.fail(format!("api-{n} does not see the files of {}", list(&not_seen)));
+            }
+        }
+    }
+    if check.passed {
+        check.summary = format!("{} replicas each wrote a file and read all {} files", expected.len(), expected.len());
+    }
+    check
+}
+
+/// TEST-04: migrations were coordinated. On a fresh database exactly one replica took the lock
+/// and applied every migration, the others took the fast path or waited; on an existing
+/// database every replica took the fast path and none took the lock. In both, the database's
+/// own record has each version exactly once, successful.
+pub fn migrations(
+    scenario: Scenario,
+    expected: &[u32],
+    startups: &BTreeMap<u32, Startup>,
+    records: &[(i64, bool)],
+    versions: &[i64],
+) -> Check {
+    let mut check = Check::new("TEST-04", "migration coordination");
+    let get = |n: &u32| startups.get(n).cloned().unwrap_or_default();
+    let acquired: Vec<u32> = expected.iter().copied().filter(|n| !get(n).lock_acquired.is_empty()).collect();
+    let acquisitions: usize = expected.iter().map(|n| get(n).lock_acquired.len()).sum();
+    let appliers: Vec<(u32, u32)> = expected
+        .iter()
+        .flat_map(|n| get(n).applied.iter().map(|(_, k)| (*n, *k)).collect::<Vec<_>>())
+        .collect();
+    let fast: Vec<u32> = expected.iter().copied().filter(|n| !get(n).fast_path.is_empty()).collect();
+    let waited: Vec<u32> = expected.iter().copied().filter(|n| !get(n).waiting.is_empty()).collect();
+    let timed_out: Vec<(u32, String)> = expected
+        .iter()
+        .flat_map(|n| get(n).timed_out.iter().map(|(_, l)| (*n, l.clone())).collect::<Vec<_>>())
+        .collect();
+    check.figures.insert("lock_acquisitions".into(), acquisitions as f64);
+    check.figures.insert("replicas_applied".into(), appliers.len() as f64);
+    check.figures.insert("fast_paths".into(), fast.len() as f64);
+    check.figures.insert("waited".into(), waited.len() as f64);
+    check.evidence.push(format!(
+        "lock taken by: {}; applied by: {}; fast path: {}; waited: {}",
+        list(&acquired),
+        if appliers.is_empty() { "none".into() } else { appliers.iter().map(|(n, k)| format!("api-{n} ({k})")).collect::<Vec<_>>().join(", ") },
+        list(&fast),
+        list(&waited)
+    ));
+    for (n, line) in &timed_out {
+        check.fail(format!("api-{n} timed out: {line}"));
+    }
+    match scenario {
+        Scenario::FreshDatabase => {
+            if acquisitions > 1 {
+                check.fail(format!("the migration lock was acquired {acquisitions} times (by {}), expected exactly once", list(&acquired)));
+            } else if acquisitions == 0 {
+                check.fail("no replica acquired the migration lock on a fresh database");
+            }
+            if appliers.len() > 1 {
+                check.fail(format!(
+                    "{} replicas applied migrations ({}), expected exactly one",
+                    appliers.len(),
+                    appliers.iter().map(|(n, k)| format!("api-{n}: {}", contract::applied(*k as usize))).collect::<Vec<_>>().join(", ")
+                ));
+            } else if appliers.is_empty() {
+                check.fail("no replica logged 'Applied N migrations' on a fresh database");
+            } else {
+                let (n, k) = appliers[0];
+                if !acquired.contains(&n) {
+                    check.fail(format!("api-{n} applied migrations without holding the lock"));
+                }
+                if k as usize != versions.len() {
+                    check.fail(format!("api-{n} applied {k} migrations, the api has {}", versions.len()));
+                }
+            }
+            for n in expected {
+                let s = get(n);
+                if s.lock_acquired.is_empty() && s.fast_path.is_empty() && s.waiting.is_empty() {
+                    check.fail(format!("api-{n} neither took the lock, nor the fast path, nor waited"));
+                }
+            }
+        }
+        Scenario::ExistingDatabase => {
+            if acquisitions > 0 || !appliers.is_empty() {
+                check.fail(format!(
+                    "on an existing database {} took the migration lock and {} applied migrations; expected none",
+                    list(&acquired),
+                    appliers.len()
+                ));
+            }
+            let slow: Vec<u32> = expected.iter().copied().filter(|n| !fast.contains(n)).collect();
+            if !slow.is_empty() {
+                check.fail(format!("{} did not take the fast path on an existing database", list(&slow)));
+            }
+        }
+    }
+    // The database's own record.
+    for v in versions {
+        let rows: Vec<&(i64, bool)> = records.iter().filter(|(rv, _)| rv == v).collect();
+        match rows.as_slice() {
+            [(_, true)] => {}
+            [] => check.fail(format!("_sqlx_migrations has no row for version {v}")),
+            [(_, false)] => check.fail(format!("_sqlx_migrations records version {v} as failed (success = 0)")),
+            many => check.fail(format!("_sqlx_migrations has {} rows for version {v}", many.len())),
+        }
+    }
+    for (v, _) in records {
+        if !versions.contains(v) {
+            check.fail(format!("_sqlx_migrations has version {v}, which the api does not know"));
+        }
+    }
+    check.evidence.push(format!("_sqlx_migrations: {} rows for {} migrations", records.len(), versions.len()));
+    if check.passed {
+        check.summary = match scenario {
+            Scenario::FreshDatabase => format!(
+                "1 lock acquisition (api-{}), {} applied once; {} fast path, {} waited",
+                acquired.first().copied().unwrap_or(0),
+                versions.len(),
+                fast.len(),
+                waited.len()
+            ),
+            Scenario::ExistingDatabase => format!("{} fast paths, no lock taken", fast.len()),
+        };
+    }
+    check
+}
+
+/// One replica's answer when asked for the document another replica stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HttpRead {
+    pub number: u32,
+    pub result: Result<(u16, Vec<u8>), String>,
+}
+
+/// Cross-replica HTTP: a document stored through one replica is served, byte for byte,
+/// by every replica.
+pub fn cross_replica_http(stored_by: u32, store: &Result<String, String>, expected_body: &[u8], reads: &[HttpRead], expected: &[u32]) -> Check {
+    let mut check = Check::new("HTTP", "cross-replica documents");
+    if let Err(e) = store {
+        check.fail(format!("storing a document through api-{stored_by} failed: {e}"));
+        return check;
+    }
+    check.evidence.push(format!("stored through api-{stored_by}: {}", store.as_ref().unwrap()));
+    for n in expected {
+        match reads.iter().find(|r| r.number == *n).map(|r| &r.result) {
+            None => check.fail(format!("api-{n} was not asked (no published port)")),
+            Some(Err(e)) => check.fail(format!("api-{n}: request failed: {e}")),
+            Some(Ok((status, _))) if *status != 200 => check.fail(format!("api-{n} answered {status}")),
+            Some(Ok((_, body))) if body != expected_body => check.fail(format!(
+                "api-{n} served {} bytes that differ from the {} bytes stored",
+                body.len(),
+                expected_body.len()
+            )),
+            Some(Ok(_)) => check.evidence.push(format!("api-{n}: 200, {} bytes, identical", expected_body.len())),
+        }
+    }
+    if check.passed {
+        check.summary = format!("stored through api-{stored_by}, read back identical through {} replicas", expected.len());
+    }
+    check
+}
+
+fn secs(d: chrono::TimeDelta) -> f64 {
+    d.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6
+}
+
+fn list(numbers: &[u32]) -> String {
+    if numbers.is_empty() {
+        return "none".into();
+    }
+    numbers.iter().map(|n| format!("api-{n}")).collect::<Vec<_>>().join(", ")
+}

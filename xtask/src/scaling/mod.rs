@@ -1,0 +1,619 @@
+//! `cargo xtask test-scaling`: the pre-deploy check that horizontal scaling works, run for
+//! real with Docker Compose. Sequence: preflight, images, database, the fresh-database
+//! scenario, the existing-database scenario, report; cleanup on every exit path.
+
+pub mod checks;
+pub mod parse;
+pub mod report;
+
+use std::{
+    collections::BTreeMap,
+    path::PathBuf,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+use xshell::Shell;
+
+use self::{
+    checks::{Check, HttpRead, Scenario, SharedDataResult, WaitOutcome},
+    parse::Container,
+};
+use crate::{
+    docker::{Compose, Docker},
+    flags, images, preflight, testdb::random_hex, ui, CannotRun, Failed, Project,
+};
+
+/// The check's own compose project: never the developer's default one, nor its volumes.
+pub const PROJECT_NAME: &str = "scaling-check";
+const API: &str = "api";
+const DB: &str = "db";
+const API_PORT: u16 = 8080;
+const DATA_DIR: &str = "/app/data";
+const DB_NAME: &str = "app";
+/// The outside client of the `lock-held` fault plays a migration that never ends; the api
+/// gets this deadline so the run stays short.
+const LOCK_HELD_DEADLINE_SECS: u64 = 10;
+/// `late-replica` starts its last replica this long after the others.
+const LATE_REPLICA_DELAY: Duration = Duration::from_secs(35);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    ReplicaDown,
+    LateReplica,
+    DataNotWritable,
+    NoLock,
+    LockHeld,
+}
+
+impl Fault {
+    pub const ALL: [Fault; 5] = [Fault::ReplicaDown, Fault::LateReplica, Fault::DataNotWritable, Fault::NoLock, Fault::LockHeld];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Fault::ReplicaDown => "replica-down",
+            Fault::LateReplica => "late-replica",
+            Fault::DataNotWritable => "data-not-writable",
+            Fault::NoLock => "no-lock",
+            Fault::LockHeld => "lock-held",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<Fault> {
+        Fault::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
+            CannotRun(format!(
+                "unknown fault {name:?}: choose one of {}",
+                Fault::ALL.map(|f| f.name()).join(", ")
+            ))
+            .into()
+        })
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub replicas: u32,
+    pub max_spread: f64,
+    pub timeout: Duration,
+    pub no_build: bool,
+    pub keep: bool,
+    pub fault: Option<Fault>,
+    pub report_dir: Option<PathBuf>,
+}
+
+impl Options {
+    pub fn from_flags(flags: &flags::TestScaling) -> Result<Options> {
+        let replicas = flags.replicas.unwrap_or(4);
+        if !(1..=32).contains(&replicas) {
+            return Err(CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into());
+        }
+        let max_spread = flags.max_spread.unwrap_or(5.0);
+        if !(max_spread > 0.0) {
+            return Err(CannotRun(format!("--max-spread {max_spread}: must be a positive number of seconds")).into());
+        }
+        let timeout = flags.timeout.unwrap_or(180);
+        if timeout == 0 {
+            return Err(CannotRun("--timeout 0: must be a positive number of seconds".into()).into());
+        }
+        let fault = flags.fault.as_deref().map(Fault::parse).transpose()?;
+        if fault.is_some() && replicas < 2 {
+            return Err(CannotRun("--fault needs at least 2 replicas".into()).into());
+        }
+        Ok(Options {
+            replicas,
+            max_spread,
+            timeout: Duration::from_secs(timeout),
+            no_build: flags.no_build,
+            keep: flags.keep,
+            fault,
+            report_dir: flags.report_dir.clone(),
+        })
+    }
+}
+
+/// The stack to take down on Ctrl-C, whatever the main thread is doing.
+static ACTIVE: Mutex<Option<Compose>> = Mutex::new(None);
+
+fn install_interrupt_handler() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            eprintln!("\ninterrupted: removing the test stack");
+            if let Ok(mut active) = ACTIVE.lock() {
+                if let Some(compose) = active.take() {
+                    if let Ok(sh) = Shell::new() {
+                        let _ = compose.down(&sh);
+                    }
+                }
+            }
+            std::process::exit(130);
+        });
+    });
+}
+
+/// Takes the stack down when dropped: on success, failure, error and panic alike.
+struct StackGuard {
+    compose: Compose,
+    keep: bool,
+}
+
+impl StackGuard {
+    fn new(compose: &Compose, keep: bool) -> StackGuard {
+        *ACTIVE.lock().unwrap() = Some(compose.clone());
+        StackGuard { compose: compose.clone(), keep }
+    }
+}
+
+impl Drop for StackGuard {
+    fn drop(&mut self) {
+        let still_ours = ACTIVE.lock().map(|mut a| a.take().is_some()).unwrap_or(true);
+        if !still_ours {
+            return;
+        }
+        if self.keep {
+            eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
+            eprintln!("  {}", self.compose.user_command("ps"));
+            eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
+            eprintln!("  {}", self.compose.user_command("down -v --remove-orphans"));
+            eprintln!("(the variables it needs are in the report directory's compose.env)");
+            return;
+        }
+        ui::step("Cleaning up: down -v --remove-orphans");
+        if let Ok(sh) = Shell::new() {
+            if let Err(e) = self.compose.down(&sh) {
+                ui::warn(&format!("cleanup failed: {e:#}"));
+            }
+        }
+    }
+}
+
+/// Everything a scenario produced.
+#[derive(Debug)]
+pub struct ScenarioResult {
+    pub scenario: Scenario,
+    pub checks: Vec<Check>,
+}
+
+pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    let report = execute(sh, project, &opts)?;
+    report.print_table();
+    if report.passed() {
+        println!("{}", report::banner(true));
+        Ok(())
+    } else {
+        println!("{}", report::banner(false));
+        Err(Failed(format!("failed checks: {}", report.failed_checks().join("; "))).into())
+    }
+}
+
+/// Runs the whole check and returns its report (also written to the report directory).
+pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::Report> {
+    let started = Instant::now();
+    let report_dir = opts.report_dir.clone().unwrap_or_else(|| match opts.fault {
+        Some(f) => project.target_dir.join("scaling-report").join(format!("fault-{}", f.name())),
+        None => project.target_dir.join("scaling-report").join("latest"),
+    });
+    if report_dir.exists() {
+        std::fs::remove_dir_all(&report_dir).with_context(|| format!("clearing {}", report_dir.display()))?;
+    }
+    std::fs::create_dir_all(&report_dir)?;
+
+    ui::step(&format!(
+        "Scaling check: {} replicas{}",
+        opts.replicas,
+        opts.fault.map(|f| format!(", fault {}", f.name())).unwrap_or_default()
+    ));
+    let (docker, compose_program) = preflight::run(sh, project)?;
+
+    let image_set = if opts.no_build {
+        ui::step("Images: --no-build, using what is present");
+        images::select_present(sh, &docker)?
+    } else {
+        images::ensure(sh, project, &docker, &compose_program, false)?
+    };
+
+    // A fresh random password per run: nothing secret is stored or printed.
+    let mut env = image_set.env.clone();
+    env.push(("DB_NAME".into(), DB_NAME.into()));
+    env.push(("DB_USER".into(), "app".into()));
+    env.push(("DB_PASSWORD".into(), random_hex(16)?));
+    env.push(("DB_ROOT_PASSWORD".into(), random_hex(16)?));
+    env.push(("RUST_LOG".into(), "info".into()));
+    match opts.fault {
+        Some(Fault::NoLock) => env.push(("API_MIGRATION_LOCK".into(), "off".into())),
+        Some(Fault::LockHeld) => env.push(("API_MIGRATION_DEADLINE_SECS".into(), LOCK_HELD_DEADLINE_SECS.to_string())),
+        _ => {}
+    }
+    // An empty env file: a developer's `.env` must not change what the check tests.
+    let env_file = report_dir.join("empty.env");
+    std::fs::write(&env_file, "")?;
+    let compose = Compose {
+        program: compose_program,
+        file: project.compose_file(),
+        project: PROJECT_NAME.into(),
+        env,
+        env_file: Some(env_file),
+    };
+    if opts.keep {
+        let vars: String = compose.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        std::fs::write(report_dir.join("compose.env"), vars)?;
+    }
+
+    install_interrupt_handler();
+    ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
+    compose.down(sh)?;
+    let guard = StackGuard::new(&compose, opts.keep);
+
+    let mut report = report::Report::new(opts, &image_set);
+    let outcome = (|| -> Result<()> {
+        start_database(sh, &compose, opts.timeout)?;
+        let fresh = run_scenario(sh, &compose, &docker, project, opts, Scenario::FreshDatabase, &report_dir)?;
+        report.scenarios.push(fresh);
+        if opts.fault.is_none() {
+            ui::step("Removing the api replicas; the database keeps its schema");
+            compose.run(sh, &["rm", "--stop", "--force", API])?;
+            let existing = run_scenario(sh, &compose, &docker, project, opts, Scenario::ExistingDatabase, &report_dir)?;
+            report.scenarios.push(existing);
+        }
+        Ok(())
+    })();
+    if let Err(e) = &outcome {
+        report.error = Some(format!("{e:#}"));
+    }
+    save_all_logs(sh, &compose, &report_dir);
+    drop(guard);
+    if opts.fault.is_none() && !opts.keep {
+        let left = docker.project_leftovers(sh, PROJECT_NAME)?;
+        if !left.is_empty() {
+            report.error.get_or_insert_with(|| format!("cleanup left behind: {}", left.join(", ")));
+        }
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    report.write(&report_dir)?;
+    ui::note(&format!("report: {}", report_dir.display()));
+    outcome?;
+    Ok(report)
+}
+
+fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -> Result<()> {
+    ui::step("Starting the database on a fresh volume");
+    compose.run(sh, &["up", "-d", "--no-build", DB])?;
+    let mut wait = ui::Waiting::new("db healthy");
+    loop {
+        let containers = parse::ps(&compose.ps(sh, DB)?)?;
+        let db = containers.first();
+        match db {
+            Some(c) if c.is_healthy() => break,
+            Some(c) if c.is_down() || c.health == "unhealthy" => {
+                let logs = compose.run(sh, &["logs", "--tail", "20", "--no-color", DB]).unwrap_or_default();
+                bail!("the database container is {} ({}); its last log lines:\n{logs}", c.state, c.status);
+            }
+            Some(c) => wait.update(&format!("{} {}", c.state, c.health)),
+            None => wait.update("no container yet"),
+        }
+        if wait.elapsed() > timeout {
+            bail!("the database was not healthy after {} s", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    wait.finish("healthy");
+    Ok(())
+}
+
+fn run_scenario(
+    sh: &Shell,
+    compose: &Compose,
+    docker: &Docker,
+    project: &Project,
+    opts: &Options,
+    scenario: Scenario,
+    report_dir: &std::path::Path,
+) -> Result<ScenarioResult> {
+    let n = opts.replicas;
+    let fault = opts.fault;
+    ui::step(&format!("Scenario: {} — starting {n} replicas", scenario.name()));
+
+    if fault == Some(Fault::DataNotWritable) {
+        ui::note("fault: making the shared data volume owned by root, mode 755");
+        compose.run(
+            sh,
+            &[
+                "run", "--rm", "--no-deps", "--user", "0", "--cap-add", "CHOWN", "--cap-add", "FOWNER", "--entrypoint", "sh", API, "-c",
+                "chown 0:0 /app/data && chmod 755 /app/data",
+            ],
+        )?;
+    }
+    let mut lock_holder = None;
+    if fault == Some(Fault::LockHeld) {
+        ui::note("fault: an outside client takes the migration lock and keeps it");
+        lock_holder = Some(hold_migration_lock(sh, compose)?);
+    }
+
+    let first = if fault == Some(Fault::LateReplica) { n - 1 } else { n };
+    let scale = format!("{API}={first}");
+    let t_up = Instant::now();
+    compose.run(sh, &["up", "-d", "--no-build", "--scale", &scale, API])?;
+    let mut wait = wait_healthy(sh, compose, docker, first, opts.timeout, t_up)?;
+
+    if fault == Some(Fault::LateReplica) {
+        let remaining = LATE_REPLICA_DELAY.saturating_sub(t_up.elapsed());
+        ui::note(&format!("fault: starting the last replica {:.0} s after the others", LATE_REPLICA_DELAY.as_secs_f64()));
+        std::thread::sleep(remaining);
+        let scale = format!("{API}={n}");
+        compose.run(sh, &["up", "-d", "--no-build", "--no-recreate", "--scale", &scale, API])?;
+        wait = wait_healthy(sh, compose, docker, n, opts.timeout, t_up)?;
+    }
+    if fault == Some(Fault::ReplicaDown) {
+        let containers = parse::ps(&compose.ps(sh, API)?)?;
+        if let Some(last) = containers.iter().max_by_key(|c| c.number) {
+            ui::note(&format!("fault: stopping {}", last.label()));
+            docker.stop(sh, &last.id)?;
+        }
+    }
+    if let Some(mut holder) = lock_holder.take() {
+        let _ = holder.kill();
+        let _ = holder.wait();
+    }
+
+    ui::step(&format!("Scenario: {} — checking", scenario.name()));
+    let containers = parse::ps(&compose.ps(sh, API)?)?;
+    let restarts = restart_counts(sh, docker, &containers)?;
+    let log_text = compose.logs(sh, API)?;
+    std::fs::write(report_dir.join(format!("{}-api.log", scenario.slug())), &log_text)?;
+    let lines = parse::logs(&log_text);
+    let startups = parse::startups(&lines);
+    let last_lines: BTreeMap<u32, Vec<String>> =
+        startups.iter().map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec())).collect();
+
+    let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
+    let running: Vec<u32> = containers.iter().filter(|c| c.state == "running").map(|c| c.number).collect();
+    let mut checks = vec![checks::replicas(n, &containers, &restarts, &wait, &last_lines)];
+    checks.push(checks::startup_spread(&expected, &startups, opts.max_spread));
+    checks.push(shared_data(sh, compose, &running)?);
+    let records = migration_records(sh, compose)?;
+    let versions = migration_versions(project)?;
+    checks.push(checks::migrations(scenario, &expected, &startups, &records, &versions));
+    checks.push(cross_replica_http(sh, compose, &running, &containers));
+    if running.len() < expected.len() {
+        for c in checks.iter_mut().filter(|c| c.id == "TEST-03" || c.id == "HTTP") {
+            let down: Vec<String> = containers.iter().filter(|c| c.state != "running").map(|c| c.label()).collect();
+            c.evidence.push(format!("not running, so not asked: {}", down.join(", ")));
+        }
+    }
+    for check in &checks {
+        let verdict = if check.passed { ui::paint("PASS", "1;32") } else { ui::paint("FAIL", "1;31") };
+        ui::note(&format!("{verdict} {} {}: {}", check.id, check.name, check.summary));
+    }
+    Ok(ScenarioResult { scenario, checks })
+}
+
+/// Polls `ps` until `n` replicas are healthy; stops at once when one exits, restarts, turns
+/// unhealthy, or logs an error while not healthy.
+fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u32, timeout: Duration, since: Instant) -> Result<WaitOutcome> {
+    let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
+    let mut polls = 0u32;
+    loop {
+        polls += 1;
+        let seconds = since.elapsed().as_secs_f64();
+        let containers = parse::ps(&compose.ps(sh, API)?)?;
+        let restarts = restart_counts(sh, docker, &containers)?;
+        if let Some(c) = containers.iter().find(|c| c.is_down() || c.health == "unhealthy") {
+            let reason = format!("{} is {} ({})", c.label(), if c.health == "unhealthy" { "unhealthy" } else { &c.state }, c.status);
+            wait.finish(&format!("stopped: {reason}"));
+            return Ok(WaitOutcome::Broken { seconds, reason });
+        }
+        if let Some((num, count)) = restarts.iter().find(|(_, count)| **count > 0) {
+            let reason = format!("api-{num} restarted {count} time(s)");
+            wait.finish(&format!("stopped: {reason}"));
+            return Ok(WaitOutcome::Broken { seconds, reason });
+        }
+        let healthy = containers.iter().filter(|c| c.is_healthy()).count() as u32;
+        if healthy == n && containers.len() as u32 == n {
+            wait.finish("all healthy");
+            return Ok(WaitOutcome::AllHealthy { seconds });
+        }
+        // Every few polls, read the logs: a replica that logged an error and is still not
+        // healthy will not become healthy by itself (a read-only volume, a bad password).
+        if polls % 4 == 0 {
+            let lines = parse::logs(&compose.logs(sh, API)?);
+            if let Some(reason) = errored_replica(&lines, &containers) {
+                wait.finish(&format!("stopped: {reason}"));
+                return Ok(WaitOutcome::Broken { seconds, reason });
+            }
+        }
+        wait.update(&format!("{healthy}/{n} healthy, {} containers", containers.len()));
+        if since.elapsed() > timeout {
+            wait.finish("timed out");
+            return Ok(WaitOutcome::TimedOut { seconds });
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// A replica that is not healthy and whose log has an ERROR line older than 5 s.
+pub fn errored_replica(lines: &[parse::LogLine], containers: &[Container]) -> Option<String> {
+    let latest = lines.iter().map(|l| l.time).max()?;
+    containers.iter().filter(|c| !c.is_healthy()).find_map(|c| {
+        let error = lines
+            .iter()
+            .filter(|l| l.number == Some(c.number) && l.message.contains(" ERROR "))
+            .last()?;
+        (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down())
+            .then(|| format!("{} is not healthy and logged: {}", c.label(), error.message.trim()))
+    })
+}
+
+fn restart_counts(sh: &Shell, docker: &Docker, containers: &[Container]) -> Result<BTreeMap<u32, u32>> {
+    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let out = docker.inspect(sh, &ids, "{{.Id}} {{.RestartCount}}")?;
+    let mut counts = BTreeMap::new();
+    for line in out.lines() {
+        let mut parts = line.split_whitespace();
+        let (Some(id), Some(count)) = (parts.next(), parts.next()) else { continue };
+        if let Some(c) = containers.iter().find(|c| id.starts_with(&c.id) || c.id.starts_with(id)) {
+            counts.insert(c.number, count.parse().unwrap_or(0));
+        }
+    }
+    Ok(counts)
+}
+
+/// TEST-03's I/O: each replica writes a file into the shared directory, then each reads all.
+fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check> {
+    let run = random_hex(4)?;
+    let file = |n: u32| format!("{DATA_DIR}/.scaling-check-{run}-{n}");
+    let mut results = Vec::new();
+    for &n in replicas {
+        let script = format!(
+            "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
+             if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi",
+            f = file(n)
+        );
+        let out = compose.exec(sh, API, n, &["sh", "-c", &script])?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let write = parse::write_probe(&stdout).map_err(|_| {
+            format!("exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())
+        });
+        results.push(SharedDataResult { number: n, write, seen: vec![], missing: vec![], read_error: None });
+    }
+    for r in results.iter_mut() {
+        let reads: Vec<String> = replicas
+            .iter()
+            .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
+            .collect();
+        let out = compose.exec(sh, API, r.number, &["sh", "-c", &reads.join("; ")])?;
+        if out.status.success() {
+            let (seen, missing) = parse::read_probe(&String::from_utf8_lossy(&out.stdout));
+            r.seen = seen;
+            r.missing = missing;
+        } else {
+            r.read_error = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+        }
+    }
+    if let Some(&first) = replicas.first() {
+        let cleanup = format!("rm -f {DATA_DIR}/.scaling-check-{run}-*");
+        let _ = compose.exec(sh, API, first, &["sh", "-c", &cleanup]);
+    }
+    Ok(checks::shared_data(replicas, &results, DATA_DIR))
+}
+
+/// The database's own record of the migrations, read as root inside the db container
+/// (its password never leaves the container's environment).
+fn migration_records(sh: &Shell, compose: &Compose) -> Result<Vec<(i64, bool)>> {
+    let script = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \
+                  -e \"SELECT version, success FROM \\`$MYSQL_DATABASE\\`._sqlx_migrations ORDER BY version\"";
+    let out = compose.exec_with_env(sh, DB, &[], &["sh", "-c", script])?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        if err.contains("doesn't exist") {
+            return Ok(Vec::new());
+        }
+        bail!("reading _sqlx_migrations failed: {}", err.trim());
+    }
+    parse::migration_rows(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn migration_versions(project: &Project) -> Result<Vec<i64>> {
+    let dir = project.root.join("api").join("migrations");
+    let names: Vec<String> = std::fs::read_dir(&dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .collect();
+    Ok(parse::migration_versions(names.iter().map(String::as_str)))
+}
+
+/// An outside client takes the api's migration lock (same name derivation as sqlx's:
+/// crc32 of the database name times 0x3d32ad9e, in hex) and sits on it.
+fn hold_migration_lock(sh: &Shell, compose: &Compose) -> Result<std::process::Child> {
+    let sql = "SET @l = LOWER(HEX(1026731422 * CRC32(DATABASE()))); SELECT GET_LOCK(@l, 0); SELECT SLEEP(600);";
+    let script = format!(
+        "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e '{sql}'"
+    );
+    let child = compose.spawn_exec(sh, DB, &[], &["sh", "-c", &script])?;
+    // Wait until the server reports the lock as used, so the replicas really meet it.
+    let probe = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" \
+                 -e 'SELECT IS_USED_LOCK(LOWER(HEX(1026731422 * CRC32(DATABASE()))))'";
+    let started = Instant::now();
+    loop {
+        let out = compose.exec_with_env(sh, DB, &[], &["sh", "-c", probe])?;
+        let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        if out.status.success() && holder != "NULL" && !holder.is_empty() {
+            ui::note(&format!("lock held by connection {holder}"));
+            return Ok(child);
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("the outside client did not get the migration lock within 20 s");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+/// Cross-replica HTTP: store a document through the first replica's published port, read it
+/// back through every replica, then delete it.
+fn cross_replica_http(sh: &Shell, compose: &Compose, replicas: &[u32], _containers: &[Container]) -> Check {
+    let body: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let mut ports = BTreeMap::new();
+    for &n in replicas {
+        if let Ok(addr) = compose.port(sh, API, n, API_PORT) {
+            ports.insert(n, addr);
+        }
+    }
+    let Some((&first, addr)) = ports.iter().next() else {
+        return checks::cross_replica_http(0, &Err("no replica has a published port".into()), &body, &[], replicas);
+    };
+    let store = minreq::post(format!("http://{addr}/documents?name=scaling-check.bin"))
+        .with_header("content-type", "application/octet-stream")
+        .with_body(body.clone())
+        .with_timeout(10)
+        .send()
+        .map_err(|e| e.to_string())
+        .and_then(|r| {
+            let text = r.as_str().unwrap_or("").to_string();
+            if r.status_code == 201 {
+                Ok(text)
+            } else {
+                Err(format!("{} {text}", r.status_code))
+            }
+        });
+    let id = store
+        .as_ref()
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(t).ok())
+        .and_then(|v| v["id"].as_str().map(String::from));
+    let mut reads = Vec::new();
+    if let Some(id) = &id {
+        for (&n, addr) in &ports {
+            let result = minreq::get(format!("http://{addr}/documents/{id}/content"))
+                .with_timeout(10)
+                .send()
+                .map(|r| (r.status_code as u16, r.into_bytes()))
+                .map_err(|e| e.to_string());
+            reads.push(HttpRead { number: n, result });
+        }
+        let _ = minreq::delete(format!("http://{addr}/documents/{id}")).with_timeout(10).send();
+    }
+    let store = match (&store, &id) {
+        (Ok(text), Some(_)) => Ok(text.chars().take(200).collect()),
+        (Ok(text), None) => Err(format!("201 without an id: {text}")),
+        (Err(e), _) => Err(e.clone()),
+    };
+    checks::cross_replica_http(first, &store, &body, &reads, replicas)
+}
+
+/// Every container's full log into the report directory, before the stack goes away.
+fn save_all_logs(sh: &Shell, compose: &Compose, dir: &std::path::Path) {
+    let logs_dir = dir.join("logs");
+    let _ = std::fs::create_dir_all(&logs_dir);
+    if let Ok(text) = compose.run(sh, &["logs", "--timestamps", "--no-color"]) {
+        let mut by_container: BTreeMap<String, String> = BTreeMap::new();
+        for line in text.lines() {
+            let name = line.split_once(" | ").or_else(|| line.split_once(" |")).map(|(p, _)| p.trim()).unwrap_or("compose");
+            let entry = by_container.entry(name.to_string()).or_default();
+            entry.push_str(line);
+            entry.push('\n');
+        }
+        for (name, text) in by_container {
+            let _ = std::fs::write(logs_dir.join(format!("{name}.log")), text);
+        }
+    }
+}

@@ -1,0 +1,139 @@
+//! The scaling check's report: a table on stdout, the banner, and machine-readable files
+//! (JSON, and JUnit XML through quick-junit) in the report directory.
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Context, Result};
+use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
+use serde_json::json;
+
+use super::{Options, ScenarioResult};
+use crate::{images::ImageSet, ui};
+
+#[derive(Debug)]
+pub struct Report {
+    pub replicas: u32,
+    pub max_spread: f64,
+    pub fault: Option<String>,
+    pub images: Vec<String>,
+    pub scenarios: Vec<ScenarioResult>,
+    /// The run stopped before its checks could finish (not a check's verdict).
+    pub error: Option<String>,
+    pub seconds: f64,
+}
+
+impl Report {
+    pub fn new(opts: &Options, images: &ImageSet) -> Report {
+        Report {
+            replicas: opts.replicas,
+            max_spread: opts.max_spread,
+            fault: opts.fault.map(|f| f.name().to_string()),
+            images: images.origin.clone(),
+            scenarios: Vec::new(),
+            error: None,
+            seconds: 0.0,
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.error.is_none() && !self.scenarios.is_empty() && self.scenarios.iter().all(|s| s.checks.iter().all(|c| c.passed))
+    }
+
+    pub fn failed_checks(&self) -> Vec<String> {
+        let mut failed: Vec<String> = self
+            .scenarios
+            .iter()
+            .flat_map(|s| s.checks.iter().filter(|c| !c.passed).map(move |c| format!("{} {} ({})", c.id, c.name, s.scenario.name())))
+            .collect();
+        if let Some(e) = &self.error {
+            failed.push(format!("run error: {e}"));
+        }
+        failed
+    }
+
+    /// The check with this id in this scenario (for test-faults' assertions).
+    pub fn check(&self, scenario: super::Scenario, id: &str) -> Option<&super::Check> {
+        self.scenarios.iter().find(|s| s.scenario == scenario)?.checks.iter().find(|c| c.id == id)
+    }
+
+    pub fn print_table(&self) {
+        println!();
+        println!("{:<18} {:<8} {:<26} {:<6} {}", "scenario", "check", "name", "result", "summary");
+        println!("{}", "-".repeat(100));
+        for s in &self.scenarios {
+            for c in &s.checks {
+                let result = if c.passed { ui::paint_stdout("PASS", "1;32") } else { ui::paint_stdout("FAIL", "1;31") };
+                println!("{:<18} {:<8} {:<26} {:<6} {}", s.scenario.name(), c.id, c.name, result, c.summary);
+                if !c.passed {
+                    for line in &c.evidence {
+                        println!("{:<18} {:<8} {:<26} {:<6}   {line}", "", "", "", "");
+                    }
+                }
+            }
+        }
+        if let Some(e) = &self.error {
+            println!("run error: {e}");
+        }
+        println!("{}", "-".repeat(100));
+        println!("{} replicas{}, {:.1} s in all", self.replicas, self.fault.as_deref().map(|f| format!(", fault {f}")).unwrap_or_default(), self.seconds);
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "passed": self.passed(),
+            "replicas": self.replicas,
+            "max_spread_s": self.max_spread,
+            "fault": self.fault,
+            "images": self.images,
+            "seconds": self.seconds,
+            "error": self.error,
+            "scenarios": self.scenarios.iter().map(|s| json!({
+                "scenario": s.scenario,
+                "checks": s.checks,
+            })).collect::<Vec<_>>(),
+        })
+    }
+
+    pub fn to_junit(&self) -> Result<String> {
+        let mut junit = quick_junit::Report::new("scaling-check");
+        for s in &self.scenarios {
+            let mut suite = TestSuite::new(format!("test-scaling: {}", s.scenario.name()));
+            for c in &s.checks {
+                let status = if c.passed {
+                    TestCaseStatus::success()
+                } else {
+                    let mut status = TestCaseStatus::non_success(NonSuccessKind::Failure);
+                    status.set_message(c.summary.clone());
+                    status.set_description(c.evidence.join("\n"));
+                    status
+                };
+                let mut case = TestCase::new(format!("{} {}", c.id, c.name), status);
+                case.set_classname(format!("scaling.{}", s.scenario.slug()));
+                case.set_system_out(format!("{}\n{}", c.summary, c.evidence.join("\n")));
+                suite.add_test_case(case);
+            }
+            junit.add_test_suite(suite);
+        }
+        if let Some(e) = &self.error {
+            let mut suite = TestSuite::new("test-scaling: run");
+            let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
+            status.set_message(e.clone());
+            suite.add_test_case(TestCase::new("run", status));
+            junit.add_test_suite(suite);
+        }
+        junit.set_time(Duration::from_secs_f64(self.seconds));
+        junit.to_string().context("serializing the JUnit report")
+    }
+
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&self.to_json())?)?;
+        std::fs::write(dir.join("junit.xml"), self.to_junit()?)?;
+        Ok(())
+    }
+}
+
+pub fn banner(passed: bool) -> String {
+    let line = "=".repeat(40);
+    let (text, code) = if passed { ("SCALING TEST PASSED", "1;32") } else { ("SCALING TEST FAILED", "1;31") };
+    format!("{line}\n{}\n{line}", ui::paint_stdout(text, code))
+}

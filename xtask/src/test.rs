@@ -1,0 +1,62 @@
+//! `cargo xtask test`: every test of the project, the README's test command.
+//! Unit tests, the api against a real MariaDB, then (with Docker) the scaling check for real
+//! and the fault-injection runs.
+
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use xshell::{cmd, Shell};
+
+use crate::{faults, scaling, testdb, ui, Failed, Project};
+
+pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let mut results: Vec<(&str, Result<()>, f64)> = Vec::new();
+    let mut stage = |name: &'static str, f: &mut dyn FnMut() -> Result<()>| {
+        ui::step(&format!("Test stage: {name}"));
+        let t = Instant::now();
+        let r = f();
+        if let Err(e) = &r {
+            ui::warn(&format!("{name} failed: {e:#}"));
+        }
+        results.push((name, r, t.elapsed().as_secs_f64()));
+    };
+
+    stage("xtask unit tests", &mut || {
+        cmd!(sh, "{cargo} test --locked -p xtask").run().context("cargo test -p xtask")
+    });
+    stage("api tests against MariaDB", &mut || {
+        let db = testdb::start(sh, project)?;
+        cmd!(sh, "{cargo} test --locked -p api")
+            .env("TEST_DATABASE_URL", &db.url)
+            .run()
+            .context("cargo test -p api")
+    });
+    if !no_docker {
+        stage("scaling check (test-scaling)", &mut || {
+            let opts = scaling::Options {
+                replicas: 4,
+                max_spread: 5.0,
+                timeout: std::time::Duration::from_secs(180),
+                no_build: false,
+                keep: false,
+                fault: None,
+                report_dir: None,
+            };
+            scaling::run(sh, project, opts)
+        });
+        stage("fault injection (test-faults)", &mut || faults::run(sh, project, None));
+    }
+
+    println!("\n{:<34} {:<8} {}", "stage", "time", "result");
+    let mut failed = 0;
+    for (name, result, seconds) in &results {
+        let verdict = if result.is_ok() { ui::paint_stdout("ok", "1;32") } else { failed += 1; ui::paint_stdout("FAILED", "1;31") };
+        println!("{name:<34} {:<8} {verdict}", format!("{seconds:.0} s"));
+    }
+    println!("stages: {} passed, {failed} failed", results.len() - failed);
+    if failed > 0 {
+        return Err(Failed(format!("{failed} test stage(s) failed")).into());
+    }
+    Ok(())
+}
