@@ -100,7 +100,10 @@ pub fn start(sh: &Shell, project: &Project) -> Result<TestDb> {
         std::thread::sleep(Duration::from_millis(200));
     }
     let sql = format!(
-        "CREATE USER 'root'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;"
+        // mariadb-install-db also makes password-less root@127.0.0.1 and root@::1, which would
+        // win over root@'%' for TCP clients: drop them.
+        "DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1'; \
+         CREATE USER 'root'@'%' IDENTIFIED BY '{password}'; GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION; FLUSH PRIVILEGES;"
     );
     cmd!(sh, "{client} --no-defaults --socket={sock} -uroot -e {sql}")
         .quiet()

@@ -1,0 +1,94 @@
+//! `api` serves; `api healthcheck` probes a running instance (the container HEALTHCHECK).
+
+use std::process::ExitCode;
+
+use api::configuration::Settings;
+use api::startup::{shutdown_signal, Application};
+use api::{healthcheck, telemetry};
+
+const USAGE: &str = "usage: api [healthcheck]  (no argument: serve; healthcheck: exit 0 if GET /readyz on 127.0.0.1:$API_PORT answers 200)";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        [] => serve(),
+        ["healthcheck"] => check_health(),
+        ["-h" | "--help" | "help"] => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        _ => {
+            eprintln!("unknown arguments {args:?}; {USAGE}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve() -> ExitCode {
+    let settings = match Settings::from_env() {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            tracing::error!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        // Listen from the start: a stop during startup ends it (dropping a migration's
+        // connection rolls it back and frees the lock) instead of being ignored.
+        let mut shutdown = Box::pin(shutdown_signal());
+        let app = tokio::select! {
+            built = Application::build(settings) => match built {
+                Ok(app) => app,
+                Err(e) => {
+                    tracing::error!("startup failed: {e}");
+                    return ExitCode::FAILURE;
+                }
+            },
+            () = &mut shutdown => {
+                tracing::warn!("stopped before startup finished");
+                return ExitCode::FAILURE;
+            }
+        };
+        match app.run_until_stopped(shutdown).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!("server failed: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Docker reads exit 0 as healthy and 1 as unhealthy (2 is reserved), so only those two.
+fn check_health() -> ExitCode {
+    let port = match std::env::var("API_PORT").ok().filter(|v| !v.is_empty()) {
+        None => 8080,
+        Some(raw) => match raw.parse::<u16>() {
+            Ok(port) => port,
+            Err(_) => {
+                eprintln!("unhealthy: API_PORT={raw:?} is not a port number");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match healthcheck::check(port, healthcheck::TIMEOUT) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("unhealthy: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,357 @@
+//! `/documents`: metadata rows in the database, bytes in the shared data directory.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{NaiveDateTime, SubsecRound, Utc};
+use futures_util::StreamExt;
+use serde::{Deserialize, Serialize};
+use tokio::io::AsyncReadExt;
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::startup::AppState;
+
+const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+const MAX_NAME_CHARS: usize = 255;
+const MAX_CONTENT_TYPE_LEN: usize = 255;
+const DEFAULT_LIMIT: i64 = 20;
+const MAX_LIMIT: i64 = 100;
+
+#[derive(Debug, Serialize, sqlx::FromRow)]
+pub struct Document {
+    pub id: String,
+    pub name: String,
+    pub size: i64,
+    pub sha256: String,
+    pub content_type: String,
+    #[serde(serialize_with = "as_utc")]
+    pub created_at: NaiveDateTime,
+    pub stored_by: String,
+}
+
+/// `created_at` is stored as a UTC `DATETIME(6)`; serve it as RFC 3339 with `Z`.
+fn as_utc<S: serde::Serializer>(t: &NaiveDateTime, s: S) -> Result<S::Ok, S::Error> {
+    t.and_utc().serialize(s)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateParams {
+    name: Option<String>,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<CreateParams>,
+    headers: HeaderMap,
+    body: Body,
+) -> Result<(StatusCode, Json<Document>), ApiError> {
+    let name = validate_name(params.name)?;
+    let content_type = content_type(&headers)?;
+    let limit = state.max_upload_bytes;
+    match declared_length(&headers)? {
+        Some(0) => return Err(empty_body()),
+        Some(n) if n > limit => return Err(too_large(limit)),
+        _ => {}
+    }
+
+    // Stream to a temporary file so memory stays flat whatever the upload size.
+    let mut upload = state.storage.begin_upload().await?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
+            ApiError::bad_request(
+                "invalid_body",
+                format!("could not read the request body: {e}"),
+            )
+        })?;
+        if upload.size() + chunk.len() as u64 > limit {
+            return Err(too_large(limit));
+        }
+        upload.write(&chunk).await?;
+    }
+    if upload.size() == 0 {
+        return Err(empty_body());
+    }
+
+    let id = Uuid::new_v4();
+    let stored = upload.commit(&state.storage, id).await?;
+    let document = Document {
+        id: id.hyphenated().to_string(),
+        name,
+        size: i64::try_from(stored.size).map_err(|e| ApiError::Internal(e.into()))?,
+        sha256: stored.sha256,
+        content_type,
+        created_at: Utc::now().naive_utc().trunc_subsecs(6),
+        stored_by: state.instance.hostname.clone(),
+    };
+    let inserted = sqlx::query(
+        "INSERT INTO documents (id, name, size, sha256, content_type, created_at, stored_by) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&document.id)
+    .bind(&document.name)
+    .bind(document.size)
+    .bind(&document.sha256)
+    .bind(&document.content_type)
+    .bind(document.created_at)
+    .bind(&document.stored_by)
+    .execute(&state.pool)
+    .await;
+    if let Err(e) = inserted {
+        // A row must never point at missing bytes, and bytes without a row are garbage.
+        if let Err(remove) = state.storage.remove(id).await {
+            tracing::warn!(%id, error = %remove, "could not remove bytes after a failed insert");
+        }
+        return Err(e.into());
+    }
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListParams {
+    limit: Option<String>,
+    offset: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DocumentPage {
+    documents: Vec<Document>,
+    limit: i64,
+    offset: i64,
+    total: i64,
+}
+
+pub async fn list(
+    State(state): State<AppState>,
+    ApiQuery(params): ApiQuery<ListParams>,
+) -> Result<Json<DocumentPage>, ApiError> {
+    let limit = match params.limit.as_deref() {
+        None => DEFAULT_LIMIT,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                ApiError::bad_request(
+                    "invalid_pagination",
+                    format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"),
+                )
+            })?,
+    };
+    let offset = match params.offset.as_deref() {
+        None => 0,
+        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_pagination",
+                format!("offset must be a whole number of at least 0, got {raw:?}"),
+            )
+        })?,
+    };
+    let documents = sqlx::query_as::<_, Document>(
+        "SELECT id, name, size, sha256, content_type, created_at, stored_by FROM documents \
+         ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+    )
+    .bind(limit)
+    .bind(offset)
+    .fetch_all(&state.pool)
+    .await?;
+    let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM documents")
+        .fetch_one(&state.pool)
+        .await?;
+    Ok(Json(DocumentPage {
+        documents,
+        limit,
+        offset,
+        total,
+    }))
+}
+
+pub async fn get_one(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<Document>, ApiError> {
+    let id = parse_id(&id)?;
+    Ok(Json(find(&state, id).await?))
+}
+
+pub async fn content(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Response, ApiError> {
+    let id = parse_id(&id)?;
+    let document = find(&state, id).await?;
+    let file = match tokio::fs::File::open(state.storage.document_path(id)).await {
+        Ok(file) => file,
+        // Deleted by another request between our SELECT and open.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::not_found(format!("document {id} does not exist")))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let stream = futures_util::stream::try_unfold(file, |mut file| async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = file.read(&mut buf).await?;
+        buf.truncate(n);
+        Ok::<_, std::io::Error>((n > 0).then(|| (Bytes::from(buf), file)))
+    });
+    let content_type = HeaderValue::from_str(&document.content_type)
+        .unwrap_or_else(|_| HeaderValue::from_static(DEFAULT_CONTENT_TYPE));
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_LENGTH, HeaderValue::from(document.size)),
+            // Stored bytes are user content: never let a browser sniff or run them.
+            (
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; sandbox"),
+            ),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+pub async fn delete(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let deleted = sqlx::query("DELETE FROM documents WHERE id = ?")
+        .bind(id.hyphenated().to_string())
+        .execute(&state.pool)
+        .await?;
+    if deleted.rows_affected() == 0 {
+        return Err(ApiError::not_found(format!("document {id} does not exist")));
+    }
+    // Row first, then bytes: a reader never finds a row without its file. A leftover file
+    // (if removal fails) is unreachable and harmless.
+    if let Err(e) = state.storage.remove(id).await {
+        tracing::warn!(%id, error = %e, "row deleted but its bytes could not be removed");
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn find(state: &AppState, id: Uuid) -> Result<Document, ApiError> {
+    sqlx::query_as::<_, Document>(
+        "SELECT id, name, size, sha256, content_type, created_at, stored_by FROM documents \
+         WHERE id = ?",
+    )
+    .bind(id.hyphenated().to_string())
+    .fetch_optional(&state.pool)
+    .await?
+    .ok_or_else(|| ApiError::not_found(format!("document {id} does not exist")))
+}
+
+fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::try_parse(raw).map_err(|_| {
+        ApiError::bad_request(
+            "invalid_id",
+            format!("{raw:?} is not a document id (expected a UUID)"),
+        )
+    })
+}
+
+fn validate_name(name: Option<String>) -> Result<String, ApiError> {
+    let invalid = |why: &str| ApiError::bad_request("invalid_name", why.to_owned());
+    let name = name.ok_or_else(|| invalid("the query parameter `name` is required"))?;
+    if name.trim().is_empty() {
+        return Err(invalid("name must not be empty"));
+    }
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(invalid("name must be at most 255 characters"));
+    }
+    if name.contains(['/', '\\']) || name.contains("..") || name == "." {
+        return Err(invalid("name must not contain path separators or `..`"));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(invalid("name must not contain control characters"));
+    }
+    Ok(name)
+}
+
+fn content_type(headers: &HeaderMap) -> Result<String, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(DEFAULT_CONTENT_TYPE.to_owned());
+    };
+    let invalid = || {
+        ApiError::bad_request(
+            "invalid_content_type",
+            format!("Content-Type must be printable ASCII of at most {MAX_CONTENT_TYPE_LEN} bytes"),
+        )
+    };
+    let value = value.to_str().map_err(|_| invalid())?.trim();
+    if value.len() > MAX_CONTENT_TYPE_LEN {
+        return Err(invalid());
+    }
+    Ok(if value.is_empty() {
+        DEFAULT_CONTENT_TYPE.to_owned()
+    } else {
+        value.to_owned()
+    })
+}
+
+fn declared_length(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    headers
+        .get(header::CONTENT_LENGTH)
+        .map(|v| {
+            v.to_str()
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request("invalid_body", "Content-Length is not a number")
+                })
+        })
+        .transpose()
+}
+
+fn empty_body() -> ApiError {
+    ApiError::bad_request(
+        "empty_body",
+        "the request body (the document's bytes) is empty",
+    )
+}
+
+fn too_large(limit: u64) -> ApiError {
+    ApiError::client(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("the document is larger than the limit of {limit} bytes (API_MAX_UPLOAD_BYTES)"),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_with_paths_controls_or_bad_lengths_are_rejected() {
+        for bad in [
+            None,
+            Some(""),
+            Some("   "),
+            Some("a/b"),
+            Some("a\\b"),
+            Some(".."),
+            Some("../etc/passwd"),
+            Some("."),
+            Some("nul\0byte"),
+            Some("tab\there"),
+        ] {
+            let result = validate_name(bad.map(str::to_owned));
+            assert!(result.is_err(), "{bad:?} was accepted");
+        }
+        assert!(validate_name(Some("é".repeat(255))).is_ok());
+        assert!(validate_name(Some("é".repeat(256))).is_err());
+        assert_eq!(
+            validate_name(Some("report v2.pdf".into())).unwrap(),
+            "report v2.pdf"
+        );
+    }
+}

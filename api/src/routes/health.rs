@@ -1,0 +1,56 @@
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::json;
+
+use crate::error::error_body;
+use crate::startup::AppState;
+
+/// The container healthcheck gives up after a few seconds; answer well before that.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Liveness: the process answers. No dependencies, on purpose.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Readiness: the database answers `SELECT 1` and the data directory takes a write.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    let database = async {
+        match tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))
+            .await
+        {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(format!("database: {e}")),
+            Err(_) => Err(format!(
+                "database: no answer within {}s",
+                PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    };
+    let disk = async {
+        match tokio::time::timeout(PROBE_TIMEOUT, state.storage.probe()).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err(format!(
+                "data directory {}: no write within {}s",
+                state.storage.root().display(),
+                PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    };
+    let (database, disk) = tokio::join!(database, disk);
+    let problems: Vec<String> = [database, disk]
+        .into_iter()
+        .filter_map(Result::err)
+        .collect();
+    if problems.is_empty() {
+        return (StatusCode::OK, Json(json!({ "status": "ready" }))).into_response();
+    }
+    let message = problems.join("; ");
+    tracing::warn!(reason = %message, "not ready");
+    error_body(StatusCode::SERVICE_UNAVAILABLE, "not_ready", &message)
+}

@@ -1,0 +1,11 @@
+//! The api's integration tests: one binary, a real MySQL-compatible server
+//! (TEST_DATABASE_URL), a fresh database per test.
+
+mod cli;
+mod documents;
+mod errors;
+mod health;
+mod helpers;
+mod migrations;
+mod shared_storage;
+mod startup;
