@@ -249,7 +249,8 @@ impl Compose {
 
     /// A command line a user can paste to inspect this project.
     pub fn user_command(&self, args: &str) -> String {
-        format!("{} -f {} -p {} {args}", self.program.display(), self.file.display(), self.project)
+        let env_file = self.env_file.as_ref().map(|f| format!(" --env-file {}", f.display())).unwrap_or_default();
+        format!("{} -f {} -p {}{env_file} {args}", self.program.display(), self.file.display(), self.project)
     }
 
     /// Runs a compose subcommand with its output shown (for long steps like `build`).

@@ -5,6 +5,8 @@
 pub mod checks;
 pub mod parse;
 pub mod report;
+#[cfg(test)]
+mod tests;
 
 use std::{
     collections::BTreeMap,
@@ -156,7 +158,6 @@ impl Drop for StackGuard {
             eprintln!("  {}", self.compose.user_command("ps"));
             eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
             eprintln!("  {}", self.compose.user_command("down -v --remove-orphans"));
-            eprintln!("(the variables it needs are in the report directory's compose.env)");
             return;
         }
         ui::step("Cleaning up: down -v --remove-orphans");
@@ -225,9 +226,11 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         Some(Fault::LockHeld) => env.push(("API_MIGRATION_DEADLINE_SECS".into(), LOCK_HELD_DEADLINE_SECS.to_string())),
         _ => {}
     }
-    // An empty env file: a developer's `.env` must not change what the check tests.
-    let env_file = report_dir.join("empty.env");
-    std::fs::write(&env_file, "")?;
+    // The compose file reads its variables from an env file of the check's own, never from a
+    // developer's `.env`: with --keep it holds every variable, so the printed commands work.
+    let env_file = if opts.keep { report_dir.join("compose.env") } else { report_dir.join("empty.env") };
+    let contents: String = if opts.keep { env.iter().map(|(k, v)| format!("{k}={v}\n")).collect() } else { String::new() };
+    std::fs::write(&env_file, contents)?;
     let compose = Compose {
         program: compose_program,
         file: project.compose_file(),
@@ -235,10 +238,6 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         env,
         env_file: Some(env_file),
     };
-    if opts.keep {
-        let vars: String = compose.env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
-        std::fs::write(report_dir.join("compose.env"), vars)?;
-    }
 
     install_interrupt_handler();
     ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
