@@ -43,6 +43,24 @@ xflags::xflags! {
             optional --only names: String
         }
 
+        /// Resilience of the scaled stack: leader death, database restart, concurrent writers,
+        /// scale-down under load, bad input, security facts, and the xtask's own bad input.
+        cmd test-resilience {
+            /// Number of api replicas (default 4).
+            optional --replicas n: u32
+            /// Only these scenarios (comma-separated); default: all.
+            optional --only names: String
+        }
+
+        /// Measure start-up and throughput as the replica count grows; writes a table, a JSON
+        /// file and charts to the report directory.
+        cmd bench {
+            /// Replica counts to measure, comma-separated (default 1,2,4,8,16).
+            optional --replicas list: String
+            /// Where to write the results (default target/bench-report).
+            optional --report-dir dir: PathBuf
+        }
+
         /// Run all the tests: xtask unit tests, the api's tests against a real MariaDB,
         /// the scaling check and the fault-injection runs.
         cmd test {

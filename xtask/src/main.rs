@@ -1,5 +1,6 @@
 //! `cargo xtask`: the project's tooling. This file only parses flags and dispatches.
 
+mod bench;
 mod docker;
 mod faults;
 mod flags;
@@ -8,6 +9,7 @@ mod images;
 mod log_contract;
 mod preflight;
 mod provision;
+mod resilience;
 mod scaling;
 mod test;
 mod testdb;
@@ -99,6 +101,8 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::XtaskCmd::Images(cmd) => images::run(&sh, &project, &images::Flags { force: cmd.force }),
         flags::XtaskCmd::TestScaling(cmd) => scaling::run(&sh, &project, scaling::Options::from_flags(&cmd)?),
         flags::XtaskCmd::TestFaults(cmd) => faults::run(&sh, &project, cmd.only.as_deref()),
+        flags::XtaskCmd::TestResilience(cmd) => resilience::run(&sh, &project, &cmd),
+        flags::XtaskCmd::Bench(cmd) => bench::run(&sh, &project, &cmd),
         flags::XtaskCmd::Test(cmd) => test::run(&sh, &project, cmd.no_docker),
         flags::XtaskCmd::TestDb(_) => testdb::serve(&sh, &project),
     }

@@ -319,7 +319,9 @@ fn run_scenario(
             sh,
             &[
                 "run", "--rm", "--no-deps", "--user", "0", "--cap-add", "CHOWN", "--cap-add", "FOWNER", "--entrypoint", "sh", API, "-c",
-                "chown 0:0 /app/data && chmod 755 /app/data",
+                // The marker file matters: Docker copies the image's ownership of /app/data
+                // back onto a named volume that is still empty when a container mounts it.
+                "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
             ],
         )?;
     }
@@ -430,14 +432,15 @@ fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u32, timeout:
     }
 }
 
-/// A replica that is not healthy and whose log has an ERROR line older than 5 s.
+/// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
+/// one: it names the cause; later ones are often its echoes, like failed probes).
 pub fn errored_replica(lines: &[parse::LogLine], containers: &[Container]) -> Option<String> {
     let latest = lines.iter().map(|l| l.time).max()?;
     containers.iter().filter(|c| !c.is_healthy()).find_map(|c| {
         let error = lines
             .iter()
             .filter(|l| l.number == Some(c.number) && l.message.contains(" ERROR "))
-            .last()?;
+            .min_by_key(|l| l.time)?;
         (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down())
             .then(|| format!("{} is not healthy and logged: {}", c.label(), error.message.trim()))
     })

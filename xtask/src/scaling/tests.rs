@@ -447,9 +447,14 @@ fn an_unhealthy_replica_that_logged_an_error_stops_the_wait() {
     lines.push(error.clone());
     // Just logged: give it a moment.
     assert_eq!(errored_replica(&lines, &ps), None);
-    let mut later = lines[0].clone();
-    later.time = error.time + TimeDelta::seconds(6);
-    lines.push(later);
+    // Echoes of the failure keep coming (failed probes logged as errors every second): the
+    // first error still counts, and it is the one quoted.
+    for i in 1..=6 {
+        let mut echo = error.clone();
+        echo.time = error.time + TimeDelta::seconds(i);
+        echo.message = "2026-11-28T16:47:56Z ERROR tower_http::trace::on_failure: response failed 503".into();
+        lines.push(echo);
+    }
     let reason = errored_replica(&lines, &ps).unwrap();
     assert!(reason.starts_with("api-2 is not healthy and logged:") && reason.contains("not writable"), "{reason}");
     // A healthy replica's old error is no reason to stop.
