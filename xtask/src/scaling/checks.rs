@@ -166,7 +166,7 @@ pub fn startup_spread(expected: &[u32], startups: &BTreeMap<u32, Startup>, max_s
         summaries.push(format!("{key} spread {spread:.2} s"));
         if gap >= SEQUENTIAL_GAP_SECS {
             check.fail(format!(
-                "sequential start: a gap of {gap:.1} s between api-{after} and api-{before} ('{event}'), replicas queued on a lock instead of starting in parallel"
+                "sequential start: a gap of {gap:.1} s between api-{after} and api-{before} ('{event}'): replicas started one after another, as when they queue on a lock, not in parallel"
             ));
         } else if spread > max_spread {
             check.fail(format!("'{event}' spread {spread:.2} s across replicas, more than {max_spread} s"));
