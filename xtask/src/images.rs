@@ -202,7 +202,8 @@ fn build_mariadb(sh: &Shell, project: &Project, docker: &Docker, base: &str, for
     let base_id = docker.image_label(sh, base, INPUTS_LABEL).unwrap_or_default();
     let mut parts = vec![base.to_string(), base_id];
     for file in sorted_files(&context)? {
-        parts.push(file.display().to_string());
+        // The name, not the path: a clone elsewhere has the same inputs.
+        parts.push(file.file_name().unwrap_or_default().to_string_lossy().into_owned());
         parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
     }
     let inputs = hash_strings(&parts.iter().map(String::as_str).collect::<Vec<_>>());
