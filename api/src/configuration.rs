@@ -51,6 +51,9 @@ pub struct ApplicationSettings {
     pub port: u16,
     pub data_dir: PathBuf,
     pub max_upload_bytes: u64,
+    /// How long a client may stay silent while sending a request (its headers, or between
+    /// chunks of an upload) before the api gives up on it.
+    pub client_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -334,6 +337,13 @@ impl Settings {
                 "expected a size in bytes of at least 1",
                 |v: &u64| *v >= 1,
             )?,
+            client_timeout: Duration::from_secs(parse_or(
+                &get,
+                "API_CLIENT_TIMEOUT_SECS",
+                10u64,
+                "expected a whole number of seconds from 1 to 3600",
+                |v: &u64| (1..=3600).contains(v),
+            )?),
         };
 
         let migration = MigrationSettings {
@@ -419,6 +429,7 @@ mod tests {
         assert_eq!(s.application.port, 8080);
         assert_eq!(s.application.data_dir, PathBuf::from("/app/data"));
         assert_eq!(s.application.max_upload_bytes, 10_485_760);
+        assert_eq!(s.application.client_timeout, Duration::from_secs(10));
         assert_eq!(s.database.pool_size, 5);
         assert_eq!(s.database.database_name, "documents");
         assert_eq!(s.migration.deadline, Duration::from_secs(60));
@@ -456,6 +467,7 @@ mod tests {
             ("API_DB_POOL_SIZE", "0"),
             ("API_MIGRATION_DEADLINE_SECS", "-1"),
             ("API_MAX_UPLOAD_BYTES", "lots"),
+            ("API_CLIENT_TIMEOUT_SECS", "0"),
             ("API_HOST", "example.com"),
             ("API_MIGRATION_LOCK", "maybe"),
         ] {

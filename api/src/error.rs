@@ -96,11 +96,51 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // axum's Query decodes leniently: `%FF` would become U+FFFD and a document would be
+        // stored under a name the client never sent. Refuse it instead.
+        if let Some(query) = parts.uri.query() {
+            if !decodes_to_utf8(query) {
+                return Err(ApiError::bad_request(
+                    "invalid_query",
+                    "the query string is not valid UTF-8 once percent-decoded",
+                ));
+            }
+        }
         Query::<T>::from_request_parts(parts, state)
             .await
             .map(|Query(value)| Self(value))
             .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
     }
+}
+
+/// Whether every key and value of a query string is UTF-8 after percent-decoding.
+/// A `%` not followed by two hex digits is kept as is (the lenient decoders do the same).
+fn decodes_to_utf8(query: &str) -> bool {
+    query
+        .split('&')
+        .flat_map(|pair| pair.split('='))
+        .all(|part| {
+            let bytes = part.as_bytes();
+            let mut decoded = Vec::with_capacity(bytes.len());
+            let mut i = 0;
+            while i < bytes.len() {
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match (bytes[i], hex) {
+                    (b'%', Some(byte)) => {
+                        decoded.push(byte);
+                        i += 3;
+                    }
+                    (other, _) => {
+                        decoded.push(other);
+                        i += 1;
+                    }
+                }
+            }
+            std::str::from_utf8(&decoded).is_ok()
+        })
 }
 
 /// `Path<T>` whose rejection is our JSON 400 instead of axum's plain text.
@@ -203,6 +243,23 @@ mod tests {
         let body = body_json(response).await;
         assert_eq!(body["error"]["code"], "payload_too_large");
         assert_eq!(body["error"]["message"], "length limit exceeded");
+    }
+
+    #[test]
+    fn queries_that_decode_to_invalid_utf8_are_spotted() {
+        for good in [
+            "",
+            "name=a.txt",
+            "name=%C3%A9t%C3%A9",
+            "name=a+b&limit=5",
+            "x=100%",
+            "name=%zz",
+        ] {
+            assert!(decodes_to_utf8(good), "{good}");
+        }
+        for bad in ["name=%FF%FE", "limit=1&name=%C3", "%80=x"] {
+            assert!(!decodes_to_utf8(bad), "{bad}");
+        }
     }
 
     #[tokio::test]

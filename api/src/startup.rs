@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
@@ -21,6 +24,10 @@ use crate::storage::Storage;
 
 /// How long a request may wait for a pooled connection (also bounds the first connect).
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+/// After SIGTERM, in-flight requests get this long to finish; then the remaining connections
+/// are closed. Below `docker stop`'s default 10 s, so the process exits by itself rather than
+/// being killed (which would also leave upload temp files behind).
+const SHUTDOWN_DRAIN: Duration = Duration::from_secs(8);
 
 #[derive(Clone)]
 pub struct AppState {
@@ -28,6 +35,8 @@ pub struct AppState {
     pub storage: Storage,
     pub instance: Arc<InstanceInfo>,
     pub max_upload_bytes: u64,
+    /// A client silent this long mid-request is given up on (`API_CLIENT_TIMEOUT_SECS`).
+    pub client_timeout: Duration,
 }
 
 /// What `GET /instance` serves.
@@ -129,6 +138,7 @@ impl Application {
                 startup: report,
             }),
             max_upload_bytes: settings.application.max_upload_bytes,
+            client_timeout: settings.application.client_timeout,
         };
         Ok(Self {
             listener,
@@ -151,15 +161,55 @@ impl Application {
         &self.state.instance.startup
     }
 
-    /// Serve until `shutdown` completes; in-flight requests finish, then the pool closes.
+    /// Serve until `shutdown` completes: stop accepting, let in-flight requests finish (for at
+    /// most `SHUTDOWN_DRAIN`), then close the pool.
+    ///
+    /// hyper directly rather than `axum::serve`, which has no timer: without one a client
+    /// that sends half a request head and goes silent holds its connection, and the graceful
+    /// shutdown that waits for it, forever.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.state.client_timeout);
         let router = routes::router(self.state);
-        axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await?;
+        let graceful = GracefulShutdown::new();
+        tokio::pin!(shutdown);
+        loop {
+            let stream = tokio::select! {
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => stream,
+                    Err(e) => {
+                        // Out of file descriptors and the like: pause rather than spin.
+                        tracing::warn!(error = %e, "accepting a connection failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let service = TowerToHyperService::new(router.clone());
+            let connection = http.serve_connection(TokioIo::new(stream), service);
+            let connection = graceful.watch(connection);
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+            });
+        }
+        // New connections are refused from here on.
+        drop(self.listener);
+        let open = graceful.count();
+        tokio::select! {
+            () = graceful.shutdown() => {}
+            () = tokio::time::sleep(SHUTDOWN_DRAIN) => tracing::warn!(
+                open,
+                "connections still open {}s after the shutdown signal; closing them",
+                SHUTDOWN_DRAIN.as_secs()
+            ),
+        }
         self.pool.close().await;
         tracing::info!("Stopped");
         Ok(())

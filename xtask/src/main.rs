@@ -13,6 +13,7 @@ mod resilience;
 mod scaling;
 mod test;
 mod testdb;
+mod timeline;
 mod ui;
 
 use std::path::{Path, PathBuf};

@@ -1,13 +1,13 @@
 //! `cargo xtask test`: every test of the project, the README's test command.
-//! Unit tests, the api against a real MariaDB, then (with Docker) the scaling check for real
-//! and the fault-injection runs.
+//! Unit tests, the api against a real MariaDB, then (with Docker) the scaling check for real,
+//! the fault-injection runs and the resilience scenarios.
 
 use std::time::Instant;
 
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{faults, scaling, testdb, ui, Failed, Project};
+use crate::{faults, resilience, scaling, testdb, ui, Failed, Project};
 
 pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -46,6 +46,9 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
             scaling::run(sh, project, opts)
         });
         stage("fault injection (test-faults)", &mut || faults::run(sh, project, None));
+        stage("resilience (test-resilience)", &mut || {
+            resilience::run(sh, project, &crate::flags::TestResilience { replicas: None, only: None })
+        });
     }
 
     println!("\n{:<34} {:<8} {}", "stage", "time", "result");

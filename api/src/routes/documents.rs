@@ -60,7 +60,13 @@ pub async fn create(
     // Stream to a temporary file so memory stays flat whatever the upload size.
     let mut upload = state.storage.begin_upload().await?;
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    // A client that stops sending mid-upload must not hold its connection, its temp file and
+    // a stopping replica's shutdown forever.
+    let idle = state.client_timeout;
+    while let Some(chunk) = tokio::time::timeout(idle, stream.next())
+        .await
+        .map_err(|_| stalled(idle))?
+    {
         let chunk = chunk.map_err(|e| {
             ApiError::bad_request(
                 "invalid_body",
@@ -315,6 +321,17 @@ fn empty_body() -> ApiError {
     ApiError::bad_request(
         "empty_body",
         "the request body (the document's bytes) is empty",
+    )
+}
+
+fn stalled(idle: std::time::Duration) -> ApiError {
+    ApiError::client(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "no bytes of the upload arrived for {} s (API_CLIENT_TIMEOUT_SECS); send the body without pauses",
+            idle.as_secs()
+        ),
     )
 }
 

@@ -201,3 +201,19 @@ async fn a_path_that_is_not_utf8_is_a_json_400() {
     let app = spawn_app().await;
     assert_json_error(app.get("/documents/%FF%FE").await, 400, "invalid_path").await;
 }
+
+#[tokio::test]
+async fn a_query_that_is_not_utf8_once_decoded_is_a_400_not_a_stored_replacement_name() {
+    let app = spawn_app().await;
+    let response = app
+        .client
+        .post(app.url("/documents?name=%FF%FE"))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    let message = assert_json_error(response, 400, "invalid_query").await;
+    assert!(message.contains("UTF-8"), "{message}");
+    assert_json_error(app.get("/documents?limit=%C3").await, 400, "invalid_query").await;
+    assert!(app.files_in("documents").is_empty());
+}

@@ -102,6 +102,7 @@ impl TestDb {
                 port: 0,
                 data_dir: data_dir.to_owned(),
                 max_upload_bytes: MAX_UPLOAD_BYTES,
+                client_timeout: Duration::from_secs(10),
             },
             migration: migration_settings(Duration::from_secs(20), MigrationLock::On),
         }
@@ -330,7 +331,22 @@ pub async fn spawn_app() -> TestApp {
 
 /// An app on an existing database and data directory (a second replica).
 pub async fn spawn_app_on(db: Arc<TestDb>, data_dir: Arc<TempDir>) -> TestApp {
-    let app = Application::build(db.settings(&data_dir.0))
+    spawn_app_with_settings(db, data_dir, |_| {}).await
+}
+
+/// An app on a fresh database whose settings `adjust` changes first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_app_with_settings(TestDb::create().await, TempDir::new(), adjust).await
+}
+
+async fn spawn_app_with_settings(
+    db: Arc<TestDb>,
+    data_dir: Arc<TempDir>,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = db.settings(&data_dir.0);
+    adjust(&mut settings);
+    let app = Application::build(settings)
         .await
         .unwrap_or_else(|e| panic!("the app failed to start: {e}"));
     let port = app.port();

@@ -8,4 +8,5 @@ mod health;
 mod helpers;
 mod migrations;
 mod shared_storage;
+mod slow_clients;
 mod startup;

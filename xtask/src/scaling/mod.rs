@@ -11,7 +11,6 @@ mod tests;
 use std::{
     collections::BTreeMap,
     path::PathBuf,
-    sync::Mutex,
     time::{Duration, Instant},
 };
 
@@ -23,7 +22,7 @@ use self::{
     parse::Container,
 };
 use crate::{
-    docker::{Compose, Docker},
+    docker::{Compose, Docker, StackGuard},
     flags, images, preflight, testdb::random_hex, ui, CannotRun, Failed, Project,
 };
 
@@ -114,61 +113,6 @@ impl Options {
     }
 }
 
-/// The stack to take down on Ctrl-C, whatever the main thread is doing.
-static ACTIVE: Mutex<Option<Compose>> = Mutex::new(None);
-
-fn install_interrupt_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            eprintln!("\ninterrupted: removing the test stack");
-            if let Ok(mut active) = ACTIVE.lock() {
-                if let Some(compose) = active.take() {
-                    if let Ok(sh) = Shell::new() {
-                        let _ = compose.down(&sh);
-                    }
-                }
-            }
-            std::process::exit(130);
-        });
-    });
-}
-
-/// Takes the stack down when dropped: on success, failure, error and panic alike.
-struct StackGuard {
-    compose: Compose,
-    keep: bool,
-}
-
-impl StackGuard {
-    fn new(compose: &Compose, keep: bool) -> StackGuard {
-        *ACTIVE.lock().unwrap() = Some(compose.clone());
-        StackGuard { compose: compose.clone(), keep }
-    }
-}
-
-impl Drop for StackGuard {
-    fn drop(&mut self) {
-        let still_ours = ACTIVE.lock().map(|mut a| a.take().is_some()).unwrap_or(true);
-        if !still_ours {
-            return;
-        }
-        if self.keep {
-            eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
-            eprintln!("  {}", self.compose.user_command("ps"));
-            eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
-            eprintln!("  {}", self.compose.user_command("down -v --remove-orphans"));
-            return;
-        }
-        ui::step("Cleaning up: down -v --remove-orphans");
-        if let Ok(sh) = Shell::new() {
-            if let Err(e) = self.compose.down(&sh) {
-                ui::warn(&format!("cleanup failed: {e:#}"));
-            }
-        }
-    }
-}
-
 /// Everything a scenario produced.
 #[derive(Debug)]
 pub struct ScenarioResult {
@@ -239,7 +183,6 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         env_file: Some(env_file),
     };
 
-    install_interrupt_handler();
     ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
     compose.down(sh)?;
     let guard = StackGuard::new(&compose, opts.keep);
@@ -275,7 +218,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     Ok(report)
 }
 
-fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -> Result<()> {
+pub(crate) fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -> Result<()> {
     ui::step("Starting the database on a fresh volume");
     compose.run(sh, &["up", "-d", "--no-build", DB])?;
     let mut wait = ui::Waiting::new("db healthy");
@@ -364,6 +307,8 @@ fn run_scenario(
     std::fs::write(report_dir.join(format!("{}-api.log", scenario.slug())), &log_text)?;
     let lines = parse::logs(&log_text);
     let startups = parse::startups(&lines);
+    // Right away: Docker keeps only the last five probe results, which say when each turned healthy.
+    crate::timeline::add_to_report(sh, docker, scenario, &containers, &startups, t_up, report_dir);
     let last_lines: BTreeMap<u32, Vec<String>> =
         startups.iter().map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec())).collect();
 
@@ -391,7 +336,7 @@ fn run_scenario(
 
 /// Polls `ps` until `n` replicas are healthy; stops at once when one exits, restarts, turns
 /// unhealthy, or logs an error while not healthy.
-fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u32, timeout: Duration, since: Instant) -> Result<WaitOutcome> {
+pub(crate) fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u32, timeout: Duration, since: Instant) -> Result<WaitOutcome> {
     let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
     let mut polls = 0u32;
     loop {

@@ -1,0 +1,379 @@
+//! `cargo xtask test-resilience`: the scaled stack survives faults and bad input, and loses
+//! nothing. Each scenario runs against a real stack of N replicas (its own compose project,
+//! `scaling-resilience`), prints its figures and passes or fails on its own; the stack is
+//! taken down on every exit path. Exit 0 all passed, 1 one failed, 2 could not run.
+
+mod bad_input;
+mod cli;
+mod db_restart;
+mod http;
+mod leader;
+mod scale_down;
+mod security;
+mod stack;
+mod writers;
+
+use std::{
+    path::Path,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result};
+use serde::Serialize;
+use xshell::Shell;
+
+use self::stack::Stack;
+use crate::{
+    docker::{Compose, StackGuard},
+    flags, images, preflight,
+    testdb::random_hex,
+    ui, CannotRun, Failed, Project,
+};
+
+/// The scenarios' own compose project: never the developer's, nor the scaling check's.
+pub const PROJECT_NAME: &str = "scaling-resilience";
+const DB_NAME: &str = "app";
+/// How long a scenario waits for the replicas to be healthy before it starts.
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scenario {
+    LeaderDeath,
+    DbRestart,
+    ConcurrentWriters,
+    ScaleDown,
+    BadInput,
+    Security,
+    XtaskInput,
+}
+
+impl Scenario {
+    /// In the order, which is the report's.
+    pub const ALL: [Scenario; 7] = [
+        Scenario::LeaderDeath,
+        Scenario::DbRestart,
+        Scenario::ConcurrentWriters,
+        Scenario::ScaleDown,
+        Scenario::BadInput,
+        Scenario::Security,
+        Scenario::XtaskInput,
+    ];
+
+    /// The order they run in: the xtask's own bad input before any stack exists, leader death
+    /// on the fresh database, scale-down last (it leaves fewer replicas).
+    const RUN_ORDER: [Scenario; 7] = [
+        Scenario::XtaskInput,
+        Scenario::LeaderDeath,
+        Scenario::Security,
+        Scenario::DbRestart,
+        Scenario::ConcurrentWriters,
+        Scenario::BadInput,
+        Scenario::ScaleDown,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Scenario::LeaderDeath => "leader-death",
+            Scenario::DbRestart => "db-restart",
+            Scenario::ConcurrentWriters => "concurrent-writers",
+            Scenario::ScaleDown => "scale-down",
+            Scenario::BadInput => "bad-input",
+            Scenario::Security => "security",
+            Scenario::XtaskInput => "xtask-input",
+        }
+    }
+
+    pub fn number(self) -> usize {
+        Scenario::ALL.iter().position(|s| *s == self).expect("listed") + 1
+    }
+
+    fn needs_stack(self) -> bool {
+        self != Scenario::XtaskInput
+    }
+
+    pub fn parse_list(list: &str) -> Result<Vec<Scenario>> {
+        let mut chosen = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let scenario = Scenario::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
+                CannotRun(format!(
+                    "--only {name:?}: unknown scenario; choose from {}",
+                    Scenario::ALL.map(Scenario::name).join(", ")
+                ))
+            })?;
+            if !chosen.contains(&scenario) {
+                chosen.push(scenario);
+            }
+        }
+        if chosen.is_empty() {
+            return Err(CannotRun("--only: name at least one scenario".into()).into());
+        }
+        Ok(chosen)
+    }
+}
+
+/// What a scenario found: its figures, and every reason it failed (none: passed).
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Verdict {
+    pub figures: Vec<String>,
+    pub problems: Vec<String>,
+}
+
+impl Verdict {
+    pub fn figure(&mut self, line: impl Into<String>) {
+        self.figures.push(line.into());
+    }
+
+    pub fn problem(&mut self, line: impl Into<String>) {
+        self.problems.push(line.into());
+    }
+
+    /// Records `problem()` unless `ok`.
+    pub fn require(&mut self, ok: bool, problem: impl FnOnce() -> String) {
+        if !ok {
+            self.problems.push(problem());
+        }
+    }
+
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct ScenarioResult {
+    scenario: Scenario,
+    number: usize,
+    passed: bool,
+    seconds: f64,
+    verdict: Verdict,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub replicas: u32,
+    pub scenarios: Vec<Scenario>,
+}
+
+impl Options {
+    pub fn from_flags(flags: &flags::TestResilience) -> Result<Options> {
+        let replicas = flags.replicas.unwrap_or(4);
+        if !(2..=16).contains(&replicas) {
+            return Err(CannotRun(format!(
+                "--replicas {replicas}: choose between 2 and 16 (leader death needs a replica to take over, scale-down halves the count)"
+            ))
+            .into());
+        }
+        let scenarios = match flags.only.as_deref() {
+            Some(list) => Scenario::parse_list(list)?,
+            None => Scenario::ALL.to_vec(),
+        };
+        Ok(Options { replicas, scenarios })
+    }
+}
+
+pub fn run(sh: &Shell, project: &Project, flags: &flags::TestResilience) -> Result<()> {
+    let opts = Options::from_flags(flags)?;
+    let mut outcomes = execute(sh, project, &opts)?;
+    outcomes.sort_by_key(|o| o.scenario);
+    print_table(&outcomes);
+    let failed = outcomes.iter().filter(|o| !o.passed).count();
+    println!("resilience: {} passed, {failed} failed", outcomes.len() - failed);
+    if failed > 0 {
+        let names: Vec<&str> = outcomes.iter().filter(|o| !o.passed).map(|o| o.scenario.name()).collect();
+        return Err(Failed(format!("resilience scenarios failed: {}", names.join(", "))).into());
+    }
+    Ok(())
+}
+
+/// Runs the chosen scenarios. An `Err` means the run could not happen (no docker, no
+/// images); a failing scenario is an outcome, not an error.
+fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<ScenarioResult>> {
+    ui::step(&format!("Resilience: {} replicas, scenarios {}", opts.replicas, opts.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")));
+    let (docker, compose_program) = preflight::run(sh, project)?;
+    let report_dir = project.target_dir.join("resilience-report");
+    if report_dir.exists() {
+        std::fs::remove_dir_all(&report_dir).with_context(|| format!("clearing {}", report_dir.display()))?;
+    }
+    std::fs::create_dir_all(&report_dir)?;
+
+    let mut outcomes = Vec::new();
+    let chosen = |s: Scenario| opts.scenarios.contains(&s);
+    if chosen(Scenario::XtaskInput) {
+        outcomes.push(timed(Scenario::XtaskInput, || cli::run(sh, &docker)));
+    }
+    if !opts.scenarios.iter().any(|s| s.needs_stack()) {
+        return Ok(outcomes);
+    }
+
+    let image_set = images::ensure(sh, project, &docker, &compose_program, false)?;
+    // Fresh random passwords per run: nothing secret is stored or printed, and the security
+    // scenario looks for these exact values in the images.
+    let secrets = vec![random_hex(16)?, random_hex(16)?];
+    let mut env = image_set.env.clone();
+    env.push(("DB_NAME".into(), DB_NAME.into()));
+    env.push(("DB_USER".into(), "app".into()));
+    env.push(("DB_PASSWORD".into(), secrets[0].clone()));
+    env.push(("DB_ROOT_PASSWORD".into(), secrets[1].clone()));
+    env.push(("RUST_LOG".into(), "info".into()));
+    // The compose file reads its variables from this (empty) file, never a developer's `.env`.
+    let env_file = report_dir.join("empty.env");
+    std::fs::write(&env_file, "")?;
+    let compose = Compose { program: compose_program, file: project.compose_file(), project: PROJECT_NAME.into(), env, env_file: Some(env_file) };
+    let stack = Stack {
+        sh,
+        compose,
+        docker: docker.clone(),
+        replicas: opts.replicas,
+        secrets,
+        api_image: image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE).to_string(),
+        db_image: image_set.get("DB_IMAGE").unwrap_or(images::OFFICIAL_DB_IMAGE).to_string(),
+    };
+
+    ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
+    stack.compose.down(sh)?;
+    let guard = StackGuard::new(&stack.compose, false);
+    let setup = stack.start_db();
+    match setup {
+        Err(e) => {
+            for scenario in Scenario::RUN_ORDER.into_iter().filter(|s| s.needs_stack() && chosen(*s)) {
+                outcomes.push(failed_outcome(scenario, format!("the database did not start: {e:#}")));
+            }
+        }
+        Ok(()) => {
+            for scenario in Scenario::RUN_ORDER.into_iter().filter(|s| s.needs_stack() && chosen(*s)) {
+                outcomes.push(timed(scenario, || run_on_stack(&stack, scenario)));
+            }
+        }
+    }
+    save_logs(&stack, &report_dir);
+    drop(guard);
+    let left = docker.project_leftovers(sh, PROJECT_NAME)?;
+    if !left.is_empty() {
+        let last = outcomes.last_mut().expect("a stack scenario ran");
+        last.passed = false;
+        last.verdict.problem(format!("cleanup left behind: {}", left.join(", ")));
+    }
+    let json = serde_json::to_string_pretty(&outcomes)?;
+    std::fs::write(report_dir.join("report.json"), json)?;
+    ui::note(&format!("report and logs: {}", report_dir.display()));
+    Ok(outcomes)
+}
+
+fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
+    let n = stack.replicas;
+    if scenario == Scenario::LeaderDeath {
+        return leader::run(stack);
+    }
+    // Every other scenario starts from N healthy replicas (leader death, if it ran, left
+    // them so; otherwise they start here on the fresh database).
+    if stack.api_containers()?.is_empty() {
+        ui::step(&format!("Starting {n} replicas"));
+        stack.scale_api(n)?;
+    }
+    stack.wait_healthy(n, HEALTHY_TIMEOUT)?;
+    match scenario {
+        Scenario::DbRestart => db_restart::run(stack),
+        Scenario::ConcurrentWriters => writers::run(stack),
+        Scenario::ScaleDown => scale_down::run(stack),
+        Scenario::BadInput => bad_input::run(stack),
+        Scenario::Security => security::run(stack),
+        Scenario::LeaderDeath | Scenario::XtaskInput => unreachable!("handled above"),
+    }
+}
+
+fn timed(scenario: Scenario, f: impl FnOnce() -> Result<Verdict>) -> ScenarioResult {
+    ui::step(&format!("Scenario {}: {}", scenario.number(), scenario.name()));
+    let started = Instant::now();
+    let verdict = f().unwrap_or_else(|e| Verdict { figures: vec![], problems: vec![format!("could not complete: {e:#}")] });
+    let seconds = started.elapsed().as_secs_f64();
+    for line in &verdict.figures {
+        ui::note(line);
+    }
+    for line in &verdict.problems {
+        ui::note(&format!("{} {line}", ui::paint("FAIL", "1;31")));
+    }
+    ScenarioResult { scenario, number: scenario.number(), passed: verdict.passed(), seconds, verdict }
+}
+
+fn failed_outcome(scenario: Scenario, reason: String) -> ScenarioResult {
+    ScenarioResult { scenario, number: scenario.number(), passed: false, seconds: 0.0, verdict: Verdict { figures: vec![], problems: vec![reason] } }
+}
+
+fn print_table(outcomes: &[ScenarioResult]) {
+    println!();
+    for o in outcomes {
+        let verdict = if o.passed { ui::paint_stdout("PASS", "1;32") } else { ui::paint_stdout("FAIL", "1;31") };
+        println!("{verdict} {} {} ({:.0} s)", o.number, o.scenario.name(), o.seconds);
+        for line in &o.verdict.figures {
+            println!("       {line}");
+        }
+        for line in &o.verdict.problems {
+            println!("       FAIL: {line}");
+        }
+    }
+}
+
+/// Every container's log into the report directory, before the stack goes away.
+fn save_logs(stack: &Stack, dir: &Path) {
+    if let Ok(text) = stack.compose.run(stack.sh, &["logs", "--timestamps", "--no-color"]) {
+        let _ = std::fs::write(dir.join("compose.log"), text);
+    }
+}
+
+/// Deterministic bytes for test documents (xorshift64*): no randomness source needed, and
+/// a failure can be reproduced from its seed.
+pub fn pseudo_random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            (state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 56) as u8
+        })
+        .collect()
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    format!("{:x}", Sha256::digest(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scenario_lists_parse_and_unknown_names_cannot_run() {
+        assert_eq!(Scenario::parse_list("security, leader-death").unwrap(), vec![Scenario::Security, Scenario::LeaderDeath]);
+        let err = Scenario::parse_list("leader-death,nope").unwrap_err();
+        assert!(err.downcast_ref::<CannotRun>().is_some());
+        assert!(err.to_string().contains("\"nope\""), "{err}");
+        assert!(Scenario::parse_list(" , ").is_err());
+        assert_eq!(Scenario::ALL.map(Scenario::number), [1, 2, 3, 4, 5, 6, 7]);
+        let mut run = Scenario::RUN_ORDER.to_vec();
+        run.sort();
+        assert_eq!(run, Scenario::ALL.to_vec(), "every scenario runs once");
+    }
+
+    #[test]
+    fn replica_counts_outside_two_to_sixteen_cannot_run() {
+        for bad in [0, 1, 17] {
+            let flags = flags::TestResilience { replicas: Some(bad), only: None };
+            let err = Options::from_flags(&flags).unwrap_err();
+            assert!(err.downcast_ref::<CannotRun>().is_some(), "{bad}");
+            assert!(err.to_string().starts_with(&format!("--replicas {bad}:")), "{err}");
+        }
+        assert_eq!(Options::from_flags(&flags::TestResilience { replicas: None, only: None }).unwrap().replicas, 4);
+    }
+
+    #[test]
+    fn pseudo_random_bytes_are_deterministic_and_differ_by_seed() {
+        assert_eq!(pseudo_random_bytes(7, 64), pseudo_random_bytes(7, 64));
+        assert_ne!(pseudo_random_bytes(7, 64), pseudo_random_bytes(8, 64));
+        let sample = pseudo_random_bytes(1, 4096);
+        let distinct: std::collections::BTreeSet<u8> = sample.iter().copied().collect();
+        assert!(distinct.len() > 200, "{}", distinct.len());
+    }
+}

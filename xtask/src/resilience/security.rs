@@ -1,0 +1,272 @@
+//! Scenario 6, security facts checked, not assumed: each replica runs as the non-root UID,
+//! its root filesystem is read-only, no credential is in an image's history or environment,
+//! and every published port is bound to 127.0.0.1 only.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Deserialize;
+
+use super::{
+    stack::{Stack, API, API_PORT},
+    Verdict,
+};
+
+/// The compose file's default `API_UID` (the Dockerfile's `ARG UID`).
+pub const API_UID: &str = "10001";
+/// Names of variables that carry credentials; none may be baked into an image.
+const CREDENTIAL_WORDS: [&str; 5] = ["PASSWORD", "PASSWD", "SECRET", "TOKEN", "DATABASE_URL"];
+
+pub fn run(stack: &Stack) -> Result<Verdict> {
+    let containers = stack.api_containers()?;
+    let mut uids = BTreeMap::new();
+    let mut touch = BTreeMap::new();
+    for c in &containers {
+        let out = stack.exec_api(c.number, &["id", "-u"])?;
+        uids.insert(c.number, String::from_utf8_lossy(&out.stdout).trim().to_string());
+        let out = stack.exec_api(c.number, &["sh", "-c", "touch /resilience-probe 2>&1; echo \"exit=$?\""])?;
+        touch.insert(c.number, String::from_utf8_lossy(&out.stdout).trim().to_string());
+    }
+    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let inspect = stack.docker.inspect(stack.sh, &ids, "{{.Name}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{json .HostConfig.CapDrop}} secopt={{json .HostConfig.SecurityOpt}}")?;
+
+    let mut images = Vec::new();
+    for image in [&stack.api_image, &stack.db_image] {
+        let history = stack.docker.history(stack.sh, image)?;
+        let env = stack.docker.image_inspect(stack.sh, image, "{{json .Config.Env}}")?;
+        images.push(ImageFacts { image: image.clone(), history, env });
+    }
+
+    let ps = stack.compose.run(stack.sh, &["ps", "--all", "--format", "json"])?;
+    let mut ports = Vec::new();
+    for c in &containers {
+        let addr = stack.compose.port(stack.sh, API, c.number, API_PORT)?;
+        ports.push((c.number, addr));
+    }
+
+    let mut v = Verdict::default();
+    judge_users(&mut v, &uids);
+    judge_root_fs(&mut v, &touch, &inspect);
+    judge_images(&mut v, &images, &stack.secrets);
+    judge_ports(&mut v, &ps, &ports);
+    Ok(v)
+}
+
+pub fn judge_users(v: &mut Verdict, uids: &BTreeMap<u32, String>) {
+    let wrong: Vec<String> = uids.iter().filter(|(_, u)| u.as_str() != API_UID).map(|(n, u)| format!("api-{n} runs as uid {u:?}")).collect();
+    if wrong.is_empty() && !uids.is_empty() {
+        v.figure(format!("all {} replicas run as uid {API_UID} (`id -u`), not root", uids.len()));
+    } else {
+        v.problem(format!("expected uid {API_UID} everywhere: {}", wrong.join(", ")));
+    }
+}
+
+pub fn judge_root_fs(v: &mut Verdict, touch: &BTreeMap<u32, String>, inspect: &str) {
+    let mut problems = Vec::new();
+    for (n, out) in touch {
+        if out.ends_with("exit=0") || !out.contains("Read-only file system") {
+            problems.push(format!("api-{n}: `touch /resilience-probe` did not fail as read-only ({out:?})"));
+        }
+    }
+    let lines: Vec<&str> = inspect.lines().filter(|l| !l.trim().is_empty()).collect();
+    for line in &lines {
+        if !line.contains("readonly=true") {
+            problems.push(format!("not a read-only root filesystem: {line}"));
+        }
+        if !line.contains("capdrop=[\"ALL\"]") {
+            problems.push(format!("capabilities not all dropped: {line}"));
+        }
+        if !line.contains("no-new-privileges") {
+            problems.push(format!("no-new-privileges is not set: {line}"));
+        }
+    }
+    if lines.len() != touch.len() {
+        problems.push(format!("inspected {} containers, probed {}", lines.len(), touch.len()));
+    }
+    if problems.is_empty() {
+        v.figure(format!("root filesystem read-only on all {} replicas (`touch /x` fails: Read-only file system; ReadonlyRootfs=true), cap_drop ALL, no-new-privileges", touch.len()));
+    }
+    for p in problems {
+        v.problem(p);
+    }
+}
+
+pub struct ImageFacts {
+    pub image: String,
+    /// `docker history --no-trunc` CreatedBy lines.
+    pub history: String,
+    /// `.Config.Env` as JSON.
+    pub env: String,
+}
+
+pub fn judge_images(v: &mut Verdict, images: &[ImageFacts], secrets: &[String]) {
+    let before = v.problems.len();
+    for facts in images {
+        for (what, text) in [("history", &facts.history), ("environment", &facts.env)] {
+            if secrets.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) {
+                v.problem(format!("{}: this run's database password appears in the image's {what}", facts.image));
+            }
+        }
+        let env: Vec<String> = serde_json::from_str(facts.env.trim()).unwrap_or_default();
+        for var in env.iter().filter(|kv| credential_name(kv.split('=').next().unwrap_or(""))) {
+            let name = var.split('=').next().unwrap_or("");
+            v.problem(format!("{}: the image's environment defines {name}", facts.image));
+        }
+        for line in facts.history.lines() {
+            if let Some(word) = credential_assignment(line) {
+                v.problem(format!("{}: a layer sets {word}: {}", facts.image, line.chars().take(160).collect::<String>()));
+            }
+        }
+    }
+    if v.problems.len() == before {
+        v.figure(format!(
+            "no credential in `docker history --no-trunc` or .Config.Env of {} (this run's passwords absent, no PASSWORD/SECRET/TOKEN/DATABASE_URL variable)",
+            images.iter().map(|i| i.image.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+}
+
+fn credential_name(name: &str) -> bool {
+    let upper = name.to_ascii_uppercase();
+    CREDENTIAL_WORDS.iter().any(|w| upper.contains(w))
+}
+
+/// `ENV DB_PASSWORD=...`, `ARG API_TOKEN=...` or `MYSQL_ROOT_PASSWORD=... cmd` in a layer's command.
+fn credential_assignment(line: &str) -> Option<String> {
+    line.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '"' || c == '\'')
+        .filter_map(|word| word.split_once('='))
+        .find(|(name, value)| credential_name(name) && !value.is_empty() && !value.starts_with('$'))
+        .map(|(name, _)| name.to_string())
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct PsEntry {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    publishers: Option<Vec<Publisher>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct Publisher {
+    #[serde(default, rename = "URL")]
+    url: String,
+    #[serde(default)]
+    published_port: u16,
+    #[serde(default)]
+    target_port: u16,
+}
+
+/// `ps --format json` (JSON Lines or an array) for every published port's address, plus
+/// `port --index=i api 8080` per replica.
+pub fn judge_ports(v: &mut Verdict, ps: &str, ports: &[(u32, String)]) {
+    let trimmed = ps.trim();
+    let entries: Vec<PsEntry> = if trimmed.starts_with('[') {
+        serde_json::from_str(trimmed).unwrap_or_default()
+    } else {
+        trimmed.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    };
+    let mut published = 0;
+    let before = v.problems.len();
+    for entry in &entries {
+        for p in entry.publishers.iter().flatten().filter(|p| p.published_port != 0) {
+            published += 1;
+            if p.url != "127.0.0.1" {
+                v.problem(format!("{} publishes {} on {:?}, not 127.0.0.1", entry.name, p.target_port, p.url));
+            }
+        }
+    }
+    for (n, addr) in ports {
+        if !addr.starts_with("127.0.0.1:") {
+            v.problem(format!("`port --index={n} api {API_PORT}` gives {addr}, not 127.0.0.1"));
+        }
+    }
+    if published < ports.len() {
+        v.problem(format!("ps lists {published} published ports for {} replicas", ports.len()));
+    }
+    if v.problems.len() == before {
+        v.figure(format!("{published} published ports across {} containers, all on 127.0.0.1 (ps Publishers and `compose port`); the database publishes none", entries.len()));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uid_10001_everywhere_passes_and_root_fails() {
+        let mut v = Verdict::default();
+        judge_users(&mut v, &[(1, "10001".to_string()), (2, "10001".into())].into());
+        assert!(v.passed());
+        let mut v = Verdict::default();
+        judge_users(&mut v, &[(1, "10001".to_string()), (2, "0".into())].into());
+        assert!(v.problems[0].contains("api-2 runs as uid \"0\""), "{:?}", v.problems);
+    }
+
+    const INSPECT_OK: &str = "/p-api-1 readonly=true capdrop=[\"ALL\"] secopt=[\"no-new-privileges:true\"]\n";
+
+    #[test]
+    fn a_read_only_root_passes_and_a_writable_one_fails() {
+        let touch_fails = [(1, "touch: cannot touch '/resilience-probe': Read-only file system\nexit=1".to_string())].into();
+        let mut v = Verdict::default();
+        judge_root_fs(&mut v, &touch_fails, INSPECT_OK);
+        assert!(v.passed(), "{:?}", v.problems);
+
+        let mut v = Verdict::default();
+        judge_root_fs(&mut v, &[(1, "exit=0".to_string())].into(), "/p-api-1 readonly=false capdrop=null secopt=null\n");
+        let text = v.problems.join("\n");
+        assert!(text.contains("did not fail as read-only"), "{text}");
+        assert!(text.contains("not a read-only root filesystem"), "{text}");
+        assert!(text.contains("capabilities not all dropped"), "{text}");
+    }
+
+    fn image(history: &str, env: &str) -> ImageFacts {
+        ImageFacts { image: "localhost/scaling-api:latest".into(), history: history.into(), env: env.into() }
+    }
+
+    #[test]
+    fn clean_images_pass() {
+        let mut v = Verdict::default();
+        let history = "COPY target/docker/api /usr/local/bin/api # buildkit\nENV API_DATA_DIR=/app/data API_PORT=8080\nRUN |2 UID=10001 GID=10001 /bin/sh -c set -eu; useradd api\n";
+        judge_images(&mut v, &[image(history, r#"["PATH=/usr/bin","API_PORT=8080"]"#)], &["s3cr3tvalue".into()]);
+        assert!(v.passed(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn a_baked_password_fails_by_value_by_env_name_and_by_assignment() {
+        let mut v = Verdict::default();
+        judge_images(&mut v, &[image("RUN echo s3cr3tvalue", "[]")], &["s3cr3tvalue".into()]);
+        assert!(v.problems[0].contains("password appears in the image's history"), "{:?}", v.problems);
+
+        let mut v = Verdict::default();
+        judge_images(&mut v, &[image("", r#"["DB_PASSWORD=hunter2"]"#)], &[]);
+        assert!(v.problems[0].contains("environment defines DB_PASSWORD"), "{:?}", v.problems);
+
+        let mut v = Verdict::default();
+        judge_images(&mut v, &[image("/bin/sh -c #(nop) ENV MYSQL_ROOT_PASSWORD=root", "[]")], &[]);
+        assert!(v.problems[0].contains("a layer sets MYSQL_ROOT_PASSWORD"), "{:?}", v.problems);
+
+        // Reading a variable is not setting it.
+        let mut v = Verdict::default();
+        judge_images(&mut v, &[image("RUN MYSQL_PWD=$MYSQL_PASSWORD mariadb", "[]")], &[]);
+        assert!(v.passed(), "{:?}", v.problems);
+    }
+
+    #[test]
+    fn ports_on_loopback_pass_and_on_all_interfaces_fail() {
+        let ps = r#"{"Name":"p-api-1","Publishers":[{"URL":"127.0.0.1","TargetPort":8080,"PublishedPort":49153,"Protocol":"tcp"}]}
+{"Name":"p-db-1","Publishers":[{"URL":"","TargetPort":3306,"PublishedPort":0,"Protocol":"tcp"}]}"#;
+        let mut v = Verdict::default();
+        judge_ports(&mut v, ps, &[(1, "127.0.0.1:49153".into())]);
+        assert!(v.passed(), "{:?}", v.problems);
+
+        let ps = r#"[{"Name":"p-api-1","Publishers":[{"URL":"0.0.0.0","TargetPort":8080,"PublishedPort":49153}]}]"#;
+        let mut v = Verdict::default();
+        judge_ports(&mut v, ps, &[(1, "0.0.0.0:49153".into())]);
+        let text = v.problems.join("\n");
+        assert!(text.contains("publishes 8080 on \"0.0.0.0\""), "{text}");
+        assert!(text.contains("gives 0.0.0.0:49153"), "{text}");
+    }
+}
