@@ -62,7 +62,7 @@ xflags::xflags! {
         }
 
         /// Run all the tests: xtask unit tests, the api's tests against a real MariaDB,
-        /// the scaling check and the fault-injection runs.
+        /// the scaling check, the fault-injection runs and the resilience scenarios.
         cmd test {
             /// Only the tests that need no Docker (unit tests and the api against MariaDB).
             optional --no-docker
