@@ -22,15 +22,19 @@ pub struct StartupFigures {
     pub slowest_ready_s: Option<f64>,
     /// From `up` to the last container's process start: what Docker and Compose take.
     pub last_container_started_s: Option<f64>,
-    /// Mean time from `Listening on` to healthy: what the health check's timing costs.
+    /// Mean time from `Listening on` to healthy: what the health check's timing costs (over
+    /// the replicas whose healthy time is exact).
     pub ready_to_healthy_mean_s: Option<f64>,
-    /// False when a replica's healthy time is only an upper bound (see `timeline::first_healthy`).
+    /// False when the last replica's healthy time is only an upper bound (Docker had already
+    /// dropped the probe that turned it healthy, see `timeline::first_healthy`).
     pub healthy_exact: bool,
 }
 
 impl StartupFigures {
     pub fn of(timeline: &Timeline) -> StartupFigures {
-        let gaps: Vec<f64> = timeline.rows.iter().filter_map(|r| Some(r.at(Mark::Healthy)? - r.at(Mark::Ready)?)).collect();
+        let gaps: Vec<f64> =
+            timeline.rows.iter().filter(|r| r.healthy_exact).filter_map(|r| Some(r.at(Mark::Healthy)? - r.at(Mark::Ready)?)).collect();
+        let last_healthy = timeline.rows.iter().filter_map(|r| Some((r.at(Mark::Healthy)?, r))).max_by(|a, b| a.0.total_cmp(&b.0));
         StartupFigures {
             time_to_all_healthy_s: timeline.slowest(Mark::Healthy),
             pool_created_spread_s: timeline.spread(Mark::PoolCreated),
@@ -38,7 +42,7 @@ impl StartupFigures {
             slowest_ready_s: timeline.slowest(Mark::Ready),
             last_container_started_s: timeline.slowest(Mark::ContainerStarted),
             ready_to_healthy_mean_s: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
-            healthy_exact: timeline.rows.iter().all(|r| r.healthy_exact),
+            healthy_exact: last_healthy.is_some_and(|(_, r)| r.healthy_exact),
         }
     }
 }
@@ -279,14 +283,29 @@ mod tests {
     }
 
     #[test]
+    fn time_to_healthy_is_exact_when_the_last_replica_is_and_inexact_rows_stay_out_of_the_mean() {
+        let mut early = row(1, &[(Mark::Ready, 0.5), (Mark::Healthy, 2.5)]);
+        early.healthy_exact = false;
+        let last = row(2, &[(Mark::Ready, 2.0), (Mark::Healthy, 3.0)]);
+        let timeline = Timeline { title: "t".into(), origin: chrono::Utc::now(), rows: vec![early.clone(), last.clone()] };
+        let f = StartupFigures::of(&timeline);
+        assert!(f.healthy_exact);
+        assert_eq!((f.time_to_all_healthy_s, f.ready_to_healthy_mean_s), (Some(3.0), Some(1.0)));
+        let mut late_and_inexact = last;
+        late_and_inexact.healthy_exact = false;
+        let timeline = Timeline { rows: vec![early, late_and_inexact], ..timeline };
+        let f = StartupFigures::of(&timeline);
+        assert!(!f.healthy_exact);
+        assert_eq!(f.ready_to_healthy_mean_s, None);
+    }
+
+    #[test]
     fn a_replica_that_never_turned_healthy_leaves_time_to_healthy_unknown() {
-        let mut late = row(2, &[(Mark::PoolCreated, 1.0)]);
-        late.healthy_exact = false;
+        let late = row(2, &[(Mark::PoolCreated, 1.0)]);
         let timeline = Timeline { title: "t".into(), origin: chrono::Utc::now(), rows: vec![row(1, &[(Mark::Healthy, 1.0)]), late] };
         let f = StartupFigures::of(&timeline);
         assert_eq!(f.time_to_all_healthy_s, None);
         assert_eq!(f.slowest_ready_s, None);
-        assert!(!f.healthy_exact);
     }
 
     #[test]

@@ -50,7 +50,9 @@ const LOAD_SECONDS: u32 = 4;
 /// `docker stats` is sampled this long after wrk starts, once connections are warm.
 const STATS_DELAY: Duration = Duration::from_millis(1000);
 const DOCUMENT_BYTES: usize = 4096;
-/// How long the machine's CPU is watched while the replicas sit idle.
+/// How long the machine's CPU is watched while the replicas sit idle, after letting Docker
+/// finish the start-up's own work.
+const IDLE_SETTLE: Duration = Duration::from_secs(2);
 const IDLE_SAMPLE: Duration = Duration::from_secs(3);
 
 /// `--replicas 1,4,16` → [1, 4, 16].
@@ -110,6 +112,9 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     let api_image = image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE).to_string();
     let bench = Bench { sh, compose, docker, wrk, script, report_dir };
 
+    let machine = Machine { cores: std::thread::available_parallelism().map(usize::from).unwrap_or(0), docker_engine: bench.docker.server_version(sh)? };
+    let api_image = ImageFacts { size_bytes: bench.docker.image_size(sh, &api_image)?, name: api_image };
+
     ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
     bench.compose.down(sh)?;
     let guard = StackGuard::new(&bench.compose, false);
@@ -128,8 +133,8 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
 
     let report = Report {
         generated_at: Utc::now(),
-        machine: Machine { cores: std::thread::available_parallelism().map(usize::from).unwrap_or(0), docker_engine: bench.docker.server_version(sh)? },
-        api_image: ImageFacts { size_bytes: bench.docker.image_size(sh, &api_image)?, name: api_image },
+        machine,
+        api_image,
         load: LoadSettings {
             generator: wrk_version(sh, &bench.wrk),
             seconds_per_measurement: LOAD_SECONDS,
@@ -151,11 +156,13 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
     ui::step(&format!("N = {n}: fresh database"));
     remove_replicas(bench)?;
     reset_database(bench)?;
-    let (fresh, _) = start_replicas(bench, n, "fresh database")?;
+    let fresh = start_replicas(bench, n, "fresh database")?;
     ui::step(&format!("N = {n}: existing database"));
     remove_replicas(bench)?;
-    let (existing, containers) = start_replicas(bench, n, "existing database")?;
+    let existing = start_replicas(bench, n, "existing database")?;
+    let containers = existing.containers;
 
+    std::thread::sleep(IDLE_SETTLE);
     let idle_host_cpu_percent = host_cpu_busy(IDLE_SAMPLE)?;
     ui::note(&format!("idle: the machine's CPU is {} busy", idle_host_cpu_percent.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "?".into())));
 
@@ -177,9 +184,10 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
 
     let page = format!("timeline-n{n}.html");
     let intro = format!("Where the start-up time of {n} replicas goes, from `docker compose up`: on a fresh database, then on the migrated one.");
-    let html = timeline::page(&format!("Start-up timeline, N = {n}"), &intro, &[fresh.1, existing.1])?;
+    let html = timeline::page(&format!("Start-up timeline, N = {n}"), &intro, &[fresh.timeline, existing.timeline])?;
     std::fs::write(bench.report_dir.join(&page), html)?;
-    let run = Run { replicas: n, idle_host_cpu_percent, fresh: fresh.0, existing: existing.0, read, upload, memory: figures::memory(&idle, &[read_usage, upload_usage]) };
+    let memory = figures::memory(&idle, &[read_usage, upload_usage]);
+    let run = Run { replicas: n, idle_host_cpu_percent, fresh: fresh.figures, existing: existing.figures, read, upload, memory };
     Ok((run, page))
 }
 
@@ -199,9 +207,16 @@ fn reset_database(bench: &Bench) -> Result<()> {
     Ok(())
 }
 
+/// One start-up of N replicas.
+struct Started {
+    figures: StartupFigures,
+    timeline: Timeline,
+    containers: Vec<parse::Container>,
+}
+
 /// `up --scale api=n`, waits until all are healthy, and reads their timeline right away
 /// (Docker keeps only the last five health probe results).
-fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<((StartupFigures, Timeline), Vec<parse::Container>)> {
+fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
     let origin = Utc::now();
     let t_up = Instant::now();
     let scale = format!("{API}={n}");
@@ -218,16 +233,16 @@ fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<((StartupFigu
     std::fs::write(bench.report_dir.join("logs").join(format!("n{n}-{slug}.log")), &logs)?;
     let startups = parse::startups(&parse::logs(&logs));
     let timeline = timeline::shape(&format!("{database}, {n} replicas"), origin, &times, &startups);
-    let f = StartupFigures::of(&timeline);
+    let figures = StartupFigures::of(&timeline);
     let s = |v: Option<f64>| v.map(|v| format!("{v:.2} s")).unwrap_or_else(|| "?".into());
     ui::note(&format!(
         "all healthy after {}, pool spread {}, ready spread {}, slowest ready {}",
-        s(f.time_to_all_healthy_s),
-        s(f.pool_created_spread_s),
-        s(f.ready_spread_s),
-        s(f.slowest_ready_s)
+        s(figures.time_to_all_healthy_s),
+        s(figures.pool_created_spread_s),
+        s(figures.ready_spread_s),
+        s(figures.slowest_ready_s)
     ));
-    Ok(((f, timeline), containers))
+    Ok(Started { figures, timeline, containers })
 }
 
 /// The document every read asks for.
