@@ -93,7 +93,9 @@ impl Docker {
             .quiet()
             .read()
             .with_context(|| format!("inspecting image {image}"))?;
-        out.trim().parse().with_context(|| format!("image size of {image}: {out:?}"))
+        out.trim()
+            .parse()
+            .with_context(|| format!("image size of {image}: {out:?}"))
     }
 
     /// Tries to pull an image; `Ok(false)` when the registry cannot be reached.
@@ -113,7 +115,13 @@ impl Docker {
             .arg("-C")
             .arg(rootfs)
             // apt's package lists are 50 MB that a later `apt-get update` fetches anyway.
-            .args(["--numeric-owner", "--exclude=./var/lib/apt/lists/*", "--exclude=./var/cache/apt/*.bin", "-c", "."])
+            .args([
+                "--numeric-owner",
+                "--exclude=./var/lib/apt/lists/*",
+                "--exclude=./var/cache/apt/*.bin",
+                "-c",
+                ".",
+            ])
             .stdout(Stdio::piped())
             .spawn()
             .context("starting tar over the root filesystem")?;
@@ -130,13 +138,23 @@ impl Docker {
             .context("running `docker import`")?;
         let tar_status = tar.wait().context("waiting for tar")?;
         if !tar_status.success() || !status.success() {
-            bail!("importing {} as {image} failed (tar: {tar_status}, docker import: {status})", rootfs.display());
+            bail!(
+                "importing {} as {image} failed (tar: {tar_status}, docker import: {status})",
+                rootfs.display()
+            );
         }
         Ok(())
     }
 
     /// `docker build` of a single-stage context (the legacy builder is fine for those).
-    pub fn build(&self, sh: &Shell, context: &Path, tag: &str, build_args: &[(String, String)], labels: &[(String, String)]) -> Result<()> {
+    pub fn build(
+        &self,
+        sh: &Shell,
+        context: &Path,
+        tag: &str,
+        build_args: &[(String, String)],
+        labels: &[(String, String)],
+    ) -> Result<()> {
         let docker = &self.program;
         let mut args = Vec::new();
         for (k, v) in build_args {
@@ -190,7 +208,11 @@ impl Docker {
                 .quiet()
                 .read()
                 .with_context(|| format!("listing {kind}s of project {project}"))?;
-            left.extend(out.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("{kind} {l}")));
+            left.extend(
+                out.lines()
+                    .filter(|l| !l.trim().is_empty())
+                    .map(|l| format!("{kind} {l}")),
+            );
         }
         Ok(left)
     }
@@ -242,29 +264,36 @@ impl Compose {
             Some(f) => vec!["--env-file".into(), f.display().to_string()],
             None => vec![],
         };
-        cmd!(sh, "{program} {pre...} -f {file} -p {project} {env_file...} {args...}")
-            .envs(self.env.iter().map(|(k, v)| (k, v)))
-            .quiet()
+        cmd!(
+            sh,
+            "{program} {pre...} -f {file} -p {project} {env_file...} {args...}"
+        )
+        .envs(self.env.iter().map(|(k, v)| (k, v)))
+        .quiet()
     }
 
     /// A command line a user can paste to inspect this project.
     pub fn user_command(&self, args: &str) -> String {
-        let env_file = self.env_file.as_ref().map(|f| format!(" --env-file {}", f.display())).unwrap_or_default();
-        format!("{} -f {} -p {}{env_file} {args}", self.program.display(), self.file.display(), self.project)
-    }
-
-    /// Runs a compose subcommand with its output shown (for long steps like `build`).
-    pub fn run_visible(&self, sh: &Shell, args: &[&str]) -> Result<()> {
-        self.cmd(sh, args)
-            .run()
-            .with_context(|| format!("running `{}`", self.user_command(&args.join(" "))))
+        let env_file = self
+            .env_file
+            .as_ref()
+            .map(|f| format!(" --env-file {}", f.display()))
+            .unwrap_or_default();
+        format!(
+            "{} -f {} -p {}{env_file} {args}",
+            self.program.display(),
+            self.file.display(),
+            self.project
+        )
     }
 
     /// Runs a compose subcommand; on failure the error carries its stderr.
     pub fn run(&self, sh: &Shell, args: &[&str]) -> Result<String> {
-        let out = self.cmd(sh, args).ignore_status().output().with_context(|| {
-            format!("running `{}`", self.user_command(&args.join(" ")))
-        })?;
+        let out = self
+            .cmd(sh, args)
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running `{}`", self.user_command(&args.join(" "))))?;
         if !out.status.success() {
             bail!(
                 "`{}` failed: {}",
@@ -277,7 +306,10 @@ impl Compose {
 
     /// `ps --all --format json` (JSON Lines or, before v2.21, an array).
     pub fn ps(&self, sh: &Shell, service: &str) -> Result<String> {
-        self.run(sh, &["ps", "--all", "--no-trunc", "--format", "json", service])
+        self.run(
+            sh,
+            &["ps", "--all", "--no-trunc", "--format", "json", service],
+        )
     }
 
     /// `logs --timestamps --no-color` of a service, every container.
@@ -290,11 +322,20 @@ impl Compose {
         let index = format!("--index={index}");
         let mut args = vec!["exec", "-T", index.as_str(), service];
         args.extend_from_slice(argv);
-        self.cmd(sh, &args).ignore_status().output().context("running `docker compose exec`")
+        self.cmd(sh, &args)
+            .ignore_status()
+            .output()
+            .context("running `docker compose exec`")
     }
 
     /// `exec -T` with extra `-e KEY` (values passed through the environment, not argv).
-    pub fn exec_with_env(&self, sh: &Shell, service: &str, env: &[(&str, &str)], argv: &[&str]) -> Result<Output> {
+    pub fn exec_with_env(
+        &self,
+        sh: &Shell,
+        service: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<Output> {
         let mut args = vec!["exec", "-T"];
         for (k, _) in env {
             args.push("-e");
@@ -310,7 +351,13 @@ impl Compose {
     }
 
     /// Starts `exec -T` in the background (for an outside client that must stay connected).
-    pub fn spawn_exec(&self, sh: &Shell, service: &str, env: &[(&str, &str)], argv: &[&str]) -> Result<Child> {
+    pub fn spawn_exec(
+        &self,
+        sh: &Shell,
+        service: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<Child> {
         let mut args = vec!["exec", "-T"];
         for (k, _) in env {
             args.push("-e");
@@ -331,17 +378,26 @@ impl Compose {
     pub fn port(&self, sh: &Shell, service: &str, index: u32, port: u16) -> Result<String> {
         let index = format!("--index={index}");
         let port = port.to_string();
-        Ok(self.run(sh, &["port", index.as_str(), service, port.as_str()])?.trim().to_string())
+        Ok(self
+            .run(sh, &["port", index.as_str(), service, port.as_str()])?
+            .trim()
+            .to_string())
     }
 
     /// `down -v --remove-orphans`: removes the project's containers, networks and volumes.
     pub fn down(&self, sh: &Shell) -> Result<()> {
-        self.run(sh, &["down", "-v", "--remove-orphans", "--timeout", "10"]).map(drop)
+        self.run(sh, &["down", "-v", "--remove-orphans", "--timeout", "10"])
+            .map(drop)
     }
 }
 
 fn first_line(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).lines().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string()
+    String::from_utf8_lossy(bytes)
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("")
+        .trim()
+        .to_string()
 }
 
 /// What the benchmark and the start-up timeline ask of Docker.
@@ -397,7 +453,14 @@ impl Docker {
 
     /// Container events of a compose project between two instants (already past, so this
     /// returns at once), one line per event in the given Go template.
-    pub fn project_events(&self, sh: &Shell, project: &str, since: &str, until: &str, format: &str) -> Result<String> {
+    pub fn project_events(
+        &self,
+        sh: &Shell,
+        project: &str,
+        since: &str,
+        until: &str,
+        format: &str,
+    ) -> Result<String> {
         let docker = &self.program;
         let label = format!("label=com.docker.compose.project={project}");
         cmd!(sh, "{docker} events --since {since} --until {until} --filter type=container --filter {label} --format {format}")
@@ -417,7 +480,10 @@ fn install_interrupt_handler() {
     ONCE.call_once(|| {
         let _ = ctrlc::set_handler(|| {
             eprintln!("\ninterrupted: removing the test stack");
-            let stacks = LIVE_STACKS.lock().map(|mut live| std::mem::take(&mut *live)).unwrap_or_default();
+            let stacks = LIVE_STACKS
+                .lock()
+                .map(|mut live| std::mem::take(&mut *live))
+                .unwrap_or_default();
             if let Ok(sh) = Shell::new() {
                 for compose in stacks {
                     let _ = compose.down(&sh);
@@ -442,7 +508,10 @@ impl StackGuard {
         if let Ok(mut live) = LIVE_STACKS.lock() {
             live.push(compose.clone());
         }
-        StackGuard { compose: compose.clone(), keep }
+        StackGuard {
+            compose: compose.clone(),
+            keep,
+        }
     }
 }
 
@@ -463,7 +532,10 @@ impl Drop for StackGuard {
             eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
             eprintln!("  {}", self.compose.user_command("ps"));
             eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
-            eprintln!("  {}", self.compose.user_command("down -v --remove-orphans"));
+            eprintln!(
+                "  {}",
+                self.compose.user_command("down -v --remove-orphans")
+            );
             return;
         }
         crate::ui::step("Cleaning up: down -v --remove-orphans");

@@ -25,11 +25,36 @@ struct Expectation {
 }
 
 const EXPECTATIONS: &[Expectation] = &[
-    Expectation { fault: Fault::ReplicaDown, fails: "TEST-01", evidence: &["api-4", "exited"], passes: &["TEST-02", "TEST-03", "TEST-04", "HTTP"] },
-    Expectation { fault: Fault::LateReplica, fails: "TEST-02", evidence: &["sequential", "gap of 3"], passes: &["TEST-01", "TEST-03", "TEST-04", "HTTP"] },
-    Expectation { fault: Fault::DataNotWritable, fails: "TEST-03", evidence: &["cannot write to /app/data", "uid 10001", "owned by 0:0"], passes: &["TEST-02", "TEST-04"] },
-    Expectation { fault: Fault::NoLock, fails: "TEST-04", evidence: &["applied by:", "no replica acquired the migration lock"], passes: &["TEST-03"] },
-    Expectation { fault: Fault::LockHeld, fails: "TEST-01", evidence: &["Timed out waiting for schema migration"], passes: &[] },
+    Expectation {
+        fault: Fault::ReplicaDown,
+        fails: "TEST-01",
+        evidence: &["api-4", "exited"],
+        passes: &["TEST-02", "TEST-03", "TEST-04", "HTTP"],
+    },
+    Expectation {
+        fault: Fault::LateReplica,
+        fails: "TEST-02",
+        evidence: &["sequential", "gap of 3"],
+        passes: &["TEST-01", "TEST-03", "TEST-04", "HTTP"],
+    },
+    Expectation {
+        fault: Fault::DataNotWritable,
+        fails: "TEST-03",
+        evidence: &["cannot write to /app/data", "uid 10001", "owned by 0:0"],
+        passes: &["TEST-02", "TEST-04"],
+    },
+    Expectation {
+        fault: Fault::NoLock,
+        fails: "TEST-04",
+        evidence: &["applied by:", "no replica acquired the migration lock"],
+        passes: &["TEST-03"],
+    },
+    Expectation {
+        fault: Fault::LockHeld,
+        fails: "TEST-01",
+        evidence: &["Timed out waiting for schema migration"],
+        passes: &[],
+    },
 ];
 
 pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
@@ -39,7 +64,12 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
             let mut v = Vec::new();
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let fault = Fault::parse(name)?;
-                v.push(EXPECTATIONS.iter().find(|e| e.fault == fault).expect("every fault has an expectation"));
+                v.push(
+                    EXPECTATIONS
+                        .iter()
+                        .find(|e| e.fault == fault)
+                        .expect("every fault has an expectation"),
+                );
             }
             v
         }
@@ -50,7 +80,12 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
     let docker = Docker::locate()?;
     let mut outcomes = Vec::new();
     for (i, exp) in selected.iter().enumerate() {
-        ui::step(&format!("Fault {}/{}: {}", i + 1, selected.len(), exp.fault.name()));
+        ui::step(&format!(
+            "Fault {}/{}: {}",
+            i + 1,
+            selected.len(),
+            exp.fault.name()
+        ));
         let started = Instant::now();
         let opts = Options {
             replicas: 4,
@@ -78,18 +113,32 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
         outcomes.push((exp.fault.name(), exp.fails, verdict, seconds));
     }
 
-    println!("\n{:<20} {:<10} {:<8} {}", "fault", "caught by", "time", "verdict");
+    println!(
+        "\n{:<20} {:<10} {:<8} verdict",
+        "fault", "caught by", "time"
+    );
     let mut failed = 0;
     for (name, check, verdict, seconds) in &outcomes {
         match verdict {
-            Ok(()) => println!("{name:<20} {check:<10} {:<8} {}", format!("{seconds:.0} s"), ui::paint_stdout("caught", "1;32")),
+            Ok(()) => println!(
+                "{name:<20} {check:<10} {:<8} {}",
+                format!("{seconds:.0} s"),
+                ui::paint_stdout("caught", "1;32")
+            ),
             Err(e) => {
                 failed += 1;
-                println!("{name:<20} {check:<10} {:<8} {} {e:#}", format!("{seconds:.0} s"), ui::paint_stdout("NOT CAUGHT", "1;31"));
+                println!(
+                    "{name:<20} {check:<10} {:<8} {} {e:#}",
+                    format!("{seconds:.0} s"),
+                    ui::paint_stdout("NOT CAUGHT", "1;31")
+                );
             }
         }
     }
-    println!("faults: {} passed, {failed} failed", outcomes.len() - failed);
+    println!(
+        "faults: {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
     if failed > 0 {
         return Err(Failed(format!("{failed} fault(s) not caught as expected")).into());
     }
@@ -109,18 +158,29 @@ fn judge(exp: &Expectation, report: &Report) -> Result<()> {
         bail!("{} is missing from the report", exp.fails);
     };
     if check.passed {
-        bail!("{} passed, but fault {} should make it fail", exp.fails, exp.fault.name());
+        bail!(
+            "{} passed, but fault {} should make it fail",
+            exp.fails,
+            exp.fault.name()
+        );
     }
     let text = format!("{}\n{}", check.summary, check.evidence.join("\n"));
     for word in exp.evidence {
         if !text.contains(word) {
-            bail!("{} failed but its evidence does not mention {word:?}:\n{text}", exp.fails);
+            bail!(
+                "{} failed but its evidence does not mention {word:?}:\n{text}",
+                exp.fails
+            );
         }
     }
     for id in exp.passes {
         match report.check(scenario, id) {
             Some(c) if c.passed => {}
-            Some(c) => bail!("{id} should be untouched by fault {} but failed: {}", exp.fault.name(), c.summary),
+            Some(c) => bail!(
+                "{id} should be untouched by fault {} but failed: {}",
+                exp.fault.name(),
+                c.summary
+            ),
             None => bail!("{id} is missing from the report"),
         }
     }

@@ -33,7 +33,10 @@ pub struct ImageSet {
 
 impl ImageSet {
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
+        self.env
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -74,21 +77,27 @@ pub fn ensure(
             chosen
         }
         None if available(sh, docker, OFFICIAL_DB_IMAGE) => {
-            set.origin.push(format!("db:  {OFFICIAL_DB_IMAGE} (official image)"));
+            set.origin
+                .push(format!("db:  {OFFICIAL_DB_IMAGE} (official image)"));
             OFFICIAL_DB_IMAGE.to_string()
         }
         None => {
             ui::note(&format!("{OFFICIAL_DB_IMAGE} is neither local nor pullable: building {LOCAL_DB_IMAGE} from Debian's mariadb-server"));
             let base = ensure_base(sh, project, docker, force)?;
             build_mariadb(sh, project, docker, &base, force)?;
-            set.origin.push(format!("db:  {LOCAL_DB_IMAGE} (built here from {base} and Debian's mariadb-server)"));
+            set.origin.push(format!(
+                "db:  {LOCAL_DB_IMAGE} (built here from {base} and Debian's mariadb-server)"
+            ));
             LOCAL_DB_IMAGE.to_string()
         }
     };
     set.env.push(("DB_IMAGE".into(), db_image));
 
     ui::step("Images: api");
-    let runtime_image = match std::env::var("RUNTIME_IMAGE").ok().filter(|v| !v.is_empty()) {
+    let runtime_image = match std::env::var("RUNTIME_IMAGE")
+        .ok()
+        .filter(|v| !v.is_empty())
+    {
         Some(chosen) => {
             require_image(sh, docker, &chosen, "RUNTIME_IMAGE")?;
             chosen
@@ -104,8 +113,10 @@ pub fn ensure(
         build_host_binary(sh, project)?;
         "runtime-prebuilt"
     };
-    set.env.push(("RUNTIME_IMAGE".into(), runtime_image.clone()));
-    set.env.push(("RUST_IMAGE".into(), OFFICIAL_RUST_IMAGE.into()));
+    set.env
+        .push(("RUNTIME_IMAGE".into(), runtime_image.clone()));
+    set.env
+        .push(("RUST_IMAGE".into(), OFFICIAL_RUST_IMAGE.into()));
     set.env.push(("API_BUILD_TARGET".into(), target.into()));
     set.env.push(("API_IMAGE".into(), API_IMAGE.into()));
 
@@ -113,13 +124,25 @@ pub fn ensure(
     let mut env = set.env.clone();
     env.push(("DB_PASSWORD".into(), "unused-at-build-time".into()));
     env.push(("DB_ROOT_PASSWORD".into(), "unused-at-build-time".into()));
-    let build = Compose { program: compose_program.clone(), file: project.compose_file(), project: "scaling-images".into(), env, env_file: None };
+    let build = Compose {
+        program: compose_program.clone(),
+        file: project.compose_file(),
+        project: "scaling-images".into(),
+        env,
+        env_file: None,
+    };
     let wait = ui::Waiting::new("docker compose build api");
-    build.run(sh, &["build", "api"]).context("building the api image")?;
+    build
+        .run(sh, &["build", "api"])
+        .context("building the api image")?;
     wait.finish("built");
     set.origin.push(format!(
         "api: {API_IMAGE} (target {target} on {runtime_image}{})",
-        if in_container_build { ", compiled in the build stage" } else { ", binary built on the host" }
+        if in_container_build {
+            ", compiled in the build stage"
+        } else {
+            ", binary built on the host"
+        }
     ));
     Ok(set)
 }
@@ -135,7 +158,9 @@ pub fn select_present(sh: &Shell, docker: &Docker) -> Result<ImageSet> {
     };
     let db = pick(OFFICIAL_DB_IMAGE, LOCAL_DB_IMAGE, "database")?;
     if !docker.image_exists(sh, API_IMAGE) {
-        bail!("--no-build: the api image {API_IMAGE} is not present; run `cargo xtask images` first");
+        bail!(
+            "--no-build: the api image {API_IMAGE} is not present; run `cargo xtask images` first"
+        );
     }
     let runtime = pick(OFFICIAL_RUNTIME_IMAGE, LOCAL_BASE_IMAGE, "runtime base")?;
     Ok(ImageSet {
@@ -146,7 +171,10 @@ pub fn select_present(sh: &Shell, docker: &Docker) -> Result<ImageSet> {
             ("API_BUILD_TARGET".into(), "runtime-prebuilt".into()),
             ("API_IMAGE".into(), API_IMAGE.into()),
         ],
-        origin: vec![format!("db:  {db} (present)"), format!("api: {API_IMAGE} (present)")],
+        origin: vec![
+            format!("db:  {db} (present)"),
+            format!("api: {API_IMAGE} (present)"),
+        ],
     })
 }
 
@@ -166,26 +194,40 @@ fn require_image(sh: &Shell, docker: &Docker, image: &str, var: &str) -> Result<
 fn ensure_base(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> Result<String> {
     let mirror = host_debian_mirror()?;
     let inputs = hash_strings(&["debootstrap", "--variant=minbase", "bookworm", &mirror]);
-    if !force && docker.image_label(sh, LOCAL_BASE_IMAGE, INPUTS_LABEL).as_deref() == Some(inputs.as_str()) {
+    if !force
+        && docker
+            .image_label(sh, LOCAL_BASE_IMAGE, INPUTS_LABEL)
+            .as_deref()
+            == Some(inputs.as_str())
+    {
         ui::note(&format!("{LOCAL_BASE_IMAGE} is up to date"));
         return Ok(LOCAL_BASE_IMAGE.to_string());
     }
     if !provision::is_root() {
         bail!("building the base image {LOCAL_BASE_IMAGE} needs root (debootstrap): run as root, or `docker load` {OFFICIAL_RUNTIME_IMAGE} and {OFFICIAL_DB_IMAGE} on this machine");
     }
-    let debootstrap = provision::debian_package(sh, "debootstrap", "debootstrap", "to build the base image")?;
+    let debootstrap =
+        provision::debian_package(sh, "debootstrap", "debootstrap", "to build the base image")?;
     let rootfs = project.target_dir.join("images").join("rootfs");
     if rootfs.exists() {
         sh.remove_path(&rootfs)?;
     }
     sh.create_dir(&rootfs)?;
-    ui::note(&format!("debootstrap bookworm from {mirror} (about 30 s; its progress follows)"));
+    ui::note(&format!(
+        "debootstrap bookworm from {mirror} (about 30 s; its progress follows)"
+    ));
     let started = std::time::Instant::now();
-    cmd!(sh, "{debootstrap} --variant=minbase bookworm {rootfs} {mirror}")
-        .quiet()
-        .run()
-        .context("debootstrap of Debian 12 (bookworm) failed: see its output above")?;
-    ui::note(&format!("debootstrap done in {:.1} s; importing", started.elapsed().as_secs_f64()));
+    cmd!(
+        sh,
+        "{debootstrap} --variant=minbase bookworm {rootfs} {mirror}"
+    )
+    .quiet()
+    .run()
+    .context("debootstrap of Debian 12 (bookworm) failed: see its output above")?;
+    ui::note(&format!(
+        "debootstrap done in {:.1} s; importing",
+        started.elapsed().as_secs_f64()
+    ));
     let changes = [
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".to_string(),
         "ENV LANG=C.UTF-8".to_string(),
@@ -197,17 +239,35 @@ fn ensure_base(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> R
     Ok(LOCAL_BASE_IMAGE.to_string())
 }
 
-fn build_mariadb(sh: &Shell, project: &Project, docker: &Docker, base: &str, force: bool) -> Result<()> {
+fn build_mariadb(
+    sh: &Shell,
+    project: &Project,
+    docker: &Docker,
+    base: &str,
+    force: bool,
+) -> Result<()> {
     let context = project.root.join("docker").join("mariadb");
-    let base_id = docker.image_label(sh, base, INPUTS_LABEL).unwrap_or_default();
+    let base_id = docker
+        .image_label(sh, base, INPUTS_LABEL)
+        .unwrap_or_default();
     let mut parts = vec![base.to_string(), base_id];
     for file in sorted_files(&context)? {
         // The name, not the path: a clone elsewhere has the same inputs.
-        parts.push(file.file_name().unwrap_or_default().to_string_lossy().into_owned());
+        parts.push(
+            file.file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned(),
+        );
         parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
     }
     let inputs = hash_strings(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-    if !force && docker.image_label(sh, LOCAL_DB_IMAGE, INPUTS_LABEL).as_deref() == Some(inputs.as_str()) {
+    if !force
+        && docker
+            .image_label(sh, LOCAL_DB_IMAGE, INPUTS_LABEL)
+            .as_deref()
+            == Some(inputs.as_str())
+    {
         ui::note(&format!("{LOCAL_DB_IMAGE} is up to date"));
         return Ok(());
     }
@@ -228,10 +288,13 @@ fn build_mariadb(sh: &Shell, project: &Project, docker: &Docker, base: &str, for
 fn build_host_binary(sh: &Shell, project: &Project) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let target_dir = &project.target_dir;
-    cmd!(sh, "{cargo} build --release --locked -p api --target-dir {target_dir}")
-        .quiet()
-        .run()
-        .context("building the api release binary on the host")?;
+    cmd!(
+        sh,
+        "{cargo} build --release --locked -p api --target-dir {target_dir}"
+    )
+    .quiet()
+    .run()
+    .context("building the api release binary on the host")?;
     let built = target_dir.join("release").join("api");
     let dest_dir = project.root.join("target").join("docker");
     sh.create_dir(&dest_dir)?;
@@ -266,12 +329,18 @@ pub fn mirror_from_deb822(text: &str) -> Option<String> {
         let field = |name: &str| {
             stanza
                 .lines()
-                .find(|l| l.to_ascii_lowercase().starts_with(&format!("{}:", name.to_ascii_lowercase())))
+                .find(|l| {
+                    l.to_ascii_lowercase()
+                        .starts_with(&format!("{}:", name.to_ascii_lowercase()))
+                })
                 .map(|l| l[name.len() + 1..].trim().to_string())
         };
         let suites = field("Suites")?;
         let uri = field("URIs")?.split_whitespace().next()?.to_string();
-        suites.split_whitespace().any(|s| s == "bookworm").then_some(uri)
+        suites
+            .split_whitespace()
+            .any(|s| s == "bookworm")
+            .then_some(uri)
     })
 }
 
@@ -313,8 +382,15 @@ mod tests {
 
     #[test]
     fn the_mirror_is_read_from_the_bookworm_stanza_of_deb822_sources() {
-        let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/debian.sources")).unwrap();
-        assert_eq!(mirror_from_deb822(&text).as_deref(), Some("http://mirror.invalid/debian"));
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/debian.sources"
+        ))
+        .unwrap();
+        assert_eq!(
+            mirror_from_deb822(&text).as_deref(),
+            Some("http://mirror.invalid/debian")
+        );
     }
 
     #[test]
@@ -326,6 +402,9 @@ mod tests {
     #[test]
     fn the_mirror_is_read_from_a_one_line_sources_list() {
         let text = "# comment\ndeb [arch=amd64] http://mirror.example/debian bookworm main\ndeb http://security.example bookworm-security main\n";
-        assert_eq!(mirror_from_sources_list(text).as_deref(), Some("http://mirror.example/debian"));
+        assert_eq!(
+            mirror_from_sources_list(text).as_deref(),
+            Some("http://mirror.example/debian")
+        );
     }
 }

@@ -12,7 +12,9 @@ use crate::{
 /// docker on PATH and its daemon answering.
 pub fn docker(sh: &Shell) -> Result<Docker> {
     let docker = Docker::locate().map_err(|e| CannotRun(e.to_string()))?;
-    docker.server_version(sh).map_err(|e| CannotRun(e.to_string()))?;
+    docker
+        .server_version(sh)
+        .map_err(|e| CannotRun(e.to_string()))?;
     Ok(docker)
 }
 
@@ -20,8 +22,12 @@ pub fn docker(sh: &Shell) -> Result<Docker> {
 pub fn run(sh: &Shell, project: &Project) -> Result<(Docker, ComposeProgram)> {
     let docker = docker(sh)?;
     let server = docker.server_version(sh)?;
-    let compose = provision::compose(sh, &docker, &project.target_dir).map_err(|e| CannotRun(format!("{e:#}")))?;
-    ui::note(&format!("docker engine {server}; compose: {}", compose.display()));
+    let compose = provision::compose(sh, &docker, &project.target_dir)
+        .map_err(|e| CannotRun(format!("{e:#}")))?;
+    ui::note(&format!(
+        "docker engine {server}; compose: {}",
+        compose.display()
+    ));
     Ok((docker, compose))
 }
 

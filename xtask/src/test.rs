@@ -23,7 +23,9 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
     };
 
     stage("xtask unit tests", &mut || {
-        cmd!(sh, "{cargo} test --locked -p xtask").run().context("cargo test -p xtask")
+        cmd!(sh, "{cargo} test --locked -p xtask")
+            .run()
+            .context("cargo test -p xtask")
     });
     stage("api tests against MariaDB", &mut || {
         let db = testdb::start(sh, project)?;
@@ -45,16 +47,30 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
             };
             scaling::run(sh, project, opts)
         });
-        stage("fault injection (test-faults)", &mut || faults::run(sh, project, None));
+        stage("fault injection (test-faults)", &mut || {
+            faults::run(sh, project, None)
+        });
         stage("resilience (test-resilience)", &mut || {
-            resilience::run(sh, project, &crate::flags::TestResilience { replicas: None, only: None })
+            resilience::run(
+                sh,
+                project,
+                &crate::flags::TestResilience {
+                    replicas: None,
+                    only: None,
+                },
+            )
         });
     }
 
-    println!("\n{:<34} {:<8} {}", "stage", "time", "result");
+    println!("\n{:<34} {:<8} result", "stage", "time");
     let mut failed = 0;
     for (name, result, seconds) in &results {
-        let verdict = if result.is_ok() { ui::paint_stdout("ok", "1;32") } else { failed += 1; ui::paint_stdout("FAILED", "1;31") };
+        let verdict = if result.is_ok() {
+            ui::paint_stdout("ok", "1;32")
+        } else {
+            failed += 1;
+            ui::paint_stdout("FAILED", "1;31")
+        };
         println!("{name:<34} {:<8} {verdict}", format!("{seconds:.0} s"));
     }
     println!("stages: {} passed, {failed} failed", results.len() - failed);

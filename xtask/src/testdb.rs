@@ -31,9 +31,16 @@ impl Drop for TestDb {
 }
 
 pub fn start(sh: &Shell, project: &Project) -> Result<TestDb> {
-    let mariadbd = provision::debian_package(sh, "mariadbd", "mariadb-server", "for the api's tests (a real MariaDB)")?;
-    let install_db = provision::find_program("mariadb-install-db").context("mariadb-install-db not found (package mariadb-server)")?;
-    let client = provision::find_program("mariadb").context("the `mariadb` client is not found (package mariadb-client)")?;
+    let mariadbd = provision::debian_package(
+        sh,
+        "mariadbd",
+        "mariadb-server",
+        "for the api's tests (a real MariaDB)",
+    )?;
+    let install_db = provision::find_program("mariadb-install-db")
+        .context("mariadb-install-db not found (package mariadb-server)")?;
+    let client = provision::find_program("mariadb")
+        .context("the `mariadb` client is not found (package mariadb-client)")?;
 
     let pid = std::process::id();
     let dir = project.target_dir.join("test-db").join(pid.to_string());
@@ -42,7 +49,11 @@ pub fn start(sh: &Shell, project: &Project) -> Result<TestDb> {
     sh.create_dir(&data)?;
     // A unix socket path must stay short (108 bytes): keep it out of a deep checkout.
     let socket = std::env::temp_dir().join(format!("xtask-testdb-{pid}.sock"));
-    let user: Vec<&str> = if provision::is_root() { vec!["--user=root"] } else { vec![] };
+    let user: Vec<&str> = if provision::is_root() {
+        vec!["--user=root"]
+    } else {
+        vec![]
+    };
 
     ui::step("Starting a throwaway MariaDB for the api's tests");
     let datadir = format!("--datadir={}", data.display());
@@ -73,29 +84,45 @@ pub fn start(sh: &Shell, project: &Project) -> Result<TestDb> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null());
-    let child = server.spawn().with_context(|| format!("starting {}", mariadbd.display()))?;
+    let child = server
+        .spawn()
+        .with_context(|| format!("starting {}", mariadbd.display()))?;
     let password = random_hex(12)?;
-    let mut db = TestDb { child, dir, socket: socket.clone(), url: String::new() };
+    let mut db = TestDb {
+        child,
+        dir,
+        socket: socket.clone(),
+        url: String::new(),
+    };
 
     let sock = socket.display().to_string();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         if let Some(status) = db.child.try_wait()? {
             let log = std::fs::read_to_string(&error_log).unwrap_or_default();
-            bail!("mariadbd exited ({status}) while starting; its log:\n{}", tail(&log, 15));
+            bail!(
+                "mariadbd exited ({status}) while starting; its log:\n{}",
+                tail(&log, 15)
+            );
         }
         let probe = "SELECT 1";
-        let ok = cmd!(sh, "{client} --no-defaults --socket={sock} -uroot -e {probe}")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok();
+        let ok = cmd!(
+            sh,
+            "{client} --no-defaults --socket={sock} -uroot -e {probe}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok();
         if ok {
             break;
         }
         if Instant::now() > deadline {
-            bail!("the test MariaDB did not answer within 60 s; see {}", error_log.display());
+            bail!(
+                "the test MariaDB did not answer within 60 s; see {}",
+                error_log.display()
+            );
         }
         std::thread::sleep(Duration::from_millis(200));
     }

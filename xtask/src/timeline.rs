@@ -78,12 +78,20 @@ struct InspectProbe {
 
 /// Parses `Docker::start_and_health`: one JSON object per line.
 pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
-    let time = |s: &str| DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc));
+    let time = |s: &str| {
+        DateTime::parse_from_rfc3339(s)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
-            let entry: InspectLine = serde_json::from_str(line).with_context(|| format!("parsing a `docker inspect` line: {line}"))?;
-            let number = entry.number.parse().with_context(|| format!("container number {:?} in {line}", entry.number))?;
+            let entry: InspectLine = serde_json::from_str(line)
+                .with_context(|| format!("parsing a `docker inspect` line: {line}"))?;
+            let number = entry
+                .number
+                .parse()
+                .with_context(|| format!("container number {:?} in {line}", entry.number))?;
             // A container that never started reports year 1.
             let started_at = time(&entry.started_at).filter(|t| t.timestamp() > 0);
             let probes = entry
@@ -91,9 +99,19 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
                 .and_then(|h| h.log)
                 .unwrap_or_default()
                 .into_iter()
-                .filter_map(|p| Some(Probe { start: time(&p.start)?, end: time(&p.end)?, exit_code: p.exit_code }))
+                .filter_map(|p| {
+                    Some(Probe {
+                        start: time(&p.start)?,
+                        end: time(&p.end)?,
+                        exit_code: p.exit_code,
+                    })
+                })
                 .collect();
-            Ok(ContainerTimes { number, started_at, probes })
+            Ok(ContainerTimes {
+                number,
+                started_at,
+                probes,
+            })
         })
         .collect()
 }
@@ -103,7 +121,10 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
 /// been the one: then the time is an upper bound.
 pub fn first_healthy(probes: &[Probe]) -> Option<(DateTime<Utc>, bool)> {
     let first = probes.iter().position(|p| p.exit_code == 0)?;
-    Some((probes[first].end, first > 0 || probes.len() < HEALTH_LOG_KEPT))
+    Some((
+        probes[first].end,
+        first > 0 || probes.len() < HEALTH_LOG_KEPT,
+    ))
 }
 
 /// An event on a replica's row.
@@ -170,7 +191,9 @@ impl Row {
     pub fn role(&self) -> String {
         if self.at(Mark::LockAcquired).is_some() {
             format!("led: applied {}", self.applied)
-        } else if let (Some(from), Some(to)) = (self.at(Mark::Waiting), self.at(Mark::SchemaUpToDate)) {
+        } else if let (Some(from), Some(to)) =
+            (self.at(Mark::Waiting), self.at(Mark::SchemaUpToDate))
+        {
             format!("waited {:.2} s", to - from)
         } else if self.at(Mark::Waiting).is_some() {
             "waiting".into()
@@ -202,7 +225,15 @@ pub enum Phase {
 }
 
 impl Phase {
-    pub const ALL: [Phase; 7] = [Phase::Launch, Phase::Connect, Phase::SchemaCheck, Phase::Migrate, Phase::Wait, Phase::Prepare, Phase::HealthCheck];
+    pub const ALL: [Phase; 7] = [
+        Phase::Launch,
+        Phase::Connect,
+        Phase::SchemaCheck,
+        Phase::Migrate,
+        Phase::Wait,
+        Phase::Prepare,
+        Phase::HealthCheck,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -240,14 +271,30 @@ pub fn phases(row: &Row) -> Vec<(Phase, f64, f64)> {
     let earliest = |ms: &[Mark]| ms.iter().filter_map(|m| at(*m)).reduce(f64::min);
     let latest = |ms: &[Mark]| ms.iter().filter_map(|m| at(*m)).reduce(f64::max);
     let schema_decided = earliest(&[Mark::FastPath, Mark::LockAcquired, Mark::Waiting]);
-    let schema_current = latest(&[Mark::FastPath, Mark::MigrationsApplied, Mark::SchemaUpToDate]);
+    let schema_current = latest(&[
+        Mark::FastPath,
+        Mark::MigrationsApplied,
+        Mark::SchemaUpToDate,
+    ]);
     let candidates = [
         (Phase::Launch, Some(0.0), at(Mark::ContainerStarted)),
-        (Phase::Connect, at(Mark::ContainerStarted), at(Mark::PoolCreated)),
+        (
+            Phase::Connect,
+            at(Mark::ContainerStarted),
+            at(Mark::PoolCreated),
+        ),
         (Phase::SchemaCheck, at(Mark::PoolCreated), schema_decided),
         // A waiter that took over after a leader died has both: it waited, then led.
-        (Phase::Wait, at(Mark::Waiting), earliest(&[Mark::SchemaUpToDate, Mark::LockAcquired])),
-        (Phase::Migrate, at(Mark::LockAcquired), at(Mark::MigrationsApplied)),
+        (
+            Phase::Wait,
+            at(Mark::Waiting),
+            earliest(&[Mark::SchemaUpToDate, Mark::LockAcquired]),
+        ),
+        (
+            Phase::Migrate,
+            at(Mark::LockAcquired),
+            at(Mark::MigrationsApplied),
+        ),
         (Phase::Prepare, schema_current, at(Mark::Ready)),
         (Phase::HealthCheck, at(Mark::Ready), at(Mark::Healthy)),
     ];
@@ -270,13 +317,19 @@ pub struct Timeline {
 impl Timeline {
     /// The last time on the axis.
     pub fn end(&self) -> f64 {
-        self.rows.iter().flat_map(|r| r.marks.values().copied()).fold(0.0, f64::max)
+        self.rows
+            .iter()
+            .flat_map(|r| r.marks.values().copied())
+            .fold(0.0, f64::max)
     }
 
     /// Spread (last minus first) of one event across the replicas that have it.
     pub fn spread(&self, mark: Mark) -> Option<f64> {
         let times: Vec<f64> = self.rows.iter().filter_map(|r| r.at(mark)).collect();
-        let (min, max) = (times.iter().copied().reduce(f64::min)?, times.iter().copied().reduce(f64::max)?);
+        let (min, max) = (
+            times.iter().copied().reduce(f64::min)?,
+            times.iter().copied().reduce(f64::max)?,
+        );
         Some(max - min)
     }
 
@@ -288,9 +341,18 @@ impl Timeline {
 }
 
 /// Puts Docker's times and the log's events of each replica on one axis from `origin`.
-pub fn shape(title: &str, origin: DateTime<Utc>, containers: &[ContainerTimes], startups: &BTreeMap<u32, Startup>) -> Timeline {
+pub fn shape(
+    title: &str,
+    origin: DateTime<Utc>,
+    containers: &[ContainerTimes],
+    startups: &BTreeMap<u32, Startup>,
+) -> Timeline {
     let since = |t: DateTime<Utc>| (t - origin).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
-    let numbers: BTreeSet<u32> = containers.iter().map(|c| c.number).chain(startups.keys().copied()).collect();
+    let numbers: BTreeSet<u32> = containers
+        .iter()
+        .map(|c| c.number)
+        .chain(startups.keys().copied())
+        .collect();
     let rows = numbers
         .into_iter()
         .map(|number| {
@@ -323,10 +385,20 @@ pub fn shape(title: &str, origin: DateTime<Utc>, containers: &[ContainerTimes], 
                     applied = *n;
                 }
             }
-            Row { replica: format!("api-{number}"), number, marks, applied, healthy_exact }
+            Row {
+                replica: format!("api-{number}"),
+                number,
+                marks,
+                applied,
+                healthy_exact,
+            }
         })
         .collect();
-    Timeline { title: title.to_string(), origin, rows }
+    Timeline {
+        title: title.to_string(),
+        origin,
+        rows,
+    }
 }
 
 /// The chart: one row per replica, coloured stretches, a dot where it turned healthy (hollow
@@ -371,7 +443,9 @@ pub fn svg(timeline: &Timeline) -> Result<String> {
 
         let bars = timeline.rows.iter().enumerate().flat_map(|(i, row)| {
             let y = y_of(i);
-            phases(row).into_iter().map(move |(phase, from, to)| Rectangle::new([(from, y - 0.3), (to, y + 0.3)], phase.color().filled()))
+            phases(row).into_iter().map(move |(phase, from, to)| {
+                Rectangle::new([(from, y - 0.3), (to, y + 0.3)], phase.color().filled())
+            })
         });
         chart.draw_series(bars).map_err(chart_error)?;
 
@@ -379,29 +453,50 @@ pub fn svg(timeline: &Timeline) -> Result<String> {
         // milliseconds, too short to see as a stretch.
         let ticks = timeline.rows.iter().enumerate().filter_map(|(i, row)| {
             let x = row.at(Mark::Ready)?;
-            Some(PathElement::new([(x, y_of(i) - 0.38), (x, y_of(i) + 0.38)], BLACK.stroke_width(2)))
+            Some(PathElement::new(
+                [(x, y_of(i) - 0.38), (x, y_of(i) + 0.38)],
+                BLACK.stroke_width(2),
+            ))
         });
         chart.draw_series(ticks).map_err(chart_error)?;
 
         let dots = timeline.rows.iter().enumerate().filter_map(|(i, row)| {
-            let style = if row.healthy_exact { BLACK.filled() } else { BLACK.stroke_width(2) };
+            let style = if row.healthy_exact {
+                BLACK.filled()
+            } else {
+                BLACK.stroke_width(2)
+            };
             Some(Circle::new((row.at(Mark::Healthy)?, y_of(i)), 4, style))
         });
         chart.draw_series(dots).map_err(chart_error)?;
 
         let roles = timeline.rows.iter().enumerate().map(|(i, row)| {
             let x = row.marks.values().copied().fold(0.0, f64::max) + end * 0.02;
-            Text::new(row.role(), (x, y_of(i)), TextStyle::from(("sans-serif", 12).into_font()).pos(Pos::new(HPos::Left, VPos::Center)))
+            Text::new(
+                row.role(),
+                (x, y_of(i)),
+                TextStyle::from(("sans-serif", 12).into_font())
+                    .pos(Pos::new(HPos::Left, VPos::Center)),
+            )
         });
         chart.draw_series(roles).map_err(chart_error)?;
 
         if let Some(all) = timeline.slowest(Mark::Healthy) {
             let top = rows as f64 - 0.5;
             chart
-                .draw_series(DashedLineSeries::new([(all, -0.5), (all, top)], 6, 4, BLACK.stroke_width(1)))
+                .draw_series(DashedLineSeries::new(
+                    [(all, -0.5), (all, top)],
+                    6,
+                    4,
+                    BLACK.stroke_width(1),
+                ))
                 .map_err(chart_error)?;
             chart
-                .draw_series(std::iter::once(Text::new(format!("all healthy {all:.2} s"), (all + end * 0.01, top - 0.05), ("sans-serif", 12))))
+                .draw_series(std::iter::once(Text::new(
+                    format!("all healthy {all:.2} s"),
+                    (all + end * 0.01, top - 0.05),
+                    ("sans-serif", 12),
+                )))
                 .map_err(chart_error)?;
         }
         root.present().map_err(chart_error)?;
@@ -420,12 +515,21 @@ pub fn page(title: &str, intro: &str, timelines: &[Timeline]) -> Result<String> 
     writeln!(html, "<h1>{}</h1>\n<p>{}</p>", escape(title), escape(intro))?;
     html.push_str("<p class=\"legend\">");
     for phase in Phase::ALL {
-        write!(html, "<span class=\"swatch\" style=\"background:{}\"></span>{} ", phase.css(), escape(phase.label()))?;
+        write!(
+            html,
+            "<span class=\"swatch\" style=\"background:{}\"></span>{} ",
+            phase.css(),
+            escape(phase.label())
+        )?;
     }
     html.push_str("<span class=\"tick\"></span>listening <span class=\"dot\"></span>healthy (hollow: at or before)</p>\n");
     for timeline in timelines {
         writeln!(html, "<section>\n<h2>{}</h2>", escape(&timeline.title))?;
-        writeln!(html, "<p class=\"note\">second 0 is {} (UTC)</p>", timeline.origin.format("%Y-%m-%d %H:%M:%S%.3f"))?;
+        writeln!(
+            html,
+            "<p class=\"note\">second 0 is {} (UTC)</p>",
+            timeline.origin.format("%Y-%m-%d %H:%M:%S%.3f")
+        )?;
         html.push_str(&svg(timeline)?);
         html.push_str("\n<table>\n<tr><th>replica</th>");
         for mark in Mark::ALL {
@@ -436,7 +540,9 @@ pub fn page(title: &str, intro: &str, timelines: &[Timeline]) -> Result<String> 
             write!(html, "<tr><th>{}</th>", escape(&row.replica))?;
             for mark in Mark::ALL {
                 match row.at(mark) {
-                    Some(t) if mark == Mark::Healthy && !row.healthy_exact => write!(html, "<td>≤ {t:.3}</td>")?,
+                    Some(t) if mark == Mark::Healthy && !row.healthy_exact => {
+                        write!(html, "<td>≤ {t:.3}</td>")?
+                    }
                     Some(t) => write!(html, "<td>{t:.3}</td>")?,
                     None => html.push_str("<td>–</td>"),
                 }
@@ -468,11 +574,18 @@ pub fn page_head(title: &str) -> String {
 }
 
 pub fn escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// Asks Docker for the start and health times of these containers.
-pub fn capture(sh: &Shell, docker: &Docker, containers: &[Container]) -> Result<Vec<ContainerTimes>> {
+pub fn capture(
+    sh: &Shell,
+    docker: &Docker,
+    containers: &[Container],
+) -> Result<Vec<ContainerTimes>> {
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
     parse_inspect(&docker.start_and_health(sh, &ids)?)
 }
@@ -496,11 +609,13 @@ pub fn add_to_report(
         let title = format!("{}, {} replicas", scenario.name(), containers.len());
         let timeline = shape(&title, origin, &times, startups);
         let json = report_dir.join(format!("timeline-{}.json", scenario.slug()));
-        std::fs::write(&json, serde_json::to_string_pretty(&timeline)?).with_context(|| format!("writing {}", json.display()))?;
+        std::fs::write(&json, serde_json::to_string_pretty(&timeline)?)
+            .with_context(|| format!("writing {}", json.display()))?;
         let timelines = read_all(report_dir)?;
         let path = report_dir.join("timeline.html");
         let intro = "Where each replica's start-up time goes, scenario by scenario, from `docker compose up`.";
-        std::fs::write(&path, page("Start-up timeline", intro, &timelines)?).with_context(|| format!("writing {}", path.display()))?;
+        std::fs::write(&path, page("Start-up timeline", intro, &timelines)?)
+            .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     })();
     match written {
@@ -517,7 +632,10 @@ fn read_all(dir: &Path) -> Result<Vec<Timeline>> {
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
         if name.starts_with("timeline-") && name.ends_with(".json") {
             let text = std::fs::read_to_string(&path)?;
-            timelines.push(serde_json::from_str::<Timeline>(&text).with_context(|| format!("parsing {}", path.display()))?);
+            timelines.push(
+                serde_json::from_str::<Timeline>(&text)
+                    .with_context(|| format!("parsing {}", path.display()))?,
+            );
         }
     }
     timelines.sort_by_key(|t| t.origin);
@@ -527,7 +645,19 @@ fn read_all(dir: &Path) -> Result<Vec<Timeline>> {
 /// The text of every `<text>` element of an SVG, for tests of what a chart says.
 #[cfg(test)]
 pub fn svg_texts(svg: &str) -> Vec<String> {
-    svg.split("<text").skip(1).filter_map(|t| Some(t.split_once('>')?.1.split_once("</text>")?.0.trim().to_string())).collect()
+    svg.split("<text")
+        .skip(1)
+        .filter_map(|t| {
+            Some(
+                t.split_once('>')?
+                    .1
+                    .split_once("</text>")?
+                    .0
+                    .trim()
+                    .to_string(),
+            )
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -544,17 +674,27 @@ mod tests {
     }
 
     fn probe(start: &str, end: &str, exit_code: i64) -> Probe {
-        Probe { start: t(start), end: t(end), exit_code }
+        Probe {
+            start: t(start),
+            end: t(end),
+            exit_code,
+        }
     }
 
     #[test]
     fn docker_inspect_gives_each_containers_number_start_and_probes() {
         let times = parse_inspect(&testdata("timeline-inspect.txt")).unwrap();
         assert_eq!(times.len(), 4);
-        assert_eq!(times.iter().map(|c| c.number).collect::<BTreeSet<_>>(), BTreeSet::from([1, 2, 3, 4]));
+        assert_eq!(
+            times.iter().map(|c| c.number).collect::<BTreeSet<_>>(),
+            BTreeSet::from([1, 2, 3, 4])
+        );
         for c in &times {
             assert!(c.started_at.is_some(), "{c:?}");
-            assert!(!c.probes.is_empty() && c.probes.len() <= HEALTH_LOG_KEPT, "{c:?}");
+            assert!(
+                !c.probes.is_empty() && c.probes.len() <= HEALTH_LOG_KEPT,
+                "{c:?}"
+            );
             assert!(first_healthy(&c.probes).is_some(), "{c:?}");
         }
     }
@@ -563,7 +703,14 @@ mod tests {
     fn a_container_without_healthcheck_or_start_has_no_times() {
         let line = r#"{"number":"2","started_at":"0001-01-01T00:00:00Z","health":null}"#;
         let times = parse_inspect(line).unwrap();
-        assert_eq!(times, vec![ContainerTimes { number: 2, started_at: None, probes: vec![] }]);
+        assert_eq!(
+            times,
+            vec![ContainerTimes {
+                number: 2,
+                started_at: None,
+                probes: vec![]
+            }]
+        );
         assert!(parse_inspect(r#"{"number":"","started_at":"","health":null}"#).is_err());
     }
 
@@ -571,19 +718,46 @@ mod tests {
     fn healthy_is_the_end_of_the_first_passing_probe_and_exact_only_if_docker_still_has_it() {
         let fail = |s: &str, e: &str| probe(s, e, 1);
         let pass = |s: &str, e: &str| probe(s, e, 0);
-        let after_a_failure = [fail("2026-01-01T00:00:01Z", "2026-01-01T00:00:01.1Z"), pass("2026-01-01T00:00:02.1Z", "2026-01-01T00:00:02.2Z")];
-        assert_eq!(first_healthy(&after_a_failure), Some((t("2026-01-01T00:00:02.2Z"), true)));
+        let after_a_failure = [
+            fail("2026-01-01T00:00:01Z", "2026-01-01T00:00:01.1Z"),
+            pass("2026-01-01T00:00:02.1Z", "2026-01-01T00:00:02.2Z"),
+        ];
+        assert_eq!(
+            first_healthy(&after_a_failure),
+            Some((t("2026-01-01T00:00:02.2Z"), true))
+        );
         // The very first probe passed and the log is not full: nothing was dropped.
-        assert_eq!(first_healthy(&after_a_failure[1..]), Some((t("2026-01-01T00:00:02.2Z"), true)));
+        assert_eq!(
+            first_healthy(&after_a_failure[1..]),
+            Some((t("2026-01-01T00:00:02.2Z"), true))
+        );
         // A full log of successes: the one that turned it healthy may be gone.
-        let full: Vec<Probe> = (0..5).map(|i| pass(&format!("2026-01-01T00:00:0{i}Z"), &format!("2026-01-01T00:00:0{i}.5Z"))).collect();
-        assert_eq!(first_healthy(&full), Some((t("2026-01-01T00:00:00.5Z"), false)));
-        assert_eq!(first_healthy(&[fail("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z")]), None);
+        let full: Vec<Probe> = (0..5)
+            .map(|i| {
+                pass(
+                    &format!("2026-01-01T00:00:0{i}Z"),
+                    &format!("2026-01-01T00:00:0{i}.5Z"),
+                )
+            })
+            .collect();
+        assert_eq!(
+            first_healthy(&full),
+            Some((t("2026-01-01T00:00:00.5Z"), false))
+        );
+        assert_eq!(
+            first_healthy(&[fail("2026-01-01T00:00:01Z", "2026-01-01T00:00:02Z")]),
+            None
+        );
     }
 
     fn fresh_timeline() -> Timeline {
         let startups = parse::startups(&parse::logs(&testdata("logs-fresh-database.txt")));
-        let origin = startups.values().flat_map(|s| s.pool_created.iter().copied()).min().unwrap() - chrono::TimeDelta::seconds(1);
+        let origin = startups
+            .values()
+            .flat_map(|s| s.pool_created.iter().copied())
+            .min()
+            .unwrap()
+            - chrono::TimeDelta::seconds(1);
         let containers: Vec<ContainerTimes> = startups
             .iter()
             .map(|(n, s)| {
@@ -591,7 +765,11 @@ mod tests {
                 ContainerTimes {
                     number: *n,
                     started_at: Some(origin + chrono::TimeDelta::milliseconds(300)),
-                    probes: vec![Probe { start: ready, end: ready + chrono::TimeDelta::milliseconds(500), exit_code: 0 }],
+                    probes: vec![Probe {
+                        start: ready,
+                        end: ready + chrono::TimeDelta::milliseconds(500),
+                        exit_code: 0,
+                    }],
                 }
             })
             .collect();
@@ -602,7 +780,11 @@ mod tests {
     fn a_fresh_database_gives_one_leader_and_rows_with_every_event_in_order() {
         let timeline = fresh_timeline();
         assert_eq!(timeline.rows.len(), 4);
-        let leaders: Vec<&Row> = timeline.rows.iter().filter(|r| r.at(Mark::LockAcquired).is_some()).collect();
+        let leaders: Vec<&Row> = timeline
+            .rows
+            .iter()
+            .filter(|r| r.at(Mark::LockAcquired).is_some())
+            .collect();
         assert_eq!(leaders.len(), 1);
         assert!(leaders[0].applied > 0 && leaders[0].at(Mark::MigrationsApplied).is_some());
         for row in &timeline.rows {
@@ -611,12 +793,21 @@ mod tests {
             let ready = row.at(Mark::Ready).unwrap();
             let healthy = row.at(Mark::Healthy).unwrap();
             assert!((started - 0.3).abs() < 1e-9, "{row:?}");
-            assert!(started <= pool && pool <= ready && ready < healthy, "{row:?}");
+            assert!(
+                started <= pool && pool <= ready && ready < healthy,
+                "{row:?}"
+            );
             let kinds: Vec<Phase> = phases(row).iter().map(|p| p.0).collect();
             assert_eq!(kinds.first(), Some(&Phase::Launch));
             assert_eq!(kinds.last(), Some(&Phase::HealthCheck));
             assert!(kinds.contains(&Phase::Prepare), "{row:?}: {kinds:?}");
-            let expected_schema = if row.at(Mark::LockAcquired).is_some() { Phase::Migrate } else if row.at(Mark::Waiting).is_some() { Phase::Wait } else { Phase::Prepare };
+            let expected_schema = if row.at(Mark::LockAcquired).is_some() {
+                Phase::Migrate
+            } else if row.at(Mark::Waiting).is_some() {
+                Phase::Wait
+            } else {
+                Phase::Prepare
+            };
             assert!(kinds.contains(&expected_schema), "{row:?}");
             for (_, from, to) in phases(row) {
                 assert!(from <= to);
@@ -629,35 +820,70 @@ mod tests {
     #[test]
     fn an_existing_database_gives_fast_paths_and_a_replica_without_lines_keeps_its_row() {
         let mut startups = parse::startups(&parse::logs(&testdata("logs-existing-database.txt")));
-        let origin = startups.values().flat_map(|s| s.pool_created.iter().copied()).min().unwrap();
+        let origin = startups
+            .values()
+            .flat_map(|s| s.pool_created.iter().copied())
+            .min()
+            .unwrap();
         startups.remove(&2);
-        let containers = vec![ContainerTimes { number: 2, started_at: Some(origin), probes: vec![] }];
+        let containers = vec![ContainerTimes {
+            number: 2,
+            started_at: Some(origin),
+            probes: vec![],
+        }];
         let timeline = shape("existing", origin, &containers, &startups);
         let two = timeline.rows.iter().find(|r| r.number == 2).unwrap();
         assert_eq!(two.role(), "no schema line");
-        assert_eq!(phases(two).iter().map(|p| p.0).collect::<Vec<_>>(), vec![Phase::Launch]);
-        assert_eq!(timeline.slowest(Mark::Ready), None, "one replica never listened");
+        assert_eq!(
+            phases(two).iter().map(|p| p.0).collect::<Vec<_>>(),
+            vec![Phase::Launch]
+        );
+        assert_eq!(
+            timeline.slowest(Mark::Ready),
+            None,
+            "one replica never listened"
+        );
         for row in timeline.rows.iter().filter(|r| r.number != 2) {
             assert_eq!(row.role(), "fast path");
-            assert!(!phases(row).iter().any(|p| matches!(p.0, Phase::Migrate | Phase::Wait)));
+            assert!(!phases(row)
+                .iter()
+                .any(|p| matches!(p.0, Phase::Migrate | Phase::Wait)));
         }
     }
 
     #[test]
     fn the_page_has_a_row_for_every_replica_and_needs_no_network() {
         let timeline = fresh_timeline();
-        let html = page("Start-up timeline", "intro <with> markup", &[timeline.clone(), timeline.clone()]).unwrap();
+        let html = page(
+            "Start-up timeline",
+            "intro <with> markup",
+            &[timeline.clone(), timeline.clone()],
+        )
+        .unwrap();
         assert!(html.starts_with("<!DOCTYPE html>"));
         assert_eq!(html.matches("<svg").count(), 2);
         let labels = svg_texts(&svg(&timeline).unwrap());
         for n in 1..=4 {
-            assert_eq!(html.matches(&format!("<tr><th>api-{n}</th>")).count(), 2, "api-{n}");
-            assert!(labels.contains(&format!("api-{n}")), "the chart labels api-{n}: {labels:?}");
+            assert_eq!(
+                html.matches(&format!("<tr><th>api-{n}</th>")).count(),
+                2,
+                "api-{n}"
+            );
+            assert!(
+                labels.contains(&format!("api-{n}")),
+                "the chart labels api-{n}: {labels:?}"
+            );
         }
-        assert!(labels.iter().any(|l| l.starts_with("all healthy")), "{labels:?}");
+        assert!(
+            labels.iter().any(|l| l.starts_with("all healthy")),
+            "{labels:?}"
+        );
         assert!(html.contains("intro &lt;with&gt; markup"));
         for fetch in ["<script", "<link", "src=", "@import", "url("] {
-            assert!(!html.contains(fetch), "the page must load nothing: found {fetch}");
+            assert!(
+                !html.contains(fetch),
+                "the page must load nothing: found {fetch}"
+            );
         }
     }
 

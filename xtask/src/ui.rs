@@ -64,7 +64,13 @@ pub struct Waiting {
 
 impl Waiting {
     pub fn new(what: &str) -> Waiting {
-        Waiting { what: what.to_string(), since: Instant::now(), last_text: String::new(), last_print: None, tty: std::io::stderr().is_terminal() }
+        Waiting {
+            what: what.to_string(),
+            since: Instant::now(),
+            last_text: String::new(),
+            last_print: None,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn elapsed(&self) -> Duration {
@@ -72,12 +78,19 @@ impl Waiting {
     }
 
     pub fn update(&mut self, status: &str) {
-        let line = format!("{}     waiting for {}: {status} ({:.1} s)", stamp(), self.what, self.since.elapsed().as_secs_f64());
+        let line = format!(
+            "{}     waiting for {}: {status} ({:.1} s)",
+            stamp(),
+            self.what,
+            self.since.elapsed().as_secs_f64()
+        );
         if self.tty {
             eprint!("\r\x1b[2K{line}");
             let _ = std::io::stderr().flush();
         } else {
-            let due = self.last_print.is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
+            let due = self
+                .last_print
+                .is_none_or(|t| t.elapsed() >= Duration::from_secs(5));
             if status != self.last_text || due {
                 eprintln!("{line}");
                 self.last_print = Some(Instant::now());
@@ -87,7 +100,12 @@ impl Waiting {
     }
 
     pub fn finish(self, outcome: &str) {
-        let line = format!("{}     {}: {outcome} after {:.1} s", stamp(), self.what, self.since.elapsed().as_secs_f64());
+        let line = format!(
+            "{}     {}: {outcome} after {:.1} s",
+            stamp(),
+            self.what,
+            self.since.elapsed().as_secs_f64()
+        );
         if self.tty {
             eprintln!("\r\x1b[2K{line}");
         } else {

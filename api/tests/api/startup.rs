@@ -42,7 +42,15 @@ async fn an_unusable_data_directory_keeps_the_replica_unready_and_names_itself_o
         assert!(message.contains(&part), "{message:?} lacks {part:?}");
     }
     // Liveness is unaffected: the process is fine, only not ready.
-    assert_eq!(client.get(format!("http://127.0.0.1:{port}/healthz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(format!("http://127.0.0.1:{port}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     // An operator fixes the volume: the replica becomes ready without a restart.
     std::fs::remove_file(scratch.0.join("file")).unwrap();

@@ -20,7 +20,10 @@ struct Line<'a> {
 
 /// A line chart of figures against the replica count (runs in the order measured).
 fn chart(runs: &[Run], y_desc: &str, lines: &[Line]) -> Result<String> {
-    let values: Vec<f64> = lines.iter().flat_map(|l| runs.iter().filter_map(l.value)).collect();
+    let values: Vec<f64> = lines
+        .iter()
+        .flat_map(|l| runs.iter().filter_map(l.value))
+        .collect();
     // Headroom above the highest point keeps the legend (upper left) off the lines.
     let y_max = values.iter().copied().fold(0.0, f64::max).max(1e-3) * 1.45;
     let n = runs.len().max(1);
@@ -39,7 +42,10 @@ fn chart(runs: &[Run], y_desc: &str, lines: &[Line]) -> Result<String> {
         let x_label = |x: &f64| {
             let i = x.round();
             if (x - i).abs() < 1e-6 && i >= 0.0 {
-                counts.get(i as usize).map(|c| c.to_string()).unwrap_or_default()
+                counts
+                    .get(i as usize)
+                    .map(|c| c.to_string())
+                    .unwrap_or_default()
             } else {
                 String::new()
             }
@@ -50,21 +56,39 @@ fn chart(runs: &[Run], y_desc: &str, lines: &[Line]) -> Result<String> {
             .x_label_formatter(&x_label)
             .disable_x_mesh()
             .light_line_style(WHITE)
-            .y_label_formatter(&|y| if y_max >= 20.0 { format!("{y:.0}") } else { format!("{y:.1}") })
+            .y_label_formatter(&|y| {
+                if y_max >= 20.0 {
+                    format!("{y:.0}")
+                } else {
+                    format!("{y:.1}")
+                }
+            })
             .x_desc("replicas (N)")
             .y_desc(y_desc)
             .label_style(("sans-serif", 13))
             .draw()
             .map_err(chart_error)?;
         for line in lines {
-            let points: Vec<(f64, f64)> = runs.iter().enumerate().filter_map(|(i, r)| Some((i as f64, (line.value)(r)?))).collect();
+            let points: Vec<(f64, f64)> = runs
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| Some((i as f64, (line.value)(r)?)))
+                .collect();
             let color = line.color;
             chart
                 .draw_series(LineSeries::new(points.clone(), color.stroke_width(2)))
                 .map_err(chart_error)?
                 .label(line.name)
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2)));
-            chart.draw_series(points.into_iter().map(|p| Circle::new(p, 4, color.filled()))).map_err(chart_error)?;
+                .legend(move |(x, y)| {
+                    PathElement::new([(x, y), (x + 18, y)], color.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    points
+                        .into_iter()
+                        .map(|p| Circle::new(p, 4, color.filled())),
+                )
+                .map_err(chart_error)?;
         }
         chart
             .configure_series_labels()
@@ -89,8 +113,16 @@ pub fn time_to_healthy(runs: &[Run]) -> Result<String> {
         runs,
         "seconds from up to all healthy",
         &[
-            Line { name: "fresh database", color: ORANGE, value: |r| r.fresh.time_to_all_healthy_s },
-            Line { name: "existing database", color: BLUE, value: |r| r.existing.time_to_all_healthy_s },
+            Line {
+                name: "fresh database",
+                color: ORANGE,
+                value: |r| r.fresh.time_to_all_healthy_s,
+            },
+            Line {
+                name: "existing database",
+                color: BLUE,
+                value: |r| r.existing.time_to_all_healthy_s,
+            },
         ],
     )
 }
@@ -101,19 +133,45 @@ pub fn throughput(runs: &[Run]) -> Result<String> {
         runs,
         "requests per second (all replicas)",
         &[
-            Line { name: "read a document", color: BLUE, value: |r| Some(r.read.requests_per_s) },
-            Line { name: "upload a document", color: ORANGE, value: |r| Some(r.upload.requests_per_s) },
+            Line {
+                name: "read a document",
+                color: BLUE,
+                value: |r| Some(r.read.requests_per_s),
+            },
+            Line {
+                name: "upload a document",
+                color: ORANGE,
+                value: |r| Some(r.upload.requests_per_s),
+            },
         ],
     )
 }
 
 /// `index.html`: the two charts inline, the tables, and links to each N's start-up timeline.
-pub fn page(report: &Report, healthy_svg: &str, throughput_svg: &str, timelines: &[(u32, String)]) -> Result<String> {
+pub fn page(
+    report: &Report,
+    healthy_svg: &str,
+    throughput_svg: &str,
+    timelines: &[(u32, String)],
+) -> Result<String> {
     let mut html = page_head("cargo xtask bench");
-    writeln!(html, "<h1>cargo xtask bench</h1>\n<p class=\"note\">{} — {} cores, Docker {}</p>", report.generated_at.format("%Y-%m-%d %H:%M UTC"), report.machine.cores, escape(&report.machine.docker_engine))?;
-    writeln!(html, "<h2>Time from <code>docker compose up</code> to all replicas healthy</h2>\n{healthy_svg}")?;
+    writeln!(
+        html,
+        "<h1>cargo xtask bench</h1>\n<p class=\"note\">{} — {} cores, Docker {}</p>",
+        report.generated_at.format("%Y-%m-%d %H:%M UTC"),
+        report.machine.cores,
+        escape(&report.machine.docker_engine)
+    )?;
+    writeln!(
+        html,
+        "<h2>Time from <code>docker compose up</code> to all replicas healthy</h2>\n{healthy_svg}"
+    )?;
     writeln!(html, "<h2>Throughput</h2>\n{throughput_svg}")?;
-    writeln!(html, "<h2>Figures</h2>\n<pre>{}</pre>", escape(&table(report)))?;
+    writeln!(
+        html,
+        "<h2>Figures</h2>\n<pre>{}</pre>",
+        escape(&table(report))
+    )?;
     html.push_str("<h2>Start-up timelines</h2>\n<ul>\n");
     for (n, file) in timelines {
         writeln!(html, "<li><a href=\"{}\">N = {n}</a></li>", escape(file))?;
@@ -131,14 +189,39 @@ mod tests {
     };
 
     fn run(replicas: u32, healthy: f64, rps: f64) -> Run {
-        let startup = StartupFigures { time_to_all_healthy_s: Some(healthy), healthy_exact: true, ..Default::default() };
-        let load = LoadResult { requests: 1, seconds: 1.0, requests_per_s: rps, p50_ms: 1.0, p99_ms: 2.0, max_ms: 3.0, socket_errors: 0, non_2xx: 0 };
-        Run { replicas, idle_host_cpu_percent: Some(3.0), fresh: startup.clone(), existing: startup, read: load.clone(), upload: load, memory: vec![] }
+        let startup = StartupFigures {
+            time_to_all_healthy_s: Some(healthy),
+            healthy_exact: true,
+            ..Default::default()
+        };
+        let load = LoadResult {
+            requests: 1,
+            seconds: 1.0,
+            requests_per_s: rps,
+            p50_ms: 1.0,
+            p99_ms: 2.0,
+            max_ms: 3.0,
+            socket_errors: 0,
+            non_2xx: 0,
+        };
+        Run {
+            replicas,
+            idle_host_cpu_percent: Some(3.0),
+            fresh: startup.clone(),
+            existing: startup,
+            read: load.clone(),
+            upload: load,
+            memory: vec![],
+        }
     }
 
     #[test]
     fn the_charts_label_every_replica_count_and_the_page_links_every_timeline() {
-        let runs = vec![run(1, 2.0, 900.0), run(4, 3.5, 1500.0), run(16, 9.0, 1400.0)];
+        let runs = vec![
+            run(1, 2.0, 900.0),
+            run(4, 3.5, 1500.0),
+            run(16, 9.0, 1400.0),
+        ];
         let healthy = time_to_healthy(&runs).unwrap();
         let throughput = throughput(&runs).unwrap();
         for svg in [&healthy, &throughput] {
@@ -148,16 +231,34 @@ mod tests {
                 assert!(labels.iter().any(|l| l == n), "x label {n}: {labels:?}");
             }
         }
-        assert!(crate::timeline::svg_texts(&healthy).iter().any(|l| l == "fresh database"));
-        assert!(crate::timeline::svg_texts(&throughput).iter().any(|l| l == "upload a document"));
+        assert!(crate::timeline::svg_texts(&healthy)
+            .iter()
+            .any(|l| l == "fresh database"));
+        assert!(crate::timeline::svg_texts(&throughput)
+            .iter()
+            .any(|l| l == "upload a document"));
         let report = Report {
             generated_at: chrono::Utc::now(),
-            machine: Machine { cores: 2, docker_engine: "20.10".into() },
-            api_image: ImageFacts { name: "api".into(), size_bytes: 1 },
-            load: LoadSettings { generator: "wrk".into(), seconds_per_measurement: 4, connections: 32, document_bytes: 4096 },
+            machine: Machine {
+                cores: 2,
+                docker_engine: "20.10".into(),
+            },
+            api_image: ImageFacts {
+                name: "api".into(),
+                size_bytes: 1,
+            },
+            load: LoadSettings {
+                generator: "wrk".into(),
+                seconds_per_measurement: 4,
+                connections: 32,
+                document_bytes: 4096,
+            },
             runs,
         };
-        let timelines = [(1, "timeline-n1.html".to_string()), (4, "timeline-n4.html".to_string())];
+        let timelines = [
+            (1, "timeline-n1.html".to_string()),
+            (4, "timeline-n4.html".to_string()),
+        ];
         let html = page(&report, &healthy, &throughput, &timelines).unwrap();
         assert_eq!(html.matches("<svg").count(), 2);
         assert!(html.contains("href=\"timeline-n4.html\""));

@@ -32,16 +32,25 @@ pub struct StartupFigures {
 
 impl StartupFigures {
     pub fn of(timeline: &Timeline) -> StartupFigures {
-        let gaps: Vec<f64> =
-            timeline.rows.iter().filter(|r| r.healthy_exact).filter_map(|r| Some(r.at(Mark::Healthy)? - r.at(Mark::Ready)?)).collect();
-        let last_healthy = timeline.rows.iter().filter_map(|r| Some((r.at(Mark::Healthy)?, r))).max_by(|a, b| a.0.total_cmp(&b.0));
+        let gaps: Vec<f64> = timeline
+            .rows
+            .iter()
+            .filter(|r| r.healthy_exact)
+            .filter_map(|r| Some(r.at(Mark::Healthy)? - r.at(Mark::Ready)?))
+            .collect();
+        let last_healthy = timeline
+            .rows
+            .iter()
+            .filter_map(|r| Some((r.at(Mark::Healthy)?, r)))
+            .max_by(|a, b| a.0.total_cmp(&b.0));
         StartupFigures {
             time_to_all_healthy_s: timeline.slowest(Mark::Healthy),
             pool_created_spread_s: timeline.spread(Mark::PoolCreated),
             ready_spread_s: timeline.spread(Mark::Ready),
             slowest_ready_s: timeline.slowest(Mark::Ready),
             last_container_started_s: timeline.slowest(Mark::ContainerStarted),
-            ready_to_healthy_mean_s: (!gaps.is_empty()).then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
+            ready_to_healthy_mean_s: (!gaps.is_empty())
+                .then(|| gaps.iter().sum::<f64>() / gaps.len() as f64),
             healthy_exact: last_healthy.is_some_and(|(_, r)| r.healthy_exact),
         }
     }
@@ -67,15 +76,21 @@ struct StatsLine {
 pub fn parse_stats(text: &str) -> Result<BTreeMap<u32, Usage>> {
     let mut usage = BTreeMap::new();
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
-        let entry: StatsLine = serde_json::from_str(line).with_context(|| format!("parsing a `docker stats` line: {line}"))?;
-        let number = trailing_number(&entry.name).with_context(|| format!("no container number in {:?}", entry.name))?;
+        let entry: StatsLine = serde_json::from_str(line)
+            .with_context(|| format!("parsing a `docker stats` line: {line}"))?;
+        let number = trailing_number(&entry.name)
+            .with_context(|| format!("no container number in {:?}", entry.name))?;
         let used = entry.mem_usage.split('/').next().unwrap_or("").trim();
         let cpu = entry.cpu_perc.trim().trim_end_matches('%');
         usage.insert(
             number,
             Usage {
-                memory_mib: bytes(used).with_context(|| format!("memory of {}: {:?}", entry.name, entry.mem_usage))? / (1024.0 * 1024.0),
-                cpu_percent: cpu.parse().with_context(|| format!("CPU of {}: {:?}", entry.name, entry.cpu_perc))?,
+                memory_mib: bytes(used)
+                    .with_context(|| format!("memory of {}: {:?}", entry.name, entry.mem_usage))?
+                    / (1024.0 * 1024.0),
+                cpu_percent: cpu
+                    .parse()
+                    .with_context(|| format!("CPU of {}: {:?}", entry.name, entry.cpu_perc))?,
             },
         );
     }
@@ -84,9 +99,14 @@ pub fn parse_stats(text: &str) -> Result<BTreeMap<u32, Usage>> {
 
 /// "12.5MiB", "980KiB", "1.2GiB", "0B", and the decimal units older CLIs print.
 fn bytes(text: &str) -> Result<f64> {
-    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let split = text
+        .find(|c: char| c.is_ascii_alphabetic())
+        .unwrap_or(text.len());
     let (number, unit) = text.split_at(split);
-    let number: f64 = number.trim().parse().with_context(|| format!("a size: {text:?}"))?;
+    let number: f64 = number
+        .trim()
+        .parse()
+        .with_context(|| format!("a size: {text:?}"))?;
     let scale = match unit.trim() {
         "B" | "" => 1.0,
         "KiB" => 1024.0,
@@ -103,8 +123,14 @@ fn bytes(text: &str) -> Result<f64> {
 /// Busy and total CPU time of the whole machine (all cores), from the first line of
 /// `/proc/stat`: `cpu user nice system idle iowait irq softirq steal ...`.
 pub fn cpu_times(proc_stat: &str) -> Option<(u64, u64)> {
-    let fields: Vec<u64> =
-        proc_stat.lines().next()?.strip_prefix("cpu ")?.split_whitespace().take(8).map(|f| f.parse().ok()).collect::<Option<_>>()?;
+    let fields: Vec<u64> = proc_stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .take(8)
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
     let total: u64 = fields.iter().sum();
     let idle = fields.get(3)? + fields.get(4).copied().unwrap_or(0);
     Some((total - idle, total))
@@ -127,7 +153,11 @@ pub struct ReplicaMemory {
 }
 
 pub fn memory(idle: &BTreeMap<u32, Usage>, load: &[BTreeMap<u32, Usage>]) -> Vec<ReplicaMemory> {
-    let mut numbers: Vec<u32> = idle.keys().chain(load.iter().flat_map(|l| l.keys())).copied().collect();
+    let mut numbers: Vec<u32> = idle
+        .keys()
+        .chain(load.iter().flat_map(|l| l.keys()))
+        .copied()
+        .collect();
     numbers.sort();
     numbers.dedup();
     numbers
@@ -135,8 +165,16 @@ pub fn memory(idle: &BTreeMap<u32, Usage>, load: &[BTreeMap<u32, Usage>]) -> Vec
         .map(|n| ReplicaMemory {
             replica: format!("api-{n}"),
             idle_mib: idle.get(&n).map(|u| u.memory_mib),
-            load_mib: load.iter().filter_map(|l| l.get(&n)).map(|u| u.memory_mib).reduce(f64::max),
-            load_cpu_percent: load.iter().filter_map(|l| l.get(&n)).map(|u| u.cpu_percent).reduce(f64::max),
+            load_mib: load
+                .iter()
+                .filter_map(|l| l.get(&n))
+                .map(|u| u.memory_mib)
+                .reduce(f64::max),
+            load_cpu_percent: load
+                .iter()
+                .filter_map(|l| l.get(&n))
+                .map(|u| u.cpu_percent)
+                .reduce(f64::max),
         })
         .collect()
 }
@@ -192,14 +230,30 @@ pub struct LoadSettings {
 }
 
 fn cell(value: Option<f64>, decimals: usize) -> String {
-    value.map(|v| format!("{v:.decimals$}")).unwrap_or_else(|| "–".into())
+    value
+        .map(|v| format!("{v:.decimals$}"))
+        .unwrap_or_else(|| "–".into())
 }
 
 /// The tables printed on stdout (and, in `<pre>`, on the report page).
 pub fn table(report: &Report) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "Start-up, seconds from `docker compose up` ({} cores, Docker {})", report.machine.cores, report.machine.docker_engine);
-    let _ = writeln!(out, "{:>3}  {:<9} {:>12} {:>12} {:>13} {:>14} {:>15}", "N", "database", "all healthy", "pool spread", "ready spread", "slowest ready", "ready→healthy");
+    let _ = writeln!(
+        out,
+        "Start-up, seconds from `docker compose up` ({} cores, Docker {})",
+        report.machine.cores, report.machine.docker_engine
+    );
+    let _ = writeln!(
+        out,
+        "{:>3}  {:<9} {:>12} {:>12} {:>13} {:>14} {:>15}",
+        "N",
+        "database",
+        "all healthy",
+        "pool spread",
+        "ready spread",
+        "slowest ready",
+        "ready→healthy"
+    );
     for run in &report.runs {
         for (db, f) in [("fresh", &run.fresh), ("existing", &run.existing)] {
             let approx = if f.healthy_exact { " " } else { "≤" };
@@ -224,10 +278,23 @@ pub fn table(report: &Report) -> String {
     let _ = writeln!(
         out,
         "{:>3}  {:>10} {:>8} {:>8}  {:>12} {:>8} {:>8}  {:>12} {:>12}  {:>13}  {:>6}",
-        "N", "read req/s", "p50 ms", "p99 ms", "upload req/s", "p50 ms", "p99 ms", "idle MiB max", "load MiB max", "idle host CPU", "errors"
+        "N",
+        "read req/s",
+        "p50 ms",
+        "p99 ms",
+        "upload req/s",
+        "p50 ms",
+        "p99 ms",
+        "idle MiB max",
+        "load MiB max",
+        "idle host CPU",
+        "errors"
     );
     for run in &report.runs {
-        let errors = run.read.socket_errors + run.read.non_2xx + run.upload.socket_errors + run.upload.non_2xx;
+        let errors = run.read.socket_errors
+            + run.read.non_2xx
+            + run.upload.socket_errors
+            + run.upload.non_2xx;
         let _ = writeln!(
             out,
             "{:>3}  {:>10.0} {:>8.2} {:>8.2}  {:>12.0} {:>8.2} {:>8.2}  {:>12} {:>12}  {:>12}%  {:>6}",
@@ -244,7 +311,12 @@ pub fn table(report: &Report) -> String {
             errors,
         );
     }
-    let _ = writeln!(out, "\napi image {}: {:.1} MB", report.api_image.name, report.api_image.size_bytes as f64 / 1e6);
+    let _ = writeln!(
+        out,
+        "\napi image {}: {:.1} MB",
+        report.api_image.name,
+        report.api_image.size_bytes as f64 / 1e6
+    );
     out
 }
 
@@ -258,7 +330,13 @@ mod tests {
     }
 
     fn row(number: u32, marks: &[(Mark, f64)]) -> Row {
-        Row { replica: format!("api-{number}"), number, marks: marks.iter().copied().collect(), applied: 0, healthy_exact: true }
+        Row {
+            replica: format!("api-{number}"),
+            number,
+            marks: marks.iter().copied().collect(),
+            applied: 0,
+            healthy_exact: true,
+        }
     }
 
     #[test]
@@ -267,8 +345,24 @@ mod tests {
             title: "t".into(),
             origin: chrono::Utc::now(),
             rows: vec![
-                row(1, &[(Mark::ContainerStarted, 0.4), (Mark::PoolCreated, 0.6), (Mark::Ready, 0.9), (Mark::Healthy, 1.4)]),
-                row(2, &[(Mark::ContainerStarted, 0.5), (Mark::PoolCreated, 1.0), (Mark::Ready, 1.5), (Mark::Healthy, 2.5)]),
+                row(
+                    1,
+                    &[
+                        (Mark::ContainerStarted, 0.4),
+                        (Mark::PoolCreated, 0.6),
+                        (Mark::Ready, 0.9),
+                        (Mark::Healthy, 1.4),
+                    ],
+                ),
+                row(
+                    2,
+                    &[
+                        (Mark::ContainerStarted, 0.5),
+                        (Mark::PoolCreated, 1.0),
+                        (Mark::Ready, 1.5),
+                        (Mark::Healthy, 2.5),
+                    ],
+                ),
             ],
         };
         let f = StartupFigures::of(&timeline);
@@ -287,13 +381,23 @@ mod tests {
         let mut early = row(1, &[(Mark::Ready, 0.5), (Mark::Healthy, 2.5)]);
         early.healthy_exact = false;
         let last = row(2, &[(Mark::Ready, 2.0), (Mark::Healthy, 3.0)]);
-        let timeline = Timeline { title: "t".into(), origin: chrono::Utc::now(), rows: vec![early.clone(), last.clone()] };
+        let timeline = Timeline {
+            title: "t".into(),
+            origin: chrono::Utc::now(),
+            rows: vec![early.clone(), last.clone()],
+        };
         let f = StartupFigures::of(&timeline);
         assert!(f.healthy_exact);
-        assert_eq!((f.time_to_all_healthy_s, f.ready_to_healthy_mean_s), (Some(3.0), Some(1.0)));
+        assert_eq!(
+            (f.time_to_all_healthy_s, f.ready_to_healthy_mean_s),
+            (Some(3.0), Some(1.0))
+        );
         let mut late_and_inexact = last;
         late_and_inexact.healthy_exact = false;
-        let timeline = Timeline { rows: vec![early, late_and_inexact], ..timeline };
+        let timeline = Timeline {
+            rows: vec![early, late_and_inexact],
+            ..timeline
+        };
         let f = StartupFigures::of(&timeline);
         assert!(!f.healthy_exact);
         assert_eq!(f.ready_to_healthy_mean_s, None);
@@ -302,7 +406,11 @@ mod tests {
     #[test]
     fn a_replica_that_never_turned_healthy_leaves_time_to_healthy_unknown() {
         let late = row(2, &[(Mark::PoolCreated, 1.0)]);
-        let timeline = Timeline { title: "t".into(), origin: chrono::Utc::now(), rows: vec![row(1, &[(Mark::Healthy, 1.0)]), late] };
+        let timeline = Timeline {
+            title: "t".into(),
+            origin: chrono::Utc::now(),
+            rows: vec![row(1, &[(Mark::Healthy, 1.0)]), late],
+        };
         let f = StartupFigures::of(&timeline);
         assert_eq!(f.time_to_all_healthy_s, None);
         assert_eq!(f.slowest_ready_s, None);
@@ -320,7 +428,11 @@ mod tests {
 
     #[test]
     fn sizes_in_every_unit_docker_prints() {
-        let line = |mem: &str| format!(r#"{{"Name":"scaling-bench-api-3","MemUsage":"{mem} / 23.54GiB","CPUPerc":"12.50%"}}"#);
+        let line = |mem: &str| {
+            format!(
+                r#"{{"Name":"scaling-bench-api-3","MemUsage":"{mem} / 23.54GiB","CPUPerc":"12.50%"}}"#
+            )
+        };
         let mib = |mem: &str| parse_stats(&line(mem)).unwrap()[&3].memory_mib;
         assert_eq!(mib("3MiB"), 3.0);
         assert_eq!(mib("512KiB"), 0.5);
@@ -329,7 +441,9 @@ mod tests {
         assert!((mib("2MB") - 2e6 / 1048576.0).abs() < 1e-9);
         assert_eq!(parse_stats(&line("3MiB")).unwrap()[&3].cpu_percent, 12.5);
         assert!(parse_stats(&line("3 parsecs")).is_err());
-        assert!(parse_stats(r#"{"Name":"nonumber","MemUsage":"1MiB / 2MiB","CPUPerc":"0%"}"#).is_err());
+        assert!(
+            parse_stats(r#"{"Name":"nonumber","MemUsage":"1MiB / 2MiB","CPUPerc":"0%"}"#).is_err()
+        );
     }
 
     #[test]
@@ -344,12 +458,24 @@ mod tests {
 
     #[test]
     fn memory_keeps_the_highest_sample_under_load() {
-        let usage = |mib: f64| Usage { memory_mib: mib, cpu_percent: mib * 10.0 };
+        let usage = |mib: f64| Usage {
+            memory_mib: mib,
+            cpu_percent: mib * 10.0,
+        };
         let idle = BTreeMap::from([(1, usage(5.0))]);
-        let load = [BTreeMap::from([(1, usage(9.0)), (2, usage(7.0))]), BTreeMap::from([(1, usage(8.0))])];
+        let load = [
+            BTreeMap::from([(1, usage(9.0)), (2, usage(7.0))]),
+            BTreeMap::from([(1, usage(8.0))]),
+        ];
         let m = memory(&idle, &load);
         assert_eq!(m.len(), 2);
-        assert_eq!((m[0].idle_mib, m[0].load_mib, m[0].load_cpu_percent), (Some(5.0), Some(9.0), Some(90.0)));
-        assert_eq!((m[1].replica.as_str(), m[1].idle_mib, m[1].load_mib), ("api-2", None, Some(7.0)));
+        assert_eq!(
+            (m[0].idle_mib, m[0].load_mib, m[0].load_cpu_percent),
+            (Some(5.0), Some(9.0), Some(90.0))
+        );
+        assert_eq!(
+            (m[1].replica.as_str(), m[1].idle_mib, m[1].load_mib),
+            ("api-2", None, Some(7.0))
+        );
     }
 }

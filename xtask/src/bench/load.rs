@@ -35,9 +35,13 @@ pub struct Plan<'a> {
 
 /// Starts wrk in the background (the caller samples `docker stats` meanwhile).
 pub fn spawn(sh: &Shell, wrk: &Path, script: &Path, plan: &Plan) -> Result<Child> {
-    let Some(first) = plan.targets.first() else { bail!("no replica to put load on") };
+    let Some(first) = plan.targets.first() else {
+        bail!("no replica to put load on")
+    };
     if let Some(remote) = plan.targets.iter().find(|a| !a.ip().is_loopback()) {
-        bail!("refusing to put load on {remote}: the benchmark only targets this machine's loopback");
+        bail!(
+            "refusing to put load on {remote}: the benchmark only targets this machine's loopback"
+        );
     }
     let threads = plan.targets.len().to_string();
     let connections = connections_for(plan.targets.len() as u32).to_string();
@@ -61,7 +65,12 @@ pub fn finish(child: Child) -> Result<LoadResult> {
     let out = child.wait_with_output().context("waiting for wrk")?;
     let stdout = String::from_utf8_lossy(&out.stdout);
     if !out.status.success() {
-        bail!("wrk failed ({}): {}{}", out.status, String::from_utf8_lossy(&out.stderr).trim(), stdout.trim());
+        bail!(
+            "wrk failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim(),
+            stdout.trim()
+        );
     }
     parse(&stdout)
 }
@@ -86,7 +95,12 @@ pub fn parse(stdout: &str) -> Result<LoadResult> {
     let line = stdout
         .lines()
         .find_map(|l| l.trim().strip_prefix("BENCH-RESULT "))
-        .with_context(|| format!("wrk printed no BENCH-RESULT line: {:?}", stdout.lines().last().unwrap_or("")))?;
+        .with_context(|| {
+            format!(
+                "wrk printed no BENCH-RESULT line: {:?}",
+                stdout.lines().last().unwrap_or("")
+            )
+        })?;
     let field = |key: &str| -> Result<u64> {
         line.split_whitespace()
             .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
@@ -107,7 +121,10 @@ pub fn parse(stdout: &str) -> Result<LoadResult> {
         p50_ms: ms("p50_us")?,
         p99_ms: ms("p99_us")?,
         max_ms: ms("max_us")?,
-        socket_errors: field("connect_errors")? + field("read_errors")? + field("write_errors")? + field("timeouts")?,
+        socket_errors: field("connect_errors")?
+            + field("read_errors")?
+            + field("write_errors")?
+            + field("timeouts")?,
         non_2xx: field("non_2xx")?,
     })
 }
@@ -125,14 +142,20 @@ mod tests {
         let result = parse(&testdata("bench-wrk-read.txt")).unwrap();
         assert!(result.requests > 0);
         assert!((result.requests_per_s - result.requests as f64 / result.seconds).abs() < 1e-9);
-        assert!(result.p50_ms > 0.0 && result.p50_ms <= result.p99_ms && result.p99_ms <= result.max_ms, "{result:?}");
+        assert!(
+            result.p50_ms > 0.0 && result.p50_ms <= result.p99_ms && result.p99_ms <= result.max_ms,
+            "{result:?}"
+        );
         assert_eq!((result.socket_errors, result.non_2xx), (0, 0));
     }
 
     #[test]
     fn an_upload_run_parses_the_same_way() {
         let result = parse(&testdata("bench-wrk-upload.txt")).unwrap();
-        assert!(result.requests > 0 && result.p99_ms >= result.p50_ms, "{result:?}");
+        assert!(
+            result.requests > 0 && result.p99_ms >= result.p50_ms,
+            "{result:?}"
+        );
     }
 
     #[test]
@@ -141,7 +164,10 @@ mod tests {
                     connect_errors=1 read_errors=2 write_errors=0 timeouts=3 non_2xx=4\n";
         let result = parse(text).unwrap();
         assert_eq!((result.socket_errors, result.non_2xx), (6, 4));
-        assert_eq!((result.p50_ms, result.p99_ms, result.requests_per_s), (1.5, 9.0, 10.0));
+        assert_eq!(
+            (result.p50_ms, result.p99_ms, result.requests_per_s),
+            (1.5, 9.0, 10.0)
+        );
         let err = parse("unable to connect to 127.0.0.1:1 Connection refused\n").unwrap_err();
         assert!(err.to_string().contains("no BENCH-RESULT"), "{err}");
         assert!(parse("BENCH-RESULT requests=10 duration_us=0").is_err());
@@ -159,7 +185,18 @@ mod tests {
     #[test]
     fn the_script_aims_each_thread_at_a_replica_and_prints_the_parsed_fields() {
         assert!(SCRIPT.contains("thread.addr"));
-        for key in ["requests", "duration_us", "p50_us", "p99_us", "max_us", "connect_errors", "read_errors", "write_errors", "timeouts", "non_2xx"] {
+        for key in [
+            "requests",
+            "duration_us",
+            "p50_us",
+            "p99_us",
+            "max_us",
+            "connect_errors",
+            "read_errors",
+            "write_errors",
+            "timeouts",
+            "non_2xx",
+        ] {
             assert!(SCRIPT.contains(&format!("{key}=")), "{key}");
         }
     }

@@ -59,9 +59,13 @@ const IDLE_SAMPLE: Duration = Duration::from_secs(3);
 pub fn parse_counts(list: &str) -> Result<Vec<u32>, String> {
     let mut counts = Vec::new();
     for part in list.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-        let n: u32 = part.parse().map_err(|_| format!("--replicas {list}: {part:?} is not a number"))?;
+        let n: u32 = part
+            .parse()
+            .map_err(|_| format!("--replicas {list}: {part:?} is not a number"))?;
         if !(1..=MAX_REPLICAS).contains(&n) {
-            return Err(format!("--replicas {list}: {n} is out of range, choose between 1 and {MAX_REPLICAS}"));
+            return Err(format!(
+                "--replicas {list}: {n} is out of range, choose between 1 and {MAX_REPLICAS}"
+            ));
         }
         if counts.contains(&n) {
             return Err(format!("--replicas {list}: {n} is listed twice"));
@@ -69,7 +73,9 @@ pub fn parse_counts(list: &str) -> Result<Vec<u32>, String> {
         counts.push(n);
     }
     if counts.is_empty() {
-        return Err(format!("--replicas {list:?}: give at least one replica count, e.g. 1,4"));
+        return Err(format!(
+            "--replicas {list:?}: give at least one replica count, e.g. 1,4"
+        ));
     }
     Ok(counts)
 }
@@ -85,19 +91,33 @@ struct Bench<'a> {
 }
 
 pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
-    let counts = parse_counts(flags.replicas.as_deref().unwrap_or(DEFAULT_REPLICAS)).map_err(CannotRun)?;
-    let report_dir = flags.report_dir.clone().unwrap_or_else(|| project.target_dir.join("bench-report"));
+    let counts =
+        parse_counts(flags.replicas.as_deref().unwrap_or(DEFAULT_REPLICAS)).map_err(CannotRun)?;
+    let report_dir = flags
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| project.target_dir.join("bench-report"));
     if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir).with_context(|| format!("clearing {}", report_dir.display()))?;
+        std::fs::remove_dir_all(&report_dir)
+            .with_context(|| format!("clearing {}", report_dir.display()))?;
     }
-    std::fs::create_dir_all(report_dir.join("logs")).with_context(|| format!("creating {}", report_dir.display()))?;
+    std::fs::create_dir_all(report_dir.join("logs"))
+        .with_context(|| format!("creating {}", report_dir.display()))?;
 
-    ui::step(&format!("Benchmark: N = {}", counts.iter().map(u32::to_string).collect::<Vec<_>>().join(", ")));
+    ui::step(&format!(
+        "Benchmark: N = {}",
+        counts
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let (docker, compose_program) = preflight::run(sh, project)?;
     let image_set = images::ensure(sh, project, &docker, &compose_program, false)?;
     let wrk = provision::debian_package(sh, "wrk", "wrk", "to put HTTP load on the replicas")?;
     let script = report_dir.join("wrk-load.lua");
-    std::fs::write(&script, load::SCRIPT).with_context(|| format!("writing {}", script.display()))?;
+    std::fs::write(&script, load::SCRIPT)
+        .with_context(|| format!("writing {}", script.display()))?;
 
     let mut env = image_set.env.clone();
     env.push(("DB_NAME".into(), "app".into()));
@@ -108,14 +128,40 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     // Never a developer's `.env`: every variable comes from `env`.
     let env_file = report_dir.join("empty.env");
     std::fs::write(&env_file, "")?;
-    let compose = Compose { program: compose_program, file: project.compose_file(), project: PROJECT_NAME.into(), env, env_file: Some(env_file) };
-    let api_image = image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE).to_string();
-    let bench = Bench { sh, compose, docker, wrk, script, report_dir };
+    let compose = Compose {
+        program: compose_program,
+        file: project.compose_file(),
+        project: PROJECT_NAME.into(),
+        env,
+        env_file: Some(env_file),
+    };
+    let api_image = image_set
+        .get("API_IMAGE")
+        .unwrap_or(images::API_IMAGE)
+        .to_string();
+    let bench = Bench {
+        sh,
+        compose,
+        docker,
+        wrk,
+        script,
+        report_dir,
+    };
 
-    let machine = Machine { cores: std::thread::available_parallelism().map(usize::from).unwrap_or(0), docker_engine: bench.docker.server_version(sh)? };
-    let api_image = ImageFacts { size_bytes: bench.docker.image_size(sh, &api_image)?, name: api_image };
+    let machine = Machine {
+        cores: std::thread::available_parallelism()
+            .map(usize::from)
+            .unwrap_or(0),
+        docker_engine: bench.docker.server_version(sh)?,
+    };
+    let api_image = ImageFacts {
+        size_bytes: bench.docker.image_size(sh, &api_image)?,
+        name: api_image,
+    };
 
-    ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
+    ui::step(&format!(
+        "Removing any previous state of project {PROJECT_NAME}"
+    ));
     bench.compose.down(sh)?;
     let guard = StackGuard::new(&bench.compose, false);
     let mut runs = Vec::new();
@@ -147,7 +193,10 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     if !report.runs.is_empty() {
         println!("{}", figures::table(&report));
     }
-    ui::note(&format!("report: {}", bench.report_dir.join("index.html").display()));
+    ui::note(&format!(
+        "report: {}",
+        bench.report_dir.join("index.html").display()
+    ));
     outcome
 }
 
@@ -164,35 +213,74 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
 
     std::thread::sleep(IDLE_SETTLE);
     let idle_host_cpu_percent = host_cpu_busy(IDLE_SAMPLE)?;
-    ui::note(&format!("idle: the machine's CPU is {} busy", idle_host_cpu_percent.map(|p| format!("{p:.1} %")).unwrap_or_else(|| "?".into())));
+    ui::note(&format!(
+        "idle: the machine's CPU is {} busy",
+        idle_host_cpu_percent
+            .map(|p| format!("{p:.1} %"))
+            .unwrap_or_else(|| "?".into())
+    ));
 
-    ui::step(&format!("N = {n}: load, {LOAD_SECONDS} s of reads and {LOAD_SECONDS} s of uploads"));
+    ui::step(&format!(
+        "N = {n}: load, {LOAD_SECONDS} s of reads and {LOAD_SECONDS} s of uploads"
+    ));
     let mut ports = Vec::new();
     for c in &containers {
         let addr = bench.compose.port(bench.sh, API, c.number, API_PORT)?;
-        ports.push(addr.parse::<SocketAddr>().with_context(|| format!("the published port of {}: {addr:?}", c.label()))?);
+        ports.push(
+            addr.parse::<SocketAddr>()
+                .with_context(|| format!("the published port of {}: {addr:?}", c.label()))?,
+        );
     }
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
     let document = seed_document(ports[0])?;
     let idle = figures::parse_stats(&bench.docker.stats(bench.sh, &ids)?)?;
     let read_path = format!("/documents/{document}/content");
-    let (read, read_usage) = put_load(bench, &ids, &Plan { targets: &ports, path: &read_path, upload_bytes: 0, seconds: LOAD_SECONDS })?;
+    let (read, read_usage) = put_load(
+        bench,
+        &ids,
+        &Plan {
+            targets: &ports,
+            path: &read_path,
+            upload_bytes: 0,
+            seconds: LOAD_SECONDS,
+        },
+    )?;
     note_load("read", &read);
-    let upload_plan = Plan { targets: &ports, path: "/documents?name=bench-upload.bin", upload_bytes: DOCUMENT_BYTES, seconds: LOAD_SECONDS };
+    let upload_plan = Plan {
+        targets: &ports,
+        path: "/documents?name=bench-upload.bin",
+        upload_bytes: DOCUMENT_BYTES,
+        seconds: LOAD_SECONDS,
+    };
     let (upload, upload_usage) = put_load(bench, &ids, &upload_plan)?;
     note_load("upload", &upload);
 
     let page = format!("timeline-n{n}.html");
     let intro = format!("Where the start-up time of {n} replicas goes, from `docker compose up`: on a fresh database, then on the migrated one.");
-    let html = timeline::page(&format!("Start-up timeline, N = {n}"), &intro, &[fresh.timeline, existing.timeline])?;
+    let html = timeline::page(
+        &format!("Start-up timeline, N = {n}"),
+        &intro,
+        &[fresh.timeline, existing.timeline],
+    )?;
     std::fs::write(bench.report_dir.join(&page), html)?;
     let memory = figures::memory(&idle, &[read_usage, upload_usage]);
-    let run = Run { replicas: n, idle_host_cpu_percent, fresh: fresh.figures, existing: existing.figures, read, upload, memory };
+    let run = Run {
+        replicas: n,
+        idle_host_cpu_percent,
+        fresh: fresh.figures,
+        existing: existing.figures,
+        read,
+        upload,
+        memory,
+    };
     Ok((run, page))
 }
 
 fn remove_replicas(bench: &Bench) -> Result<()> {
-    bench.compose.run(bench.sh, &["rm", "--stop", "--force", API]).map(drop)
+    bench
+        .compose
+        .run(bench.sh, &["rm", "--stop", "--force", API])
+        .map(drop)
 }
 
 /// Drops and recreates the application database (the user's grants stay): a fresh schema
@@ -200,9 +288,14 @@ fn remove_replicas(bench: &Bench) -> Result<()> {
 fn reset_database(bench: &Bench) -> Result<()> {
     let script = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot \
                   -e \"DROP DATABASE IF EXISTS \\`$MYSQL_DATABASE\\`; CREATE DATABASE \\`$MYSQL_DATABASE\\`\"";
-    let out = bench.compose.exec_with_env(bench.sh, DB, &[], &["sh", "-c", script])?;
+    let out = bench
+        .compose
+        .exec_with_env(bench.sh, DB, &[], &["sh", "-c", script])?;
     if !out.status.success() {
-        bail!("resetting the database failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "resetting the database failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     Ok(())
 }
@@ -220,19 +313,44 @@ fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
     let origin = Utc::now();
     let t_up = Instant::now();
     let scale = format!("{API}={n}");
-    bench.compose.run(bench.sh, &["up", "-d", "--no-build", "--scale", &scale, API])?;
-    match scaling::wait_healthy(bench.sh, &bench.compose, &bench.docker, n, HEALTHY_TIMEOUT, t_up)? {
+    bench.compose.run(
+        bench.sh,
+        &["up", "-d", "--no-build", "--scale", &scale, API],
+    )?;
+    match scaling::wait_healthy(
+        bench.sh,
+        &bench.compose,
+        &bench.docker,
+        n,
+        HEALTHY_TIMEOUT,
+        t_up,
+    )? {
         WaitOutcome::AllHealthy { .. } => {}
-        WaitOutcome::Broken { reason, .. } => bail!("{n} replicas on a {database} did not start: {reason}"),
-        WaitOutcome::TimedOut { seconds } => bail!("{n} replicas on a {database} were not all healthy after {seconds:.0} s"),
+        WaitOutcome::Broken { reason, .. } => {
+            bail!("{n} replicas on a {database} did not start: {reason}")
+        }
+        WaitOutcome::TimedOut { seconds } => {
+            bail!("{n} replicas on a {database} were not all healthy after {seconds:.0} s")
+        }
     }
     let containers = parse::ps(&bench.compose.ps(bench.sh, API)?)?;
     let times = timeline::capture(bench.sh, &bench.docker, &containers)?;
     let logs = bench.compose.logs(bench.sh, API)?;
     let slug = database.split(' ').next().unwrap_or(database);
-    std::fs::write(bench.report_dir.join("logs").join(format!("n{n}-{slug}.log")), &logs)?;
+    std::fs::write(
+        bench
+            .report_dir
+            .join("logs")
+            .join(format!("n{n}-{slug}.log")),
+        &logs,
+    )?;
     let startups = parse::startups(&parse::logs(&logs));
-    let timeline = timeline::shape(&format!("{database}, {n} replicas"), origin, &times, &startups);
+    let timeline = timeline::shape(
+        &format!("{database}, {n} replicas"),
+        origin,
+        &times,
+        &startups,
+    );
     let figures = StartupFigures::of(&timeline);
     let s = |v: Option<f64>| v.map(|v| format!("{v:.2} s")).unwrap_or_else(|| "?".into());
     ui::note(&format!(
@@ -242,7 +360,11 @@ fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
         s(figures.ready_spread_s),
         s(figures.slowest_ready_s)
     ));
-    Ok(Started { figures, timeline, containers })
+    Ok(Started {
+        figures,
+        timeline,
+        containers,
+    })
 }
 
 /// The document every read asks for.
@@ -255,17 +377,31 @@ fn seed_document(addr: SocketAddr) -> Result<String> {
         .with_context(|| format!("storing the document to read through {addr}"))?;
     let text = response.as_str().unwrap_or("").to_string();
     if response.status_code != 201 {
-        bail!("storing the document to read through {addr}: {} {text}", response.status_code);
+        bail!(
+            "storing the document to read through {addr}: {} {text}",
+            response.status_code
+        );
     }
-    let body: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("the api's answer to an upload: {text}"))?;
-    body["id"].as_str().map(String::from).with_context(|| format!("no id in the api's answer to an upload: {text}"))
+    let body: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("the api's answer to an upload: {text}"))?;
+    body["id"]
+        .as_str()
+        .map(String::from)
+        .with_context(|| format!("no id in the api's answer to an upload: {text}"))
 }
 
 /// Runs wrk and samples `docker stats` while it runs.
-fn put_load(bench: &Bench, ids: &[String], plan: &Plan) -> Result<(LoadResult, BTreeMap<u32, Usage>)> {
+fn put_load(
+    bench: &Bench,
+    ids: &[String],
+    plan: &Plan,
+) -> Result<(LoadResult, BTreeMap<u32, Usage>)> {
     let mut child = load::spawn(bench.sh, &bench.wrk, &bench.script, plan)?;
     std::thread::sleep(STATS_DELAY);
-    let usage = bench.docker.stats(bench.sh, ids).and_then(|text| figures::parse_stats(&text));
+    let usage = bench
+        .docker
+        .stats(bench.sh, ids)
+        .and_then(|text| figures::parse_stats(&text));
     let usage = match usage {
         Ok(usage) => usage,
         Err(e) => {
@@ -279,34 +415,57 @@ fn put_load(bench: &Bench, ids: &[String], plan: &Plan) -> Result<(LoadResult, B
 
 /// The machine's busy CPU share over `window`, from `/proc/stat` (None where there is none).
 fn host_cpu_busy(window: Duration) -> Result<Option<f64>> {
-    let sample = || std::fs::read_to_string("/proc/stat").ok().as_deref().and_then(figures::cpu_times);
+    let sample = || {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .as_deref()
+            .and_then(figures::cpu_times)
+    };
     let before = sample();
     std::thread::sleep(window);
-    Ok(before.zip(sample()).and_then(|(b, a)| figures::busy_percent(b, a)))
+    Ok(before
+        .zip(sample())
+        .and_then(|(b, a)| figures::busy_percent(b, a)))
 }
 
 fn note_load(what: &str, r: &LoadResult) {
-    let errors = if r.socket_errors + r.non_2xx > 0 { format!(", {} socket errors, {} non-2xx", r.socket_errors, r.non_2xx) } else { String::new() };
-    ui::note(&format!("{what}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms{errors}", r.requests_per_s, r.p50_ms, r.p99_ms));
+    let errors = if r.socket_errors + r.non_2xx > 0 {
+        format!(", {} socket errors, {} non-2xx", r.socket_errors, r.non_2xx)
+    } else {
+        String::new()
+    };
+    ui::note(&format!(
+        "{what}: {:.0} req/s, p50 {:.2} ms, p99 {:.2} ms{errors}",
+        r.requests_per_s, r.p50_ms, r.p99_ms
+    ));
 }
 
 /// "wrk debian/4.1.0-3+b2 [epoll]" (`wrk -v` exits 1 after printing its version).
 fn wrk_version(sh: &Shell, wrk: &Path) -> String {
     let out = cmd!(sh, "{wrk} -v").quiet().ignore_status().output();
     out.ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(|l| l.split(" Copyright").next().unwrap_or(l).trim().to_string()))
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(|l| l.split(" Copyright").next().unwrap_or(l).trim().to_string())
+        })
         .filter(|l| !l.is_empty())
         .unwrap_or_else(|| "wrk".into())
 }
 
 fn write_report(dir: &Path, report: &Report, pages: &[(u32, String)]) -> Result<()> {
     let json = dir.join("bench.json");
-    std::fs::write(&json, serde_json::to_string_pretty(report)?).with_context(|| format!("writing {}", json.display()))?;
+    std::fs::write(&json, serde_json::to_string_pretty(report)?)
+        .with_context(|| format!("writing {}", json.display()))?;
     let healthy = charts::time_to_healthy(&report.runs)?;
     let throughput = charts::throughput(&report.runs)?;
     std::fs::write(dir.join("time-to-healthy.svg"), &healthy)?;
     std::fs::write(dir.join("throughput.svg"), &throughput)?;
-    std::fs::write(dir.join("index.html"), charts::page(report, &healthy, &throughput, pages)?)?;
+    std::fs::write(
+        dir.join("index.html"),
+        charts::page(report, &healthy, &throughput, pages)?,
+    )?;
     Ok(())
 }
 

@@ -36,12 +36,30 @@ pub struct Case {
     pub code: &'static str,
 }
 
-fn case(label: &'static str, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8], status: u16, code: &'static str) -> Case {
-    Case { label, request: http::request(method, path, headers, body), status, code }
+fn case(
+    label: &'static str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    status: u16,
+    code: &'static str,
+) -> Case {
+    Case {
+        label,
+        request: http::request(method, path, headers, body),
+        status,
+        code,
+    }
 }
 
 fn raw(label: &'static str, request: &[u8], status: u16, code: &'static str) -> Case {
-    Case { label, request: request.to_vec(), status, code }
+    Case {
+        label,
+        request: request.to_vec(),
+        status,
+        code,
+    }
 }
 
 pub fn cases() -> Vec<Case> {
@@ -111,7 +129,11 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let ports = stack.ports()?;
     let addrs: Vec<(u32, SocketAddr)> = ports.iter().map(|(n, a)| (*n, *a)).collect();
     let cases = cases();
-    ui::note(&format!("{} malformed requests and 2 slow clients over {} replicas", cases.len(), addrs.len()));
+    ui::note(&format!(
+        "{} malformed requests and 2 slow clients over {} replicas",
+        cases.len(),
+        addrs.len()
+    ));
     // The slow clients run alongside the malformed requests, as they would in the wild.
     let (first_n, first) = addrs[0];
     let (second_n, second) = addrs[addrs.len() - 1];
@@ -122,10 +144,23 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         let (number, addr) = addrs[i % addrs.len()];
         answers.push((number, http::send(addr, &case.request, TIMEOUT)));
     }
-    let slow_headers = slow_headers.join().map_err(|_| anyhow::anyhow!("the slow-headers client panicked"))?;
-    let stalled_body = stalled_body.join().map_err(|_| anyhow::anyhow!("the stalled-body client panicked"))?;
-    let temp_files = stack.exec_api(second_n, &["sh", "-c", "ls -A /app/data/tmp | grep -v '^\\.probe-' || true"])?;
-    let temp_files = String::from_utf8_lossy(&temp_files.stdout).trim().to_string();
+    let slow_headers = slow_headers
+        .join()
+        .map_err(|_| anyhow::anyhow!("the slow-headers client panicked"))?;
+    let stalled_body = stalled_body
+        .join()
+        .map_err(|_| anyhow::anyhow!("the stalled-body client panicked"))?;
+    let temp_files = stack.exec_api(
+        second_n,
+        &[
+            "sh",
+            "-c",
+            "ls -A /app/data/tmp | grep -v '^\\.probe-' || true",
+        ],
+    )?;
+    let temp_files = String::from_utf8_lossy(&temp_files.stdout)
+        .trim()
+        .to_string();
 
     let mut v = judge(&cases, &answers);
     judge_slow_headers(&mut v, first_n, &slow_headers);
@@ -138,7 +173,10 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         }
     }
     match stack.wait_healthy(stack.replicas, Duration::from_secs(30)) {
-        Ok(_) if unhealthy.is_empty() => v.figure(format!("all {} replicas ready and healthy afterwards, none restarted", ports.len())),
+        Ok(_) if unhealthy.is_empty() => v.figure(format!(
+            "all {} replicas ready and healthy afterwards, none restarted",
+            ports.len()
+        )),
         Ok(_) => v.problem(unhealthy.join("; ")),
         Err(e) => v.problem(format!("replicas not healthy afterwards: {e:#}")),
     }
@@ -171,14 +209,22 @@ fn slow_headers(addr: SocketAddr) -> SlowClient {
             return finish(started, outcome, neighbour);
         }
     };
-    SlowClient { cut_after: None, outcome, neighbour: Err("not sent".into()) }
+    SlowClient {
+        cut_after: None,
+        outcome,
+        neighbour: Err("not sent".into()),
+    }
 }
 
 /// Declares a 1000-byte upload, sends 10 bytes and goes silent.
 fn stalled_body(addr: SocketAddr) -> SlowClient {
     let started = Instant::now();
     match TcpStream::connect_timeout(&addr, TIMEOUT) {
-        Err(e) => SlowClient { cut_after: None, outcome: Outcome::Refused(e.to_string()), neighbour: Err("not sent".into()) },
+        Err(e) => SlowClient {
+            cut_after: None,
+            outcome: Outcome::Refused(e.to_string()),
+            neighbour: Err("not sent".into()),
+        },
         Ok(mut stream) => {
             let head = b"POST /documents?name=stalled.bin HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: 1000\r\n\r\n0123456789";
             let _ = stream.write_all(head);
@@ -191,7 +237,11 @@ fn stalled_body(addr: SocketAddr) -> SlowClient {
 
 fn finish(started: Instant, outcome: Outcome, neighbour: Result<Duration, String>) -> SlowClient {
     let cut_after = (!matches!(outcome, Outcome::TimedOut { .. })).then(|| started.elapsed());
-    SlowClient { cut_after, outcome, neighbour }
+    SlowClient {
+        cut_after,
+        outcome,
+        neighbour,
+    }
 }
 
 fn timed_get(addr: SocketAddr) -> Result<Duration, String> {
@@ -210,10 +260,26 @@ pub fn judge(cases: &[Case], answers: &[(u32, Outcome)]) -> Verdict {
         match outcome {
             Outcome::Reply(r) if r.status >= 500 => {
                 server_errors += 1;
-                v.problem(format!("{} (api-{number}): {} — a 5xx for bad input", case.label, outcome.describe()));
+                v.problem(format!(
+                    "{} (api-{number}): {} — a 5xx for bad input",
+                    case.label,
+                    outcome.describe()
+                ));
             }
-            Outcome::Reply(r) if r.status == case.status && r.error_code().as_deref() == Some(case.code) && is_json(r) => right += 1,
-            other => v.problem(format!("{} (api-{number}): expected {} {}, got {}", case.label, case.status, case.code, other.describe())),
+            Outcome::Reply(r)
+                if r.status == case.status
+                    && r.error_code().as_deref() == Some(case.code)
+                    && is_json(r) =>
+            {
+                right += 1
+            }
+            other => v.problem(format!(
+                "{} (api-{number}): expected {} {}, got {}",
+                case.label,
+                case.status,
+                case.code,
+                other.describe()
+            )),
         }
     }
     let replicas: std::collections::BTreeSet<u32> = answers.iter().map(|(n, _)| *n).collect();
@@ -226,19 +292,33 @@ pub fn judge(cases: &[Case], answers: &[(u32, Outcome)]) -> Verdict {
         *m.entry(c.status).or_default() += 1;
         m
     });
-    v.figure(format!("expected statuses: {}", by_status.iter().map(|(s, c)| format!("{c} × {s}")).collect::<Vec<_>>().join(", ")));
+    v.figure(format!(
+        "expected statuses: {}",
+        by_status
+            .iter()
+            .map(|(s, c)| format!("{c} × {s}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     v
 }
 
 fn is_json(reply: &http::Reply) -> bool {
-    reply.header("content-type").is_some_and(|t| t.starts_with("application/json"))
+    reply
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/json"))
 }
 
 fn judge_neighbour(v: &mut Verdict, what: &str, number: u32, slow: &SlowClient) {
     match &slow.neighbour {
         Ok(latency) if *latency <= BUSY_LATENCY => {}
-        Ok(latency) => v.problem(format!("api-{number} took {:.2} s to answer a normal request while {what}", latency.as_secs_f64())),
-        Err(e) => v.problem(format!("api-{number} failed a normal request while {what}: {e}")),
+        Ok(latency) => v.problem(format!(
+            "api-{number} took {:.2} s to answer a normal request while {what}",
+            latency.as_secs_f64()
+        )),
+        Err(e) => v.problem(format!(
+            "api-{number} failed a normal request while {what}: {e}"
+        )),
     }
 }
 
@@ -283,12 +363,17 @@ pub fn judge_stalled_body(v: &mut Verdict, number: u32, slow: &SlowClient, temp_
         )),
     }
     if !temp_files.is_empty() {
-        v.problem(format!("the stalled upload left temporary files on api-{number}: {temp_files}"));
+        v.problem(format!(
+            "the stalled upload left temporary files on api-{number}: {temp_files}"
+        ));
     }
 }
 
 fn latency(slow: &SlowClient) -> String {
-    slow.neighbour.as_ref().map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0)).unwrap_or_else(|e| e.clone())
+    slow.neighbour
+        .as_ref()
+        .map(|d| format!("{:.0} ms", d.as_secs_f64() * 1000.0))
+        .unwrap_or_else(|e| e.clone())
 }
 
 #[cfg(test)]
@@ -298,14 +383,26 @@ mod tests {
 
     fn json_reply(status: u16, code: &str) -> Outcome {
         let body = format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#).into_bytes();
-        Outcome::Reply(Reply { status, headers: vec![("content-type".into(), "application/json".into())], body })
+        Outcome::Reply(Reply {
+            status,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        })
     }
 
     #[test]
     fn there_are_at_least_25_cases_covering_every_kind() {
         let cases = cases();
         assert!(cases.len() >= 25, "{}", cases.len());
-        for code in ["invalid_id", "invalid_name", "method_not_allowed", "payload_too_large", "empty_body", "invalid_pagination", "invalid_path"] {
+        for code in [
+            "invalid_id",
+            "invalid_name",
+            "method_not_allowed",
+            "payload_too_large",
+            "empty_body",
+            "invalid_pagination",
+            "invalid_path",
+        ] {
             assert!(cases.iter().any(|c| c.code == code), "{code}");
         }
         assert!(cases.iter().all(|c| (400..500).contains(&c.status)));
@@ -322,28 +419,64 @@ mod tests {
         let answers = vec![
             (1, json_reply(400, "invalid_id")),
             (2, json_reply(500, "internal")),
-            (1, Outcome::Reply(Reply { status: 400, headers: vec![], body: b"plain text".to_vec() })),
+            (
+                1,
+                Outcome::Reply(Reply {
+                    status: 400,
+                    headers: vec![],
+                    body: b"plain text".to_vec(),
+                }),
+            ),
             (2, json_reply(404, "not_found")),
         ];
         let v = judge(&cases, &answers);
-        assert!(v.figures[0].starts_with("1/4 malformed requests"), "{:?}", v.figures);
+        assert!(
+            v.figures[0].starts_with("1/4 malformed requests"),
+            "{:?}",
+            v.figures
+        );
         let text = v.problems.join("\n");
-        assert!(text.contains("b (api-2): 500") && text.contains("a 5xx for bad input"), "{text}");
-        assert!(text.contains("c (api-1): expected 400 empty_body, got 400 plain text"), "{text}");
-        assert!(text.contains("d (api-2): expected 405 method_not_allowed, got 404"), "{text}");
+        assert!(
+            text.contains("b (api-2): 500") && text.contains("a 5xx for bad input"),
+            "{text}"
+        );
+        assert!(
+            text.contains("c (api-1): expected 400 empty_body, got 400 plain text"),
+            "{text}"
+        );
+        assert!(
+            text.contains("d (api-2): expected 405 method_not_allowed, got 404"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_slow_client_that_is_never_cut_off_fails_and_a_timely_408_passes() {
-        let held = SlowClient { cut_after: None, outcome: Outcome::TimedOut { got: 0 }, neighbour: Ok(Duration::from_millis(5)) };
+        let held = SlowClient {
+            cut_after: None,
+            outcome: Outcome::TimedOut { got: 0 },
+            neighbour: Ok(Duration::from_millis(5)),
+        };
         let mut v = Verdict::default();
         judge_slow_headers(&mut v, 1, &held);
-        assert!(v.problems[0].contains("still held a connection"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("still held a connection"),
+            "{:?}",
+            v.problems
+        );
         let mut v = Verdict::default();
         judge_stalled_body(&mut v, 1, &held, "");
-        assert!(v.problems[0].contains("without an answer"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("without an answer"),
+            "{:?}",
+            v.problems
+        );
 
-        let answered = SlowClient { cut_after: Some(Duration::from_secs(10)), outcome: json_reply(408, "request_timeout"), neighbour: Ok(Duration::from_millis(5)) };
+        let answered = SlowClient {
+            cut_after: Some(Duration::from_secs(10)),
+            outcome: json_reply(408, "request_timeout"),
+            neighbour: Ok(Duration::from_millis(5)),
+        };
         let mut v = Verdict::default();
         judge_stalled_body(&mut v, 1, &answered, "");
         assert!(v.passed(), "{:?}", v.problems);
@@ -354,9 +487,17 @@ mod tests {
 
     #[test]
     fn a_replica_that_stalls_its_other_clients_fails() {
-        let slow = SlowClient { cut_after: Some(Duration::from_secs(10)), outcome: Outcome::ClosedBeforeResponse("eof".into()), neighbour: Ok(Duration::from_secs(4)) };
+        let slow = SlowClient {
+            cut_after: Some(Duration::from_secs(10)),
+            outcome: Outcome::ClosedBeforeResponse("eof".into()),
+            neighbour: Ok(Duration::from_secs(4)),
+        };
         let mut v = Verdict::default();
         judge_slow_headers(&mut v, 3, &slow);
-        assert!(v.problems[0].contains("api-3 took 4.00 s"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("api-3 took 4.00 s"),
+            "{:?}",
+            v.problems
+        );
     }
 }

@@ -51,9 +51,24 @@ pub fn run(sh: &Shell, docker: &Docker) -> Result<Verdict> {
 
     let run_args: &[&str] = &["test-resilience", "--only", "security"];
     let cases = [
-        Case { name: "unknown flag", args: &["test-resilience", "--frobnicate"], env: vec![], expect: &["--frobnicate"] },
-        Case { name: "--replicas 0", args: &["test-resilience", "--replicas", "0"], env: vec![], expect: &["--replicas 0", "between"] },
-        Case { name: "docker missing from PATH", args: run_args, env: vec![("PATH", path_str(&empty_path))], expect: &["docker is not on PATH", "install"] },
+        Case {
+            name: "unknown flag",
+            args: &["test-resilience", "--frobnicate"],
+            env: vec![],
+            expect: &["--frobnicate"],
+        },
+        Case {
+            name: "--replicas 0",
+            args: &["test-resilience", "--replicas", "0"],
+            env: vec![],
+            expect: &["--replicas 0", "between"],
+        },
+        Case {
+            name: "docker missing from PATH",
+            args: run_args,
+            env: vec![("PATH", path_str(&empty_path))],
+            expect: &["docker is not on PATH", "install"],
+        },
         Case {
             name: "daemon unreachable",
             args: run_args,
@@ -64,7 +79,10 @@ pub fn run(sh: &Shell, docker: &Docker) -> Result<Verdict> {
             name: "compose v1 only",
             args: run_args,
             // No cached Compose v2 under this target dir and no python3 to fetch one.
-            env: vec![("PATH", path_str(&v1_path)), ("CARGO_TARGET_DIR", path_str(&empty_target))],
+            env: vec![
+                ("PATH", path_str(&v1_path)),
+                ("CARGO_TARGET_DIR", path_str(&empty_target)),
+            ],
             expect: &["Compose v2", "install"],
         },
     ];
@@ -72,12 +90,27 @@ pub fn run(sh: &Shell, docker: &Docker) -> Result<Verdict> {
     let mut v = Verdict::default();
     for case in &cases {
         ui::note(&format!("xtask {} ({})", case.args.join(" "), case.name));
-        let since = (Utc::now() - chrono::Duration::seconds(1)).timestamp().to_string();
+        let since = (Utc::now() - chrono::Duration::seconds(1))
+            .timestamp()
+            .to_string();
         let mut outcome = run_child(&exe, case)?;
-        let until = (Utc::now() + chrono::Duration::seconds(1)).timestamp().to_string();
+        let until = (Utc::now() + chrono::Duration::seconds(1))
+            .timestamp()
+            .to_string();
         outcome.traces = docker.project_leftovers(sh, PROJECT_NAME)?;
-        let events = docker.project_events(sh, PROJECT_NAME, &since, &until, "{{.Action}} {{.Actor.Attributes.name}}")?;
-        outcome.traces.extend(events.lines().filter(|l| !l.trim().is_empty()).map(|l| format!("event {l}")));
+        let events = docker.project_events(
+            sh,
+            PROJECT_NAME,
+            &since,
+            &until,
+            "{{.Action}} {{.Actor.Attributes.name}}",
+        )?;
+        outcome.traces.extend(
+            events
+                .lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("event {l}")),
+        );
         judge(&mut v, case.name, case.expect, &outcome);
     }
     Ok(v)
@@ -106,11 +139,18 @@ fn write_compose_v1_only(dir: &Path, real_docker: &Path) -> Result<()> {
 
 fn run_child(exe: &Path, case: &Case) -> Result<Run> {
     let mut command = Command::new(exe);
-    command.args(case.args).env("NO_COLOR", "1").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    command
+        .args(case.args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
     for (k, v) in &case.env {
         command.env(k, v);
     }
-    let mut child = command.spawn().with_context(|| format!("running {}", exe.display()))?;
+    let mut child = command
+        .spawn()
+        .with_context(|| format!("running {}", exe.display()))?;
     let mut stderr_pipe = child.stderr.take().expect("piped");
     let reader = std::thread::spawn(move || {
         let mut text = String::new();
@@ -130,12 +170,21 @@ fn run_child(exe: &Path, case: &Case) -> Result<Run> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let stderr = reader.join().unwrap_or_default();
-    Ok(Run { code, stderr, traces: Vec::new() })
+    Ok(Run {
+        code,
+        stderr,
+        traces: Vec::new(),
+    })
 }
 
 /// One case: exit 2, exactly one `error:` line naming the problem, no panic, no trace.
 pub fn judge(v: &mut Verdict, name: &str, expect: &[&str], run: &Run) {
-    let errors: Vec<&str> = run.stderr.lines().map(str::trim).filter(|l| l.starts_with("error:")).collect();
+    let errors: Vec<&str> = run
+        .stderr
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with("error:"))
+        .collect();
     let mut problems = Vec::new();
     if run.code != Some(2) {
         problems.push(match run.code {
@@ -150,7 +199,11 @@ pub fn judge(v: &mut Verdict, name: &str, expect: &[&str], run: &Run) {
                 problems.push(format!("the error line lacks {missing:?}: {line}"));
             }
         }
-        lines => problems.push(format!("{} `error:` lines on stderr, expected one: {:?}", lines.len(), tail(&run.stderr))),
+        lines => problems.push(format!(
+            "{} `error:` lines on stderr, expected one: {:?}",
+            lines.len(),
+            tail(&run.stderr)
+        )),
     }
     if run.stderr.contains("panicked") {
         problems.push("it panicked".into());
@@ -184,40 +237,90 @@ mod tests {
     use super::*;
 
     fn run(code: Option<i32>, stderr: &str) -> Run {
-        Run { code, stderr: stderr.into(), traces: vec![] }
+        Run {
+            code,
+            stderr: stderr.into(),
+            traces: vec![],
+        }
     }
 
     #[test]
     fn one_clear_error_and_exit_2_passes() {
         let mut v = Verdict::default();
         let stderr = "[   0.0s] ==> Resilience: 4 replicas\nerror: docker is not on PATH: install Docker Engine and retry\n";
-        judge(&mut v, "docker missing", &["docker is not on PATH"], &run(Some(2), stderr));
+        judge(
+            &mut v,
+            "docker missing",
+            &["docker is not on PATH"],
+            &run(Some(2), stderr),
+        );
         assert!(v.passed(), "{:?}", v.problems);
-        assert!(v.figures[0].starts_with("docker missing: exit 2, nothing started — error: docker is not on PATH"), "{:?}", v.figures);
+        assert!(
+            v.figures[0].starts_with(
+                "docker missing: exit 2, nothing started — error: docker is not on PATH"
+            ),
+            "{:?}",
+            v.figures
+        );
     }
 
     #[test]
     fn a_wrong_exit_code_a_vague_or_repeated_error_or_a_trace_fails() {
         let mut v = Verdict::default();
-        judge(&mut v, "a", &["docker"], &run(Some(1), "error: docker is not on PATH\n"));
-        assert!(v.problems[0].contains("exit 1, expected 2"), "{:?}", v.problems);
+        judge(
+            &mut v,
+            "a",
+            &["docker"],
+            &run(Some(1), "error: docker is not on PATH\n"),
+        );
+        assert!(
+            v.problems[0].contains("exit 1, expected 2"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
-        judge(&mut v, "b", &["--replicas 0"], &run(Some(2), "error: something went wrong\n"));
-        assert!(v.problems[0].contains("lacks [\"--replicas 0\"]"), "{:?}", v.problems);
+        judge(
+            &mut v,
+            "b",
+            &["--replicas 0"],
+            &run(Some(2), "error: something went wrong\n"),
+        );
+        assert!(
+            v.problems[0].contains("lacks [\"--replicas 0\"]"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
-        judge(&mut v, "c", &["x"], &run(Some(2), "error: x\nerror: x again\n"));
-        assert!(v.problems[0].contains("2 `error:` lines"), "{:?}", v.problems);
+        judge(
+            &mut v,
+            "c",
+            &["x"],
+            &run(Some(2), "error: x\nerror: x again\n"),
+        );
+        assert!(
+            v.problems[0].contains("2 `error:` lines"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
         let mut started = run(Some(2), "error: x\n");
         started.traces = vec!["container scaling-resilience-db-1".into()];
         judge(&mut v, "d", &["x"], &started);
-        assert!(v.problems[0].contains("it started something"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("it started something"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
         judge(&mut v, "e", &["x"], &run(None, ""));
-        assert!(v.problems[0].contains("did not exit within"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("did not exit within"),
+            "{:?}",
+            v.problems
+        );
     }
 }

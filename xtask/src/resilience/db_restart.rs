@@ -37,7 +37,10 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 pub fn run(stack: &Stack) -> Result<Verdict> {
     let ports = stack.ports()?;
     let numbers: Vec<u32> = ports.keys().copied().collect();
-    ui::note(&format!("storing {DOCUMENTS} documents across {} replicas", ports.len()));
+    ui::note(&format!(
+        "storing {DOCUMENTS} documents across {} replicas",
+        ports.len()
+    ));
     let mut stored = Vec::new();
     for i in 0..DOCUMENTS {
         let number = numbers[i as usize % numbers.len()];
@@ -60,15 +63,26 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     stack.compose.run(stack.sh, &["start", DB])?;
     stack.wait_db_healthy(Duration::from_secs(120))?;
     let healthy_at = db_healthy_time(stack, started_at).unwrap_or_else(|e| {
-        ui::warn(&format!("using the poll time for the database's health: {e:#}"));
+        ui::warn(&format!(
+            "using the poll time for the database's health: {e:#}"
+        ));
         Utc::now()
     });
     let ready_at = ready.join(Duration::from_secs(60));
 
     let after = stack.container_facts(&stack.api_containers()?)?;
     let intact = check_documents(&ports, &stored);
-    stack.wait_healthy(stack.replicas, HEALTHY_TIMEOUT).context("the replicas did not turn healthy again")?;
-    let mut verdict = judge(&outage, (started_at, healthy_at), &ready_at, &before, &after, &intact);
+    stack
+        .wait_healthy(stack.replicas, HEALTHY_TIMEOUT)
+        .context("the replicas did not turn healthy again")?;
+    let mut verdict = judge(
+        &outage,
+        (started_at, healthy_at),
+        &ready_at,
+        &before,
+        &after,
+        &intact,
+    );
     verdict.figures.insert(0, format!("{DOCUMENTS} documents stored, then the database stopped (`compose stop db`) for {down_for:.1} s before `start db`"));
     Ok(verdict)
 }
@@ -86,8 +100,11 @@ fn probe_outage(ports: &BTreeMap<u32, SocketAddr>) -> Result<BTreeMap<u32, Vec<S
                 other => other.describe(),
             });
         }
-        let all_said_503 = seen.values().all(|a| a.iter().any(|a| a.starts_with("503")));
-        if (all_said_503 && started.elapsed() >= OUTAGE) || started.elapsed() > OUTAGE_PROBE_TIMEOUT {
+        let all_said_503 = seen
+            .values()
+            .all(|a| a.iter().any(|a| a.starts_with("503")));
+        if (all_said_503 && started.elapsed() >= OUTAGE) || started.elapsed() > OUTAGE_PROBE_TIMEOUT
+        {
             return Ok(seen);
         }
         std::thread::sleep(Duration::from_millis(200));
@@ -129,7 +146,10 @@ impl ReadinessWatch {
             std::thread::sleep(Duration::from_millis(100));
         }
         self.stop.store(true, Ordering::Relaxed);
-        self.threads.into_iter().map(|(n, h)| (n, h.join().ok().flatten())).collect()
+        self.threads
+            .into_iter()
+            .map(|(n, h)| (n, h.join().ok().flatten()))
+            .collect()
     }
 }
 
@@ -144,20 +164,31 @@ struct Probe {
 /// When the database's first passing healthcheck after `since` ended (Docker's own record).
 fn db_healthy_time(stack: &Stack, since: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let db = stack.db_container()?;
-    let json = stack.docker.inspect(stack.sh, &[db.id], "{{json .State.Health.Log}}")?;
+    let json = stack
+        .docker
+        .inspect(stack.sh, &[db.id], "{{json .State.Health.Log}}")?;
     first_pass_after(&json, since)
 }
 
 pub fn first_pass_after(json: &str, since: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let probes: Vec<Probe> = serde_json::from_str(json.trim()).context("parsing the database's health log")?;
-    match probes.iter().filter(|p| p.exit_code == 0 && p.start >= since).map(|p| p.end).min() {
+    let probes: Vec<Probe> =
+        serde_json::from_str(json.trim()).context("parsing the database's health log")?;
+    match probes
+        .iter()
+        .filter(|p| p.exit_code == 0 && p.start >= since)
+        .map(|p| p.end)
+        .min()
+    {
         Some(t) => Ok(t),
         None => bail!("no passing healthcheck after {since} in the database's health log"),
     }
 }
 
 /// Each document read back through another replica than the one that stored it.
-fn check_documents(ports: &BTreeMap<u32, SocketAddr>, stored: &[(String, u32, String)]) -> Vec<String> {
+fn check_documents(
+    ports: &BTreeMap<u32, SocketAddr>,
+    stored: &[(String, u32, String)],
+) -> Vec<String> {
     let numbers: Vec<u32> = ports.keys().copied().collect();
     let mut problems = Vec::new();
     for (id, by, sha) in stored {
@@ -165,8 +196,14 @@ fn check_documents(ports: &BTreeMap<u32, SocketAddr>, stored: &[(String, u32, St
         let reader = numbers[(index + 1) % numbers.len()];
         match http::get(ports[&reader], &format!("/documents/{id}/content"), TIMEOUT) {
             Outcome::Reply(r) if r.status == 200 && sha256_hex(&r.body) == *sha => {}
-            Outcome::Reply(r) if r.status == 200 => problems.push(format!("document {id} read through api-{reader} has other bytes (sha256 {})", sha256_hex(&r.body))),
-            other => problems.push(format!("document {id} through api-{reader}: {}", other.describe())),
+            Outcome::Reply(r) if r.status == 200 => problems.push(format!(
+                "document {id} read through api-{reader} has other bytes (sha256 {})",
+                sha256_hex(&r.body)
+            )),
+            other => problems.push(format!(
+                "document {id} through api-{reader}: {}",
+                other.describe()
+            )),
         }
     }
     problems
@@ -182,20 +219,31 @@ pub fn judge(
 ) -> Verdict {
     let mut v = Verdict::default();
     for (number, answers) in outage {
-        v.require(answers.iter().any(|a| a.starts_with("503 not_ready")), || {
-            format!("api-{number} never answered 503 not_ready on /readyz during the outage: {}", answers.join(" | "))
+        v.require(
+            answers.iter().any(|a| a.starts_with("503 not_ready")),
+            || {
+                format!(
+                    "api-{number} never answered 503 not_ready on /readyz during the outage: {}",
+                    answers.join(" | ")
+                )
+            },
+        );
+        v.require(!answers.iter().any(|a| a.starts_with("200")), || {
+            format!("api-{number} said ready (200) while the database was down")
         });
-        v.require(!answers.iter().any(|a| a.starts_with("200")), || format!("api-{number} said ready (200) while the database was down"));
     }
     if v.passed() {
         let probes: usize = outage.values().map(Vec::len).sum();
         v.figure(format!("during the outage /readyz answered 503 not_ready on all {} replicas ({probes} probes, none 200)", outage.len()));
     }
-    let seconds = |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds() as f64 / 1000.0;
+    let seconds =
+        |from: DateTime<Utc>, to: DateTime<Utc>| (to - from).num_milliseconds() as f64 / 1000.0;
     let mut after_healthy = Vec::new();
     for (number, at) in ready_at {
         match at {
-            None => v.problem(format!("api-{number} was not ready again within 60 s of the database restarting")),
+            None => v.problem(format!(
+                "api-{number} was not ready again within 60 s of the database restarting"
+            )),
             Some(at) => {
                 let late = seconds(db_healthy_at, *at);
                 after_healthy.push(late);
@@ -203,9 +251,16 @@ pub fn judge(
             }
         }
     }
-    if let (Some(first), Some(last)) = (after_healthy.iter().copied().reduce(f64::min), after_healthy.iter().copied().reduce(f64::max)) {
+    if let (Some(first), Some(last)) = (
+        after_healthy.iter().copied().reduce(f64::min),
+        after_healthy.iter().copied().reduce(f64::max),
+    ) {
         // Negative: a replica reconnected before the database's own healthcheck next passed.
-        let spread = if last - first < 0.005 { format!("all at {first:+.2} s") } else { format!("from {first:+.2} to {last:+.2} s") };
+        let spread = if last - first < 0.005 {
+            format!("all at {first:+.2} s")
+        } else {
+            format!("from {first:+.2} to {last:+.2} s")
+        };
         v.figure(format!(
             "recovery: database healthy {:.2} s after `start`; replicas ready {spread} relative to that (limit +{MAX_RECOVERY_SECS} s; negative: before the database's own healthcheck passed)",
             seconds(db_started_at, db_healthy_at)
@@ -214,15 +269,23 @@ pub fn judge(
     for (number, b) in before {
         match after.get(number) {
             None => v.problem(format!("api-{number} is gone after the outage")),
-            Some(a) if a.id != b.id => v.problem(format!("api-{number} is another container after the outage")),
+            Some(a) if a.id != b.id => v.problem(format!(
+                "api-{number} is another container after the outage"
+            )),
             Some(a) if a.started_at != b.started_at || a.restarts != b.restarts => {
-                v.problem(format!("api-{number} restarted (started {} → {}, restarts {} → {})", b.started_at, a.started_at, b.restarts, a.restarts))
+                v.problem(format!(
+                    "api-{number} restarted (started {} → {}, restarts {} → {})",
+                    b.started_at, a.started_at, b.restarts, a.restarts
+                ))
             }
             Some(_) => {}
         }
     }
     if before.len() == after.len() && v.problems.iter().all(|p| !p.contains("restarted")) {
-        v.figure(format!("no container restarted ({} replicas, same containers, restart count 0)", before.len()));
+        v.figure(format!(
+            "no container restarted ({} replicas, same containers, restart count 0)",
+            before.len()
+        ));
     }
     for problem in unreadable {
         v.problem(problem.clone());
@@ -238,48 +301,128 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{s}Z")).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{s}Z"))
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     fn facts(started: &str, restarts: u32) -> BTreeMap<u32, ContainerFacts> {
-        (1..=2).map(|n| (n, ContainerFacts { id: format!("id{n}"), started_at: started.into(), restarts })).collect()
+        (1..=2)
+            .map(|n| {
+                (
+                    n,
+                    ContainerFacts {
+                        id: format!("id{n}"),
+                        started_at: started.into(),
+                        restarts,
+                    },
+                )
+            })
+            .collect()
     }
 
     fn outage() -> BTreeMap<u32, Vec<String>> {
-        [(1, vec!["503 not_ready".to_string()]), (2, vec!["connection refused".into(), "503 not_ready".into()])].into()
+        [
+            (1, vec!["503 not_ready".to_string()]),
+            (2, vec!["connection refused".into(), "503 not_ready".into()]),
+        ]
+        .into()
     }
 
     #[test]
     fn a_quick_recovery_without_restarts_passes() {
         let ready = [(1, Some(t("11.500"))), (2, Some(t("10.100")))].into();
-        let v = judge(&outage(), (t("08.000"), t("10.000")), &ready, &facts("s", 0), &facts("s", 0), &[]);
+        let v = judge(
+            &outage(),
+            (t("08.000"), t("10.000")),
+            &ready,
+            &facts("s", 0),
+            &facts("s", 0),
+            &[],
+        );
         assert!(v.passed(), "{:?}", v.problems);
-        assert!(v.figures.iter().any(|f| f.contains("healthy 2.00 s after `start`; replicas ready from +0.10 to +1.50 s")), "{:?}", v.figures);
+        assert!(
+            v.figures.iter().any(|f| f
+                .contains("healthy 2.00 s after `start`; replicas ready from +0.10 to +1.50 s")),
+            "{:?}",
+            v.figures
+        );
     }
 
     #[test]
     fn readiness_that_never_said_503_fails() {
         let outage = [(1, vec!["200 ".to_string(), "200 ".into()])].into();
         let ready = [(1, Some(t("10.100")))].into();
-        let v = judge(&outage, (t("08.000"), t("10.000")), &ready, &facts("s", 0), &facts("s", 0), &[]);
-        assert!(v.problems.iter().any(|p| p.contains("never answered 503")), "{:?}", v.problems);
-        assert!(v.problems.iter().any(|p| p.contains("said ready (200) while the database was down")), "{:?}", v.problems);
+        let v = judge(
+            &outage,
+            (t("08.000"), t("10.000")),
+            &ready,
+            &facts("s", 0),
+            &facts("s", 0),
+            &[],
+        );
+        assert!(
+            v.problems.iter().any(|p| p.contains("never answered 503")),
+            "{:?}",
+            v.problems
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("said ready (200) while the database was down")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn slow_or_missing_recovery_fails() {
         let ready = [(1, Some(t("21.000"))), (2, None)].into();
-        let v = judge(&outage(), (t("08.000"), t("10.000")), &ready, &facts("s", 0), &facts("s", 0), &[]);
-        assert!(v.problems.iter().any(|p| p.contains("api-1 was ready 11.0 s after")), "{:?}", v.problems);
-        assert!(v.problems.iter().any(|p| p.contains("api-2 was not ready again")), "{:?}", v.problems);
+        let v = judge(
+            &outage(),
+            (t("08.000"), t("10.000")),
+            &ready,
+            &facts("s", 0),
+            &facts("s", 0),
+            &[],
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("api-1 was ready 11.0 s after")),
+            "{:?}",
+            v.problems
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("api-2 was not ready again")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn a_restarted_container_or_a_lost_document_fails() {
         let ready = [(1, Some(t("10.100"))), (2, Some(t("10.100")))].into();
-        let v = judge(&outage(), (t("08.000"), t("10.000")), &ready, &facts("s", 0), &facts("t", 1), &["document x: 404".into()]);
-        assert!(v.problems.iter().any(|p| p.contains("api-1 restarted")), "{:?}", v.problems);
-        assert!(v.problems.iter().any(|p| p.contains("document x")), "{:?}", v.problems);
+        let v = judge(
+            &outage(),
+            (t("08.000"), t("10.000")),
+            &ready,
+            &facts("s", 0),
+            &facts("t", 1),
+            &["document x: 404".into()],
+        );
+        assert!(
+            v.problems.iter().any(|p| p.contains("api-1 restarted")),
+            "{:?}",
+            v.problems
+        );
+        assert!(
+            v.problems.iter().any(|p| p.contains("document x")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]

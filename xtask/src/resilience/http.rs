@@ -20,7 +20,10 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn json(&self) -> Option<serde_json::Value> {
@@ -30,12 +33,17 @@ impl Reply {
     /// The `code` of our JSON error body, `{"error": {"code": ..., "message": ...}}`.
     pub fn error_code(&self) -> Option<String> {
         let json = self.json()?;
-        json["error"]["message"].as_str().filter(|m| !m.is_empty())?;
+        json["error"]["message"]
+            .as_str()
+            .filter(|m| !m.is_empty())?;
         json["error"]["code"].as_str().map(String::from)
     }
 
     pub fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).chars().take(200).collect()
+        String::from_utf8_lossy(&self.body)
+            .chars()
+            .take(200)
+            .collect()
     }
 }
 
@@ -48,9 +56,14 @@ pub enum Outcome {
     /// Connected, but closed or reset before a single byte of a response.
     ClosedBeforeResponse(String),
     /// Some bytes of a response arrived, then the connection ended or broke.
-    Broken { got: usize, error: String },
+    Broken {
+        got: usize,
+        error: String,
+    },
     /// No complete response within the timeout (`got` bytes so far).
-    TimedOut { got: usize },
+    TimedOut {
+        got: usize,
+    },
 }
 
 impl Outcome {
@@ -77,7 +90,8 @@ pub fn request(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) ->
     let mut head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
     let mut has_length = false;
     for (k, v) in extra {
-        has_length |= k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
+        has_length |=
+            k.eq_ignore_ascii_case("content-length") || k.eq_ignore_ascii_case("transfer-encoding");
         head.push_str(&format!("{k}: {v}\r\n"));
     }
     if !has_length && (!body.is_empty() || matches!(method, "POST" | "PUT" | "PATCH")) {
@@ -108,7 +122,11 @@ pub fn send(addr: SocketAddr, request: &[u8], timeout: Duration) -> Outcome {
 }
 
 /// Reads until EOF or the deadline and classifies what arrived.
-pub fn read_response(stream: &mut TcpStream, deadline: Instant, write_error: Option<std::io::Error>) -> Outcome {
+pub fn read_response(
+    stream: &mut TcpStream,
+    deadline: Instant,
+    write_error: Option<std::io::Error>,
+) -> Outcome {
     let mut buf = Vec::new();
     let mut chunk = [0u8; 64 * 1024];
     loop {
@@ -133,17 +151,25 @@ pub fn read_response(stream: &mut TcpStream, deadline: Instant, write_error: Opt
                 if buf.is_empty() {
                     return Outcome::ClosedBeforeResponse(e.kind().to_string());
                 }
-                return Outcome::Broken { got: buf.len(), error: e.kind().to_string() };
+                return Outcome::Broken {
+                    got: buf.len(),
+                    error: e.kind().to_string(),
+                };
             }
         }
     }
     if buf.is_empty() {
-        let why = write_error.map(|e| e.kind().to_string()).unwrap_or_else(|| "end of stream".into());
+        let why = write_error
+            .map(|e| e.kind().to_string())
+            .unwrap_or_else(|| "end of stream".into());
         return Outcome::ClosedBeforeResponse(why);
     }
     match parse(&buf) {
         Ok(reply) => Outcome::Reply(reply),
-        Err(error) => Outcome::Broken { got: buf.len(), error },
+        Err(error) => Outcome::Broken {
+            got: buf.len(),
+            error,
+        },
     }
 }
 
@@ -162,12 +188,21 @@ pub fn parse(bytes: &[u8]) -> Result<Reply, String> {
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
         .collect();
-    let reply = Reply { status, headers, body: Vec::new() };
+    let reply = Reply {
+        status,
+        headers,
+        body: Vec::new(),
+    };
     let rest = &bytes[end + 4..];
-    let body = if reply.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+    let body = if reply
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
         dechunk(rest)?
     } else if let Some(length) = reply.header("content-length") {
-        let length: usize = length.parse().map_err(|_| format!("bad content-length {length:?}"))?;
+        let length: usize = length
+            .parse()
+            .map_err(|_| format!("bad content-length {length:?}"))?;
         if rest.len() < length {
             return Err(format!("body cut at {} of {length} bytes", rest.len()));
         }
@@ -230,7 +265,9 @@ mod tests {
             let _ = write!(s, "HTTP/1.1 400 Bad Request\r\ncontent-length: {}\r\ncontent-type: application/json\r\n\r\n{body}", body.len());
         });
         let outcome = get(addr, "/documents/x", Duration::from_secs(5));
-        let Outcome::Reply(reply) = outcome else { panic!("{outcome:?}") };
+        let Outcome::Reply(reply) = outcome else {
+            panic!("{outcome:?}")
+        };
         assert_eq!(reply.status, 400);
         assert_eq!(reply.error_code().as_deref(), Some("invalid_id"));
         assert_eq!(reply.header("Content-Type"), Some("application/json"));
@@ -241,7 +278,10 @@ mod tests {
         let addr = serve(|s| {
             let _ = s.shutdown(std::net::Shutdown::Both);
         });
-        assert!(matches!(get(addr, "/", Duration::from_secs(5)), Outcome::ClosedBeforeResponse(_)));
+        assert!(matches!(
+            get(addr, "/", Duration::from_secs(5)),
+            Outcome::ClosedBeforeResponse(_)
+        ));
     }
 
     #[test]
@@ -249,15 +289,26 @@ mod tests {
         let addr = serve(|s| {
             let _ = write!(s, "HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\nabc");
         });
-        assert!(matches!(get(addr, "/", Duration::from_secs(5)), Outcome::Broken { got, .. } if got > 0));
+        assert!(
+            matches!(get(addr, "/", Duration::from_secs(5)), Outcome::Broken { got, .. } if got > 0)
+        );
     }
 
     #[test]
     fn a_silent_server_is_a_timeout_and_a_closed_port_is_refused() {
         let addr = serve(|_| std::thread::sleep(Duration::from_secs(2)));
-        assert_eq!(get(addr, "/", Duration::from_millis(300)), Outcome::TimedOut { got: 0 });
-        let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        assert!(matches!(get(closed, "/", Duration::from_secs(2)), Outcome::Refused(_)));
+        assert_eq!(
+            get(addr, "/", Duration::from_millis(300)),
+            Outcome::TimedOut { got: 0 }
+        );
+        let closed = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        assert!(matches!(
+            get(closed, "/", Duration::from_secs(2)),
+            Outcome::Refused(_)
+        ));
     }
 
     #[test]
@@ -271,8 +322,17 @@ mod tests {
     fn requests_carry_a_length_for_bodies_and_posts() {
         let r = String::from_utf8(request("POST", "/documents?name=a", &[], b"xyz")).unwrap();
         assert!(r.starts_with("POST /documents?name=a HTTP/1.1\r\n"), "{r}");
-        assert!(r.contains("Content-Length: 3\r\n") && r.ends_with("\r\n\r\nxyz"), "{r}");
-        let r = String::from_utf8(request("POST", "/d", &[("Transfer-Encoding", "chunked")], b"0\r\n\r\n")).unwrap();
+        assert!(
+            r.contains("Content-Length: 3\r\n") && r.ends_with("\r\n\r\nxyz"),
+            "{r}"
+        );
+        let r = String::from_utf8(request(
+            "POST",
+            "/d",
+            &[("Transfer-Encoding", "chunked")],
+            b"0\r\n\r\n",
+        ))
+        .unwrap();
         assert!(!r.contains("Content-Length"), "{r}");
     }
 }

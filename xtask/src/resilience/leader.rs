@@ -41,7 +41,10 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     wait_until_all_wait(stack, n)?;
 
     let killed_at = kill(stack, holder)?;
-    ui::note(&format!("killed connection {holder} at {}", killed_at.format("%H:%M:%S%.3f")));
+    ui::note(&format!(
+        "killed connection {holder} at {}",
+        killed_at.format("%H:%M:%S%.3f")
+    ));
     leader.reap();
     let healthy_after = stack.wait_healthy(n, HEALTHY_TIMEOUT)?;
 
@@ -50,7 +53,9 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let containers = stack.api_containers()?;
     let restarts = stack.restart_counts(&containers)?;
     let mut verdict = judge(n, killed_at, &startups, &rows, &versions);
-    verdict.figure(format!("all {n} replicas healthy {healthy_after:.1} s after the kill"));
+    verdict.figure(format!(
+        "all {n} replicas healthy {healthy_after:.1} s after the kill"
+    ));
     for (number, count) in restarts.iter().filter(|(_, c)| **c > 0) {
         verdict.problem(format!("api-{number} restarted {count} time(s)"));
     }
@@ -136,11 +141,19 @@ fn wait_until_all_wait(stack: &Stack, n: u32) -> Result<()> {
             return Ok(());
         }
         if let Some(c) = stack.api_containers()?.iter().find(|c| c.is_down()) {
-            bail!("{} is {} while waiting for the lock ({})", c.label(), c.state, c.status);
+            bail!(
+                "{} is {} while waiting for the lock ({})",
+                c.label(),
+                c.state,
+                c.status
+            );
         }
         wait.update(&format!("{waiting}/{n} waiting"));
         if wait.elapsed() > WAIT_FOR_WAITERS {
-            bail!("only {waiting} of {n} replicas logged that they wait for the lock within {} s", WAIT_FOR_WAITERS.as_secs());
+            bail!(
+                "only {waiting} of {n} replicas logged that they wait for the lock within {} s",
+                WAIT_FOR_WAITERS.as_secs()
+            );
         }
         std::thread::sleep(Duration::from_millis(300));
     }
@@ -151,12 +164,15 @@ fn wait_until_all_wait(stack: &Stack, n: u32) -> Result<()> {
 fn kill(stack: &Stack, connection: i64) -> Result<DateTime<Utc>> {
     let out = stack.sql(&format!("KILL CONNECTION {connection}; SELECT DATE_FORMAT(UTC_TIMESTAMP(6), '%Y-%m-%dT%H:%i:%s.%fZ')"))?;
     let stamp = out.trim();
-    Ok(DateTime::parse_from_rfc3339(stamp).with_context(|| format!("server time {stamp:?}"))?.with_timezone(&Utc))
+    Ok(DateTime::parse_from_rfc3339(stamp)
+        .with_context(|| format!("server time {stamp:?}"))?
+        .with_timezone(&Utc))
 }
 
 /// `(version, success, description)` rows of `_sqlx_migrations`.
 fn migration_rows(stack: &Stack) -> Result<Vec<(i64, bool, String)>> {
-    let out = stack.sql("SELECT version, success, description FROM _sqlx_migrations ORDER BY version")?;
+    let out =
+        stack.sql("SELECT version, success, description FROM _sqlx_migrations ORDER BY version")?;
     Ok(parse_rows(&out))
 }
 
@@ -172,40 +188,73 @@ fn parse_rows(out: &str) -> Vec<(i64, bool, String)> {
 }
 
 /// The takeover, judged from the replicas' contract lines and the migrations table.
-pub fn judge(n: u32, killed_at: DateTime<Utc>, startups: &BTreeMap<u32, Startup>, rows: &[(i64, bool, String)], versions: &[i64]) -> Verdict {
+pub fn judge(
+    n: u32,
+    killed_at: DateTime<Utc>,
+    startups: &BTreeMap<u32, Startup>,
+    rows: &[(i64, bool, String)],
+    versions: &[i64],
+) -> Verdict {
     let mut v = Verdict::default();
-    let waited_before_kill: Vec<u32> =
-        startups.iter().filter(|(_, s)| s.waiting.first().is_some_and(|t| *t < killed_at)).map(|(k, _)| *k).collect();
+    let waited_before_kill: Vec<u32> = startups
+        .iter()
+        .filter(|(_, s)| s.waiting.first().is_some_and(|t| *t < killed_at))
+        .map(|(k, _)| *k)
+        .collect();
     v.require(waited_before_kill.len() as u32 == n, || {
         format!("only {} of {n} replicas were waiting on the dead leader before the kill: {waited_before_kill:?}", waited_before_kill.len())
     });
 
-    let acquisitions: Vec<(u32, DateTime<Utc>)> =
-        startups.iter().flat_map(|(k, s)| s.lock_acquired.iter().map(move |t| (*k, *t))).collect();
+    let acquisitions: Vec<(u32, DateTime<Utc>)> = startups
+        .iter()
+        .flat_map(|(k, s)| s.lock_acquired.iter().map(move |t| (*k, *t)))
+        .collect();
     match acquisitions.as_slice() {
         [] => v.problem("no replica took over the migration lock after the leader died"),
         [(replica, at)] => {
             let takeover = (*at - killed_at).num_milliseconds() as f64 / 1000.0;
             v.figure(format!("takeover: api-{replica} acquired the lock {takeover:.2} s after the leader's connection was killed"));
             v.require(takeover >= 0.0, || format!("api-{replica} acquired the lock {:.2} s before the kill: the dead leader's lock was not held", -takeover));
-            v.require(takeover <= MAX_TAKEOVER_SECS, || format!("takeover took {takeover:.2} s (more than {MAX_TAKEOVER_SECS} s)"));
+            v.require(takeover <= MAX_TAKEOVER_SECS, || {
+                format!("takeover took {takeover:.2} s (more than {MAX_TAKEOVER_SECS} s)")
+            });
         }
         many => v.problem(format!(
             "{} acquisitions of the migration lock (expected exactly one takeover): {}",
             many.len(),
-            many.iter().map(|(k, _)| format!("api-{k}")).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|(k, _)| format!("api-{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
         )),
     }
 
-    let applied: Vec<(u32, u32)> = startups.iter().flat_map(|(k, s)| s.applied.iter().map(move |(_, c)| (*k, *c))).collect();
+    let applied: Vec<(u32, u32)> = startups
+        .iter()
+        .flat_map(|(k, s)| s.applied.iter().map(move |(_, c)| (*k, *c)))
+        .collect();
     let expected = versions.len() as u32;
-    v.require(applied.len() == 1 && applied[0].1 == expected, || format!("expected one `Applied {expected} migrations`, got {applied:?}"));
-    let followers = startups.values().filter(|s| !s.up_to_date_after_wait.is_empty()).count() as u32;
-    v.require(followers + 1 == n, || format!("{followers} replicas logged `Schema up to date after waiting`, expected {}", n - 1));
-    v.figure(format!("{} replicas waited, 1 took over, {followers} followed; {expected} migrations applied", waited_before_kill.len()));
+    v.require(applied.len() == 1 && applied[0].1 == expected, || {
+        format!("expected one `Applied {expected} migrations`, got {applied:?}")
+    });
+    let followers = startups
+        .values()
+        .filter(|s| !s.up_to_date_after_wait.is_empty())
+        .count() as u32;
+    v.require(followers + 1 == n, || {
+        format!(
+            "{followers} replicas logged `Schema up to date after waiting`, expected {}",
+            n - 1
+        )
+    });
+    v.figure(format!(
+        "{} replicas waited, 1 took over, {followers} followed; {expected} migrations applied",
+        waited_before_kill.len()
+    ));
 
     for version in versions {
-        let found: Vec<&(i64, bool, String)> = rows.iter().filter(|(ver, _, _)| ver == version).collect();
+        let found: Vec<&(i64, bool, String)> =
+            rows.iter().filter(|(ver, _, _)| ver == version).collect();
         match found.as_slice() {
             [(_, true, description)] if description != DEAD_LEADER_MARK => {}
             [(_, true, _)] => v.problem(format!("version {version} still carries the dead leader's row: its transaction was not rolled back")),
@@ -214,8 +263,14 @@ pub fn judge(n: u32, killed_at: DateTime<Utc>, startups: &BTreeMap<u32, Startup>
             more => v.problem(format!("version {version} is recorded {} times", more.len())),
         }
     }
-    let unknown: Vec<i64> = rows.iter().map(|r| r.0).filter(|r| !versions.contains(r)).collect();
-    v.require(unknown.is_empty(), || format!("_sqlx_migrations has versions the api does not ship: {unknown:?}"));
+    let unknown: Vec<i64> = rows
+        .iter()
+        .map(|r| r.0)
+        .filter(|r| !versions.contains(r))
+        .collect();
+    v.require(unknown.is_empty(), || {
+        format!("_sqlx_migrations has versions the api does not ship: {unknown:?}")
+    });
     if v.passed() {
         v.figure(format!("_sqlx_migrations: {} versions, each once and successful; the dead leader's row was rolled back", versions.len()));
     }
@@ -227,20 +282,28 @@ mod tests {
     use super::*;
 
     fn t(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{s}Z")).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(&format!("2026-01-01T00:00:{s}Z"))
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     const VERSIONS: [i64; 2] = [20250101000001, 20250101000002];
 
     fn good_rows() -> Vec<(i64, bool, String)> {
-        VERSIONS.iter().map(|v| (*v, true, "create documents".to_string())).collect()
+        VERSIONS
+            .iter()
+            .map(|v| (*v, true, "create documents".to_string()))
+            .collect()
     }
 
     /// Four replicas waited from 01 s; the kill came at 10 s; api-3 took over at 10.6 s.
     fn takeover() -> BTreeMap<u32, Startup> {
         (1..=4)
             .map(|k| {
-                let mut s = Startup { waiting: vec![t("01.000")], ..Startup::default() };
+                let mut s = Startup {
+                    waiting: vec![t("01.000")],
+                    ..Startup::default()
+                };
                 if k == 3 {
                     s.lock_acquired = vec![t("10.600")];
                     s.applied = vec![(t("10.900"), 2)];
@@ -256,7 +319,11 @@ mod tests {
     fn one_takeover_after_the_kill_passes_with_its_time() {
         let v = judge(4, t("10.000"), &takeover(), &good_rows(), &VERSIONS);
         assert!(v.passed(), "{:?}", v.problems);
-        assert!(v.figures[0].contains("api-3 acquired the lock 0.60 s after"), "{:?}", v.figures);
+        assert!(
+            v.figures[0].contains("api-3 acquired the lock 0.60 s after"),
+            "{:?}",
+            v.figures
+        );
     }
 
     #[test]
@@ -264,7 +331,13 @@ mod tests {
         let mut startups = takeover();
         startups.get_mut(&3).unwrap().lock_acquired.clear();
         let v = judge(4, t("10.000"), &startups, &good_rows(), &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("no replica took over")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("no replica took over")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -272,12 +345,22 @@ mod tests {
         let mut startups = takeover();
         startups.get_mut(&1).unwrap().lock_acquired = vec![t("12.000")];
         let v = judge(4, t("10.000"), &startups, &good_rows(), &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("2 acquisitions")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("2 acquisitions")),
+            "{:?}",
+            v.problems
+        );
 
         let mut startups = takeover();
         startups.get_mut(&3).unwrap().lock_acquired = vec![t("17.000")];
         let v = judge(4, t("10.000"), &startups, &good_rows(), &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("takeover took 7.00 s")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("takeover took 7.00 s")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -285,7 +368,13 @@ mod tests {
         let mut startups = takeover();
         startups.get_mut(&2).unwrap().waiting = vec![t("10.500")];
         let v = judge(4, t("10.000"), &startups, &good_rows(), &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("only 3 of 4 replicas were waiting")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("only 3 of 4 replicas were waiting")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -293,19 +382,40 @@ mod tests {
         let mut rows = good_rows();
         rows[0].2 = DEAD_LEADER_MARK.into();
         let v = judge(4, t("10.000"), &takeover(), &rows, &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("not rolled back")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("not rolled back")),
+            "{:?}",
+            v.problems
+        );
 
-        let rows = vec![(VERSIONS[0], true, "x".to_string()), (VERSIONS[1], false, "y".to_string())];
+        let rows = vec![
+            (VERSIONS[0], true, "x".to_string()),
+            (VERSIONS[1], false, "y".to_string()),
+        ];
         let v = judge(4, t("10.000"), &takeover(), &rows, &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("recorded as failed")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("recorded as failed")),
+            "{:?}",
+            v.problems
+        );
 
         let v = judge(4, t("10.000"), &takeover(), &good_rows()[..1], &VERSIONS);
-        assert!(v.problems.iter().any(|p| p.contains("missing")), "{:?}", v.problems);
+        assert!(
+            v.problems.iter().any(|p| p.contains("missing")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn mariadb_batch_rows_parse() {
         let rows = parse_rows("20250101000001\t1\tcreate documents\n20250101000002\t0\tindex\n");
-        assert_eq!(rows, vec![(20250101000001, true, "create documents".into()), (20250101000002, false, "index".into())]);
+        assert_eq!(
+            rows,
+            vec![
+                (20250101000001, true, "create documents".into()),
+                (20250101000002, false, "index".into())
+            ]
+        );
     }
 }

@@ -85,7 +85,11 @@ impl Scenario {
     }
 
     pub fn number(self) -> usize {
-        Scenario::ALL.iter().position(|s| *s == self).expect("listed") + 1
+        Scenario::ALL
+            .iter()
+            .position(|s| *s == self)
+            .expect("listed")
+            + 1
     }
 
     fn needs_stack(self) -> bool {
@@ -95,12 +99,15 @@ impl Scenario {
     pub fn parse_list(list: &str) -> Result<Vec<Scenario>> {
         let mut chosen = Vec::new();
         for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-            let scenario = Scenario::ALL.into_iter().find(|s| s.name() == name).ok_or_else(|| {
-                CannotRun(format!(
-                    "--only {name:?}: unknown scenario; choose from {}",
-                    Scenario::ALL.map(Scenario::name).join(", ")
-                ))
-            })?;
+            let scenario = Scenario::ALL
+                .into_iter()
+                .find(|s| s.name() == name)
+                .ok_or_else(|| {
+                    CannotRun(format!(
+                        "--only {name:?}: unknown scenario; choose from {}",
+                        Scenario::ALL.map(Scenario::name).join(", ")
+                    ))
+                })?;
             if !chosen.contains(&scenario) {
                 chosen.push(scenario);
             }
@@ -168,7 +175,10 @@ impl Options {
             Some(list) => Scenario::parse_list(list)?,
             None => Scenario::ALL.to_vec(),
         };
-        Ok(Options { replicas, scenarios })
+        Ok(Options {
+            replicas,
+            scenarios,
+        })
     }
 }
 
@@ -178,9 +188,16 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::TestResilience) -> Resu
     outcomes.sort_by_key(|o| o.scenario);
     print_table(&outcomes);
     let failed = outcomes.iter().filter(|o| !o.passed).count();
-    println!("resilience: {} passed, {failed} failed", outcomes.len() - failed);
+    println!(
+        "resilience: {} passed, {failed} failed",
+        outcomes.len() - failed
+    );
     if failed > 0 {
-        let names: Vec<&str> = outcomes.iter().filter(|o| !o.passed).map(|o| o.scenario.name()).collect();
+        let names: Vec<&str> = outcomes
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| o.scenario.name())
+            .collect();
         return Err(Failed(format!("resilience scenarios failed: {}", names.join(", "))).into());
     }
     Ok(())
@@ -189,11 +206,20 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::TestResilience) -> Resu
 /// Runs the chosen scenarios. An `Err` means the run could not happen (no docker, no
 /// images); a failing scenario is an outcome, not an error.
 fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<ScenarioResult>> {
-    ui::step(&format!("Resilience: {} replicas, scenarios {}", opts.replicas, opts.scenarios.iter().map(|s| s.name()).collect::<Vec<_>>().join(", ")));
+    ui::step(&format!(
+        "Resilience: {} replicas, scenarios {}",
+        opts.replicas,
+        opts.scenarios
+            .iter()
+            .map(|s| s.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let (docker, compose_program) = preflight::run(sh, project)?;
     let report_dir = project.target_dir.join("resilience-report");
     if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir).with_context(|| format!("clearing {}", report_dir.display()))?;
+        std::fs::remove_dir_all(&report_dir)
+            .with_context(|| format!("clearing {}", report_dir.display()))?;
     }
     std::fs::create_dir_all(&report_dir)?;
 
@@ -219,29 +245,52 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     // The compose file reads its variables from this (empty) file, never a developer's `.env`.
     let env_file = report_dir.join("empty.env");
     std::fs::write(&env_file, "")?;
-    let compose = Compose { program: compose_program, file: project.compose_file(), project: PROJECT_NAME.into(), env, env_file: Some(env_file) };
+    let compose = Compose {
+        program: compose_program,
+        file: project.compose_file(),
+        project: PROJECT_NAME.into(),
+        env,
+        env_file: Some(env_file),
+    };
     let stack = Stack {
         sh,
         compose,
         docker: docker.clone(),
         replicas: opts.replicas,
         secrets,
-        api_image: image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE).to_string(),
-        db_image: image_set.get("DB_IMAGE").unwrap_or(images::OFFICIAL_DB_IMAGE).to_string(),
+        api_image: image_set
+            .get("API_IMAGE")
+            .unwrap_or(images::API_IMAGE)
+            .to_string(),
+        db_image: image_set
+            .get("DB_IMAGE")
+            .unwrap_or(images::OFFICIAL_DB_IMAGE)
+            .to_string(),
     };
 
-    ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
+    ui::step(&format!(
+        "Removing any previous state of project {PROJECT_NAME}"
+    ));
     stack.compose.down(sh)?;
     let guard = StackGuard::new(&stack.compose, false);
     let setup = stack.start_db();
     match setup {
         Err(e) => {
-            for scenario in Scenario::RUN_ORDER.into_iter().filter(|s| s.needs_stack() && chosen(*s)) {
-                outcomes.push(failed_outcome(scenario, format!("the database did not start: {e:#}")));
+            for scenario in Scenario::RUN_ORDER
+                .into_iter()
+                .filter(|s| s.needs_stack() && chosen(*s))
+            {
+                outcomes.push(failed_outcome(
+                    scenario,
+                    format!("the database did not start: {e:#}"),
+                ));
             }
         }
         Ok(()) => {
-            for scenario in Scenario::RUN_ORDER.into_iter().filter(|s| s.needs_stack() && chosen(*s)) {
+            for scenario in Scenario::RUN_ORDER
+                .into_iter()
+                .filter(|s| s.needs_stack() && chosen(*s))
+            {
                 outcomes.push(timed(scenario, || run_on_stack(&stack, scenario)));
             }
         }
@@ -252,7 +301,8 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     if !left.is_empty() {
         let last = outcomes.last_mut().expect("a stack scenario ran");
         last.passed = false;
-        last.verdict.problem(format!("cleanup left behind: {}", left.join(", ")));
+        last.verdict
+            .problem(format!("cleanup left behind: {}", left.join(", ")));
     }
     let json = serde_json::to_string_pretty(&outcomes)?;
     std::fs::write(report_dir.join("report.json"), json)?;
@@ -283,9 +333,16 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
 }
 
 fn timed(scenario: Scenario, f: impl FnOnce() -> Result<Verdict>) -> ScenarioResult {
-    ui::step(&format!("Scenario {}: {}", scenario.number(), scenario.name()));
+    ui::step(&format!(
+        "Scenario {}: {}",
+        scenario.number(),
+        scenario.name()
+    ));
     let started = Instant::now();
-    let verdict = f().unwrap_or_else(|e| Verdict { figures: vec![], problems: vec![format!("could not complete: {e:#}")] });
+    let verdict = f().unwrap_or_else(|e| Verdict {
+        figures: vec![],
+        problems: vec![format!("could not complete: {e:#}")],
+    });
     let seconds = started.elapsed().as_secs_f64();
     for line in &verdict.figures {
         ui::note(line);
@@ -293,18 +350,42 @@ fn timed(scenario: Scenario, f: impl FnOnce() -> Result<Verdict>) -> ScenarioRes
     for line in &verdict.problems {
         ui::note(&format!("{} {line}", ui::paint("FAIL", "1;31")));
     }
-    ScenarioResult { scenario, number: scenario.number(), passed: verdict.passed(), seconds, verdict }
+    ScenarioResult {
+        scenario,
+        number: scenario.number(),
+        passed: verdict.passed(),
+        seconds,
+        verdict,
+    }
 }
 
 fn failed_outcome(scenario: Scenario, reason: String) -> ScenarioResult {
-    ScenarioResult { scenario, number: scenario.number(), passed: false, seconds: 0.0, verdict: Verdict { figures: vec![], problems: vec![reason] } }
+    ScenarioResult {
+        scenario,
+        number: scenario.number(),
+        passed: false,
+        seconds: 0.0,
+        verdict: Verdict {
+            figures: vec![],
+            problems: vec![reason],
+        },
+    }
 }
 
 fn print_table(outcomes: &[ScenarioResult]) {
     println!();
     for o in outcomes {
-        let verdict = if o.passed { ui::paint_stdout("PASS", "1;32") } else { ui::paint_stdout("FAIL", "1;31") };
-        println!("{verdict} {} {} ({:.0} s)", o.number, o.scenario.name(), o.seconds);
+        let verdict = if o.passed {
+            ui::paint_stdout("PASS", "1;32")
+        } else {
+            ui::paint_stdout("FAIL", "1;31")
+        };
+        println!(
+            "{verdict} {} {} ({:.0} s)",
+            o.number,
+            o.scenario.name(),
+            o.seconds
+        );
         for line in &o.verdict.figures {
             println!("       {line}");
         }
@@ -316,7 +397,10 @@ fn print_table(outcomes: &[ScenarioResult]) {
 
 /// Every container's log into the report directory, before the stack goes away.
 fn save_logs(stack: &Stack, dir: &Path) {
-    if let Ok(text) = stack.compose.run(stack.sh, &["logs", "--timestamps", "--no-color"]) {
+    if let Ok(text) = stack
+        .compose
+        .run(stack.sh, &["logs", "--timestamps", "--no-color"])
+    {
         let _ = std::fs::write(dir.join("compose.log"), text);
     }
 }
@@ -346,7 +430,10 @@ mod tests {
 
     #[test]
     fn scenario_lists_parse_and_unknown_names_cannot_run() {
-        assert_eq!(Scenario::parse_list("security, leader-death").unwrap(), vec![Scenario::Security, Scenario::LeaderDeath]);
+        assert_eq!(
+            Scenario::parse_list("security, leader-death").unwrap(),
+            vec![Scenario::Security, Scenario::LeaderDeath]
+        );
         let err = Scenario::parse_list("leader-death,nope").unwrap_err();
         assert!(err.downcast_ref::<CannotRun>().is_some());
         assert!(err.to_string().contains("\"nope\""), "{err}");
@@ -360,12 +447,26 @@ mod tests {
     #[test]
     fn replica_counts_outside_two_to_sixteen_cannot_run() {
         for bad in [0, 1, 17] {
-            let flags = flags::TestResilience { replicas: Some(bad), only: None };
+            let flags = flags::TestResilience {
+                replicas: Some(bad),
+                only: None,
+            };
             let err = Options::from_flags(&flags).unwrap_err();
             assert!(err.downcast_ref::<CannotRun>().is_some(), "{bad}");
-            assert!(err.to_string().starts_with(&format!("--replicas {bad}:")), "{err}");
+            assert!(
+                err.to_string().starts_with(&format!("--replicas {bad}:")),
+                "{err}"
+            );
         }
-        assert_eq!(Options::from_flags(&flags::TestResilience { replicas: None, only: None }).unwrap().replicas, 4);
+        assert_eq!(
+            Options::from_flags(&flags::TestResilience {
+                replicas: None,
+                only: None
+            })
+            .unwrap()
+            .replicas,
+            4
+        );
     }
 
     #[test]

@@ -43,9 +43,13 @@ pub struct Sent {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
-    Upload { name: String },
+    Upload {
+        name: String,
+    },
     /// A read of a document this client stored, with its sha256.
-    Read { sha256: String },
+    Read {
+        sha256: String,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -63,9 +67,14 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let target = (n / 2).max(1);
     let before: BTreeSet<u32> = stack.api_containers()?.iter().map(|c| c.number).collect();
     let ports = stack.ports()?;
-    let since = (Utc::now() - chrono::Duration::seconds(2)).timestamp().to_string();
+    let since = (Utc::now() - chrono::Duration::seconds(2))
+        .timestamp()
+        .to_string();
 
-    ui::note(&format!("load on {} replicas, then scaling to {target}", ports.len()));
+    ui::note(&format!(
+        "load on {} replicas, then scaling to {target}",
+        ports.len()
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = ports
         .iter()
@@ -80,23 +89,48 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let scale_seconds = started.elapsed().as_secs_f64();
     std::thread::sleep(LOAD_AFTER);
     stop.store(true, Ordering::Relaxed);
-    let sent: Vec<Sent> = threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect();
+    let sent: Vec<Sent> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
     scaled?;
 
-    let until = (Utc::now() + chrono::Duration::seconds(1)).timestamp().to_string();
+    let until = (Utc::now() + chrono::Duration::seconds(1))
+        .timestamp()
+        .to_string();
     let format = "{{.TimeNano}}\t{{.Action}}\t{{.Actor.Attributes.name}}\t{{.Actor.Attributes.exitCode}}\t{{.Actor.Attributes.signal}}";
-    let events = stack.docker.project_events(stack.sh, PROJECT_NAME, &since, &until, format)?;
+    let events = stack
+        .docker
+        .project_events(stack.sh, PROJECT_NAME, &since, &until, format)?;
     let after: BTreeSet<u32> = stack.api_containers()?.iter().map(|c| c.number).collect();
-    let stored: BTreeSet<String> = stack.sql("SELECT name FROM documents WHERE name LIKE 'scale-%'")?.lines().map(String::from).collect();
-    let mut verdict = judge(&before, &after, target, &sent, &stored, &parse_events(&events), scale_seconds);
+    let stored: BTreeSet<String> = stack
+        .sql("SELECT name FROM documents WHERE name LIKE 'scale-%'")?
+        .lines()
+        .map(String::from)
+        .collect();
+    let mut verdict = judge(
+        &before,
+        &after,
+        target,
+        &sent,
+        &stored,
+        &parse_events(&events),
+        scale_seconds,
+    );
     if let Err(e) = stack.wait_healthy(target, Duration::from_secs(30)) {
         verdict.problem(format!("the remaining replicas are not healthy: {e:#}"));
     }
     // Nothing half-written by the replicas that stopped.
     let holdings = writers::holdings(stack)?;
     match writers::consistency(&holdings).as_slice() {
-        [] => verdict.figure(format!("afterwards: {} rows, each with its bytes and sha256, no orphaned file, no temp file", holdings.rows.len())),
-        problems => verdict.problem(format!("after the scale-down: {}", problems[..problems.len().min(5)].join("; "))),
+        [] => verdict.figure(format!(
+            "afterwards: {} rows, each with its bytes and sha256, no orphaned file, no temp file",
+            holdings.rows.len()
+        )),
+        problems => verdict.problem(format!(
+            "after the scale-down: {}",
+            problems[..problems.len().min(5)].join("; ")
+        )),
     }
     Ok(verdict)
 }
@@ -114,8 +148,15 @@ fn load(replica: u32, addr: SocketAddr, stop: &AtomicBool) -> Vec<Sent> {
                 let sha256 = sha.clone();
                 if let Outcome::Reply(r) = &outcome {
                     if r.status == 200 && sha256_hex(&r.body) != sha256 {
-                        let outcome = Outcome::Broken { got: r.body.len(), error: "other bytes than stored".into() };
-                        sent.push(Sent { replica, kind: Kind::Read { sha256 }, outcome });
+                        let outcome = Outcome::Broken {
+                            got: r.body.len(),
+                            error: "other bytes than stored".into(),
+                        };
+                        sent.push(Sent {
+                            replica,
+                            kind: Kind::Read { sha256 },
+                            outcome,
+                        });
                         continue;
                     }
                 }
@@ -133,7 +174,11 @@ fn load(replica: u32, addr: SocketAddr, stop: &AtomicBool) -> Vec<Sent> {
             }
         };
         let refused = matches!(outcome, Outcome::Refused(_));
-        sent.push(Sent { replica, kind, outcome });
+        sent.push(Sent {
+            replica,
+            kind,
+            outcome,
+        });
         std::thread::sleep(if refused { PAUSE * 4 } else { PAUSE });
     }
     sent
@@ -149,10 +194,14 @@ fn created_id(outcome: &Outcome) -> Option<String> {
 pub fn classify(sent: &Sent, stored: &BTreeSet<String>) -> Class {
     match (&sent.outcome, &sent.kind) {
         (Outcome::Reply(r), _) if (200..300).contains(&r.status) => Class::Ok,
-        (Outcome::Reply(r), _) => Class::AcceptedFailed(format!("answered {} {}", r.status, r.text())),
+        (Outcome::Reply(r), _) => {
+            Class::AcceptedFailed(format!("answered {} {}", r.status, r.text()))
+        }
         (Outcome::Refused(_), _) => Class::Refused,
         (Outcome::ClosedBeforeResponse(why), Kind::Upload { name }) if stored.contains(name) => {
-            Class::AcceptedFailed(format!("{name} was stored but the client got no answer ({why})"))
+            Class::AcceptedFailed(format!(
+                "{name} was stored but the client got no answer ({why})"
+            ))
         }
         (Outcome::ClosedBeforeResponse(_), _) => Class::ClosedUnaccepted,
         (other, _) => Class::AcceptedFailed(other.describe()),
@@ -173,8 +222,20 @@ pub fn parse_events(text: &str) -> Vec<Event> {
     text.lines()
         .filter_map(|l| {
             let cols: Vec<&str> = l.split('\t').collect();
-            let clean = |i: usize| cols.get(i).map(|s| s.trim()).filter(|s| *s != "<no value>").unwrap_or("").to_string();
-            Some(Event { nanos: cols.first()?.trim().parse().ok()?, action: clean(1), name: clean(2), exit_code: clean(3), signal: clean(4) })
+            let clean = |i: usize| {
+                cols.get(i)
+                    .map(|s| s.trim())
+                    .filter(|s| *s != "<no value>")
+                    .unwrap_or("")
+                    .to_string()
+            };
+            Some(Event {
+                nanos: cols.first()?.trim().parse().ok()?,
+                action: clean(1),
+                name: clean(2),
+                exit_code: clean(3),
+                signal: clean(4),
+            })
         })
         .collect()
 }
@@ -182,12 +243,21 @@ pub fn parse_events(text: &str) -> Vec<Event> {
 /// How a removed replica stopped: SIGTERM, then its exit code, and whether it had to be killed.
 fn shutdown(events: &[Event], number: u32) -> Result<(f64, String), String> {
     let suffix = format!("-{API}-{number}");
-    let mine: Vec<&Event> = events.iter().filter(|e| e.name.ends_with(&suffix)).collect();
-    let term = mine.iter().find(|e| e.action == "kill" && e.signal == "15").ok_or("no SIGTERM event")?;
+    let mine: Vec<&Event> = events
+        .iter()
+        .filter(|e| e.name.ends_with(&suffix))
+        .collect();
+    let term = mine
+        .iter()
+        .find(|e| e.action == "kill" && e.signal == "15")
+        .ok_or("no SIGTERM event")?;
     if mine.iter().any(|e| e.action == "kill" && e.signal == "9") {
         return Err("it had to be killed (SIGKILL after the grace period)".into());
     }
-    let die = mine.iter().find(|e| e.action == "die").ok_or("no die event")?;
+    let die = mine
+        .iter()
+        .find(|e| e.action == "die")
+        .ok_or("no die event")?;
     Ok(((die.nanos - term.nanos) as f64 / 1e9, die.exit_code.clone()))
 }
 
@@ -202,17 +272,30 @@ pub fn judge(
 ) -> Verdict {
     let mut v = Verdict::default();
     let removed: Vec<u32> = before.difference(after).copied().collect();
-    v.require(after.len() as u32 == target, || format!("{} replicas after scaling to {target}: {after:?}", after.len()));
+    v.require(after.len() as u32 == target, || {
+        format!(
+            "{} replicas after scaling to {target}: {after:?}",
+            after.len()
+        )
+    });
     v.figure(format!(
         "scaled {} → {} in {scale_seconds:.1} s; removed {}",
         before.len(),
         after.len(),
-        removed.iter().map(|n| format!("api-{n}")).collect::<Vec<_>>().join(", ")
+        removed
+            .iter()
+            .map(|n| format!("api-{n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     for number in &removed {
         match shutdown(events, *number) {
-            Ok((seconds, code)) if code == "0" => v.figure(format!("api-{number}: SIGTERM → exit 0 in {seconds:.2} s (graceful, no SIGKILL)")),
-            Ok((seconds, code)) => v.problem(format!("api-{number} exited with code {code} {seconds:.2} s after SIGTERM")),
+            Ok((seconds, code)) if code == "0" => v.figure(format!(
+                "api-{number}: SIGTERM → exit 0 in {seconds:.2} s (graceful, no SIGKILL)"
+            )),
+            Ok((seconds, code)) => v.problem(format!(
+                "api-{number} exited with code {code} {seconds:.2} s after SIGTERM"
+            )),
             Err(why) => v.problem(format!("api-{number} did not stop gracefully: {why}")),
         }
     }
@@ -243,20 +326,48 @@ pub fn judge(
         total(3)
     ));
     for (number, c) in &counts {
-        v.figure(format!("  api-{number}{}: {} ok, {} refused, {} closed unaccepted, {} accepted-but-failed", if removed.contains(number) { " (removed)" } else { "" }, c[0], c[1], c[2], c[3]));
+        v.figure(format!(
+            "  api-{number}{}: {} ok, {} refused, {} closed unaccepted, {} accepted-but-failed",
+            if removed.contains(number) {
+                " (removed)"
+            } else {
+                ""
+            },
+            c[0],
+            c[1],
+            c[2],
+            c[3]
+        ));
     }
     if !failures.is_empty() {
-        v.problem(format!("{} accepted requests failed; first: {}", failures.len(), failures[..failures.len().min(3)].join("; ")));
+        v.problem(format!(
+            "{} accepted requests failed; first: {}",
+            failures.len(),
+            failures[..failures.len().min(3)].join("; ")
+        ));
     }
     for number in after {
         let c = counts.get(number).copied().unwrap_or_default();
-        v.require(c[0] > 0 && c[1] + c[2] == 0, || format!("api-{number} stays, yet {} of its requests were refused", c[1] + c[2]));
+        v.require(c[0] > 0 && c[1] + c[2] == 0, || {
+            format!(
+                "api-{number} stays, yet {} of its requests were refused",
+                c[1] + c[2]
+            )
+        });
     }
     for number in &removed {
         let c = counts.get(number).copied().unwrap_or_default();
-        v.require(c[0] > 0, || format!("api-{number} served nothing before it was removed: the load did not reach it"));
-        let last = sent.iter().rev().find(|s| s.replica == *number).map(|s| classify(s, stored));
-        v.require(last == Some(Class::Refused), || format!("api-{number}'s last request after removal was {last:?}, not refused"));
+        v.require(c[0] > 0, || {
+            format!("api-{number} served nothing before it was removed: the load did not reach it")
+        });
+        let last = sent
+            .iter()
+            .rev()
+            .find(|s| s.replica == *number)
+            .map(|s| classify(s, stored));
+        v.require(last == Some(Class::Refused), || {
+            format!("api-{number}'s last request after removal was {last:?}, not refused")
+        });
     }
     v
 }
@@ -267,15 +378,31 @@ mod tests {
     use crate::resilience::http::Reply;
 
     fn ok(replica: u32) -> Sent {
-        Sent { replica, kind: Kind::Read { sha256: "x".into() }, outcome: Outcome::Reply(Reply { status: 200, headers: vec![], body: vec![] }) }
+        Sent {
+            replica,
+            kind: Kind::Read { sha256: "x".into() },
+            outcome: Outcome::Reply(Reply {
+                status: 200,
+                headers: vec![],
+                body: vec![],
+            }),
+        }
     }
 
     fn refused(replica: u32) -> Sent {
-        Sent { replica, kind: Kind::Read { sha256: "x".into() }, outcome: Outcome::Refused("connection refused".into()) }
+        Sent {
+            replica,
+            kind: Kind::Read { sha256: "x".into() },
+            outcome: Outcome::Refused("connection refused".into()),
+        }
     }
 
     fn closed_upload(replica: u32, name: &str) -> Sent {
-        Sent { replica, kind: Kind::Upload { name: name.into() }, outcome: Outcome::ClosedBeforeResponse("end of stream".into()) }
+        Sent {
+            replica,
+            kind: Kind::Upload { name: name.into() },
+            outcome: Outcome::ClosedBeforeResponse("end of stream".into()),
+        }
     }
 
     fn events() -> Vec<Event> {
@@ -287,12 +414,27 @@ mod tests {
     }
 
     fn clean() -> Vec<Sent> {
-        vec![ok(1), ok(2), ok(1), closed_upload(2, "scale-2-9.bin"), refused(2), ok(1)]
+        vec![
+            ok(1),
+            ok(2),
+            ok(1),
+            closed_upload(2, "scale-2-9.bin"),
+            refused(2),
+            ok(1),
+        ]
     }
 
     #[test]
     fn a_graceful_scale_down_with_refused_requests_passes() {
-        let v = judge(&[1, 2].into(), &[1].into(), 1, &clean(), &BTreeSet::new(), &events(), 1.2);
+        let v = judge(
+            &[1, 2].into(),
+            &[1].into(),
+            1,
+            &clean(),
+            &BTreeSet::new(),
+            &events(),
+            1.2,
+        );
         assert!(v.passed(), "{:?}", v.problems);
         let text = v.figures.join("\n");
         assert!(text.contains("api-2: SIGTERM → exit 0 in 0.05 s"), "{text}");
@@ -302,36 +444,120 @@ mod tests {
     #[test]
     fn an_upload_stored_without_an_answer_is_accepted_but_failed() {
         let stored: BTreeSet<String> = ["scale-2-9.bin".to_string()].into();
-        let v = judge(&[1, 2].into(), &[1].into(), 1, &clean(), &stored, &events(), 1.2);
-        assert!(v.problems.iter().any(|p| p.contains("1 accepted requests failed") && p.contains("was stored but the client got no answer")), "{:?}", v.problems);
+        let v = judge(
+            &[1, 2].into(),
+            &[1].into(),
+            1,
+            &clean(),
+            &stored,
+            &events(),
+            1.2,
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("1 accepted requests failed")
+                    && p.contains("was stored but the client got no answer")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn cut_responses_and_5xx_are_accepted_but_failed() {
         let mut sent = clean();
-        sent.insert(1, Sent { replica: 2, kind: Kind::Read { sha256: "x".into() }, outcome: Outcome::Broken { got: 10, error: "reset".into() } });
-        sent.insert(1, Sent { replica: 2, kind: Kind::Read { sha256: "x".into() }, outcome: Outcome::Reply(Reply { status: 502, headers: vec![], body: vec![] }) });
-        let v = judge(&[1, 2].into(), &[1].into(), 1, &sent, &BTreeSet::new(), &events(), 1.2);
-        assert!(v.problems.iter().any(|p| p.starts_with("2 accepted requests failed")), "{:?}", v.problems);
+        sent.insert(
+            1,
+            Sent {
+                replica: 2,
+                kind: Kind::Read { sha256: "x".into() },
+                outcome: Outcome::Broken {
+                    got: 10,
+                    error: "reset".into(),
+                },
+            },
+        );
+        sent.insert(
+            1,
+            Sent {
+                replica: 2,
+                kind: Kind::Read { sha256: "x".into() },
+                outcome: Outcome::Reply(Reply {
+                    status: 502,
+                    headers: vec![],
+                    body: vec![],
+                }),
+            },
+        );
+        let v = judge(
+            &[1, 2].into(),
+            &[1].into(),
+            1,
+            &sent,
+            &BTreeSet::new(),
+            &events(),
+            1.2,
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.starts_with("2 accepted requests failed")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
     fn a_killed_replica_or_a_refused_survivor_fails() {
         let mut events = events();
-        events.push(Event { nanos: 11_000_000_000, action: "kill".into(), name: "scaling-resilience-api-2".into(), exit_code: String::new(), signal: "9".into() });
+        events.push(Event {
+            nanos: 11_000_000_000,
+            action: "kill".into(),
+            name: "scaling-resilience-api-2".into(),
+            exit_code: String::new(),
+            signal: "9".into(),
+        });
         let mut sent = clean();
         sent.push(refused(1));
-        let v = judge(&[1, 2].into(), &[1].into(), 1, &sent, &BTreeSet::new(), &events, 11.0);
+        let v = judge(
+            &[1, 2].into(),
+            &[1].into(),
+            1,
+            &sent,
+            &BTreeSet::new(),
+            &events,
+            11.0,
+        );
         let text = v.problems.join("\n");
-        assert!(text.contains("api-2 did not stop gracefully: it had to be killed"), "{text}");
-        assert!(text.contains("api-1 stays, yet 1 of its requests were refused"), "{text}");
+        assert!(
+            text.contains("api-2 did not stop gracefully: it had to be killed"),
+            "{text}"
+        );
+        assert!(
+            text.contains("api-1 stays, yet 1 of its requests were refused"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_removed_replica_still_answering_at_the_end_fails() {
         let mut sent = clean();
         sent.push(ok(2));
-        let v = judge(&[1, 2].into(), &[1].into(), 1, &sent, &BTreeSet::new(), &events(), 1.2);
-        assert!(v.problems.iter().any(|p| p.contains("api-2's last request after removal")), "{:?}", v.problems);
+        let v = judge(
+            &[1, 2].into(),
+            &[1].into(),
+            1,
+            &sent,
+            &BTreeSet::new(),
+            &events(),
+            1.2,
+        );
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("api-2's last request after removal")),
+            "{:?}",
+            v.problems
+        );
     }
 }

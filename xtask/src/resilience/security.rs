@@ -23,9 +23,18 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let mut touch = BTreeMap::new();
     for c in &containers {
         let out = stack.exec_api(c.number, &["id", "-u"])?;
-        uids.insert(c.number, String::from_utf8_lossy(&out.stdout).trim().to_string());
-        let out = stack.exec_api(c.number, &["sh", "-c", "touch /resilience-probe 2>&1; echo \"exit=$?\""])?;
-        touch.insert(c.number, String::from_utf8_lossy(&out.stdout).trim().to_string());
+        uids.insert(
+            c.number,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        );
+        let out = stack.exec_api(
+            c.number,
+            &["sh", "-c", "touch /resilience-probe 2>&1; echo \"exit=$?\""],
+        )?;
+        touch.insert(
+            c.number,
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        );
     }
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
     let inspect = stack.docker.inspect(stack.sh, &ids, "{{.Name}} readonly={{.HostConfig.ReadonlyRootfs}} capdrop={{json .HostConfig.CapDrop}} secopt={{json .HostConfig.SecurityOpt}}")?;
@@ -33,11 +42,19 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let mut images = Vec::new();
     for image in [&stack.api_image, &stack.db_image] {
         let history = stack.docker.history(stack.sh, image)?;
-        let env = stack.docker.image_inspect(stack.sh, image, "{{json .Config.Env}}")?;
-        images.push(ImageFacts { image: image.clone(), history, env });
+        let env = stack
+            .docker
+            .image_inspect(stack.sh, image, "{{json .Config.Env}}")?;
+        images.push(ImageFacts {
+            image: image.clone(),
+            history,
+            env,
+        });
     }
 
-    let ps = stack.compose.run(stack.sh, &["ps", "--all", "--format", "json"])?;
+    let ps = stack
+        .compose
+        .run(stack.sh, &["ps", "--all", "--format", "json"])?;
     let mut ports = Vec::new();
     for c in &containers {
         let addr = stack.compose.port(stack.sh, API, c.number, API_PORT)?;
@@ -53,11 +70,21 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
 }
 
 pub fn judge_users(v: &mut Verdict, uids: &BTreeMap<u32, String>) {
-    let wrong: Vec<String> = uids.iter().filter(|(_, u)| u.as_str() != API_UID).map(|(n, u)| format!("api-{n} runs as uid {u:?}")).collect();
+    let wrong: Vec<String> = uids
+        .iter()
+        .filter(|(_, u)| u.as_str() != API_UID)
+        .map(|(n, u)| format!("api-{n} runs as uid {u:?}"))
+        .collect();
     if wrong.is_empty() && !uids.is_empty() {
-        v.figure(format!("all {} replicas run as uid {API_UID} (`id -u`), not root", uids.len()));
+        v.figure(format!(
+            "all {} replicas run as uid {API_UID} (`id -u`), not root",
+            uids.len()
+        ));
     } else {
-        v.problem(format!("expected uid {API_UID} everywhere: {}", wrong.join(", ")));
+        v.problem(format!(
+            "expected uid {API_UID} everywhere: {}",
+            wrong.join(", ")
+        ));
     }
 }
 
@@ -65,7 +92,9 @@ pub fn judge_root_fs(v: &mut Verdict, touch: &BTreeMap<u32, String>, inspect: &s
     let mut problems = Vec::new();
     for (n, out) in touch {
         if out.ends_with("exit=0") || !out.contains("Read-only file system") {
-            problems.push(format!("api-{n}: `touch /resilience-probe` did not fail as read-only ({out:?})"));
+            problems.push(format!(
+                "api-{n}: `touch /resilience-probe` did not fail as read-only ({out:?})"
+            ));
         }
     }
     let lines: Vec<&str> = inspect.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -81,7 +110,11 @@ pub fn judge_root_fs(v: &mut Verdict, touch: &BTreeMap<u32, String>, inspect: &s
         }
     }
     if lines.len() != touch.len() {
-        problems.push(format!("inspected {} containers, probed {}", lines.len(), touch.len()));
+        problems.push(format!(
+            "inspected {} containers, probed {}",
+            lines.len(),
+            touch.len()
+        ));
     }
     if problems.is_empty() {
         v.figure(format!("root filesystem read-only on all {} replicas (`touch /x` fails: Read-only file system; ReadonlyRootfs=true), cap_drop ALL, no-new-privileges", touch.len()));
@@ -103,18 +136,34 @@ pub fn judge_images(v: &mut Verdict, images: &[ImageFacts], secrets: &[String]) 
     let before = v.problems.len();
     for facts in images {
         for (what, text) in [("history", &facts.history), ("environment", &facts.env)] {
-            if secrets.iter().any(|s| !s.is_empty() && text.contains(s.as_str())) {
-                v.problem(format!("{}: this run's database password appears in the image's {what}", facts.image));
+            if secrets
+                .iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+            {
+                v.problem(format!(
+                    "{}: this run's database password appears in the image's {what}",
+                    facts.image
+                ));
             }
         }
         let env: Vec<String> = serde_json::from_str(facts.env.trim()).unwrap_or_default();
-        for var in env.iter().filter(|kv| credential_name(kv.split('=').next().unwrap_or(""))) {
+        for var in env
+            .iter()
+            .filter(|kv| credential_name(kv.split('=').next().unwrap_or("")))
+        {
             let name = var.split('=').next().unwrap_or("");
-            v.problem(format!("{}: the image's environment defines {name}", facts.image));
+            v.problem(format!(
+                "{}: the image's environment defines {name}",
+                facts.image
+            ));
         }
         for line in facts.history.lines() {
             if let Some(word) = credential_assignment(line) {
-                v.problem(format!("{}: a layer sets {word}: {}", facts.image, line.chars().take(160).collect::<String>()));
+                v.problem(format!(
+                    "{}: a layer sets {word}: {}",
+                    facts.image,
+                    line.chars().take(160).collect::<String>()
+                ));
             }
         }
     }
@@ -166,25 +215,41 @@ pub fn judge_ports(v: &mut Verdict, ps: &str, ports: &[(u32, String)]) {
     let entries: Vec<PsEntry> = if trimmed.starts_with('[') {
         serde_json::from_str(trimmed).unwrap_or_default()
     } else {
-        trimmed.lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+        trimmed
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     };
     let mut published = 0;
     let before = v.problems.len();
     for entry in &entries {
-        for p in entry.publishers.iter().flatten().filter(|p| p.published_port != 0) {
+        for p in entry
+            .publishers
+            .iter()
+            .flatten()
+            .filter(|p| p.published_port != 0)
+        {
             published += 1;
             if p.url != "127.0.0.1" {
-                v.problem(format!("{} publishes {} on {:?}, not 127.0.0.1", entry.name, p.target_port, p.url));
+                v.problem(format!(
+                    "{} publishes {} on {:?}, not 127.0.0.1",
+                    entry.name, p.target_port, p.url
+                ));
             }
         }
     }
     for (n, addr) in ports {
         if !addr.starts_with("127.0.0.1:") {
-            v.problem(format!("`port --index={n} api {API_PORT}` gives {addr}, not 127.0.0.1"));
+            v.problem(format!(
+                "`port --index={n} api {API_PORT}` gives {addr}, not 127.0.0.1"
+            ));
         }
     }
     if published < ports.len() {
-        v.problem(format!("ps lists {published} published ports for {} replicas", ports.len()));
+        v.problem(format!(
+            "ps lists {published} published ports for {} replicas",
+            ports.len()
+        ));
     }
     if v.problems.len() == before {
         v.figure(format!("{published} published ports across {} containers, all on 127.0.0.1 (ps Publishers and `compose port`); the database publishes none", entries.len()));
@@ -198,24 +263,40 @@ mod tests {
     #[test]
     fn uid_10001_everywhere_passes_and_root_fails() {
         let mut v = Verdict::default();
-        judge_users(&mut v, &[(1, "10001".to_string()), (2, "10001".into())].into());
+        judge_users(
+            &mut v,
+            &[(1, "10001".to_string()), (2, "10001".into())].into(),
+        );
         assert!(v.passed());
         let mut v = Verdict::default();
         judge_users(&mut v, &[(1, "10001".to_string()), (2, "0".into())].into());
-        assert!(v.problems[0].contains("api-2 runs as uid \"0\""), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("api-2 runs as uid \"0\""),
+            "{:?}",
+            v.problems
+        );
     }
 
-    const INSPECT_OK: &str = "/p-api-1 readonly=true capdrop=[\"ALL\"] secopt=[\"no-new-privileges:true\"]\n";
+    const INSPECT_OK: &str =
+        "/p-api-1 readonly=true capdrop=[\"ALL\"] secopt=[\"no-new-privileges:true\"]\n";
 
     #[test]
     fn a_read_only_root_passes_and_a_writable_one_fails() {
-        let touch_fails = [(1, "touch: cannot touch '/resilience-probe': Read-only file system\nexit=1".to_string())].into();
+        let touch_fails = [(
+            1,
+            "touch: cannot touch '/resilience-probe': Read-only file system\nexit=1".to_string(),
+        )]
+        .into();
         let mut v = Verdict::default();
         judge_root_fs(&mut v, &touch_fails, INSPECT_OK);
         assert!(v.passed(), "{:?}", v.problems);
 
         let mut v = Verdict::default();
-        judge_root_fs(&mut v, &[(1, "exit=0".to_string())].into(), "/p-api-1 readonly=false capdrop=null secopt=null\n");
+        judge_root_fs(
+            &mut v,
+            &[(1, "exit=0".to_string())].into(),
+            "/p-api-1 readonly=false capdrop=null secopt=null\n",
+        );
         let text = v.problems.join("\n");
         assert!(text.contains("did not fail as read-only"), "{text}");
         assert!(text.contains("not a read-only root filesystem"), "{text}");
@@ -223,34 +304,69 @@ mod tests {
     }
 
     fn image(history: &str, env: &str) -> ImageFacts {
-        ImageFacts { image: "localhost/scaling-api:latest".into(), history: history.into(), env: env.into() }
+        ImageFacts {
+            image: "localhost/scaling-api:latest".into(),
+            history: history.into(),
+            env: env.into(),
+        }
     }
 
     #[test]
     fn clean_images_pass() {
         let mut v = Verdict::default();
         let history = "COPY target/docker/api /usr/local/bin/api # buildkit\nENV API_DATA_DIR=/app/data API_PORT=8080\nRUN |2 UID=10001 GID=10001 /bin/sh -c set -eu; useradd api\n";
-        judge_images(&mut v, &[image(history, r#"["PATH=/usr/bin","API_PORT=8080"]"#)], &["s3cr3tvalue".into()]);
+        judge_images(
+            &mut v,
+            &[image(history, r#"["PATH=/usr/bin","API_PORT=8080"]"#)],
+            &["s3cr3tvalue".into()],
+        );
         assert!(v.passed(), "{:?}", v.problems);
     }
 
     #[test]
     fn a_baked_password_fails_by_value_by_env_name_and_by_assignment() {
         let mut v = Verdict::default();
-        judge_images(&mut v, &[image("RUN echo s3cr3tvalue", "[]")], &["s3cr3tvalue".into()]);
-        assert!(v.problems[0].contains("password appears in the image's history"), "{:?}", v.problems);
+        judge_images(
+            &mut v,
+            &[image("RUN echo s3cr3tvalue", "[]")],
+            &["s3cr3tvalue".into()],
+        );
+        assert!(
+            v.problems[0].contains("password appears in the image's history"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
         judge_images(&mut v, &[image("", r#"["DB_PASSWORD=hunter2"]"#)], &[]);
-        assert!(v.problems[0].contains("environment defines DB_PASSWORD"), "{:?}", v.problems);
+        assert!(
+            v.problems[0].contains("environment defines DB_PASSWORD"),
+            "{:?}",
+            v.problems
+        );
 
         let mut v = Verdict::default();
-        judge_images(&mut v, &[image("/bin/sh -c #(nop) ENV MYSQL_ROOT_PASSWORD=root", "[]")], &[]);
-        assert!(v.problems[0].contains("a layer sets MYSQL_ROOT_PASSWORD"), "{:?}", v.problems);
+        judge_images(
+            &mut v,
+            &[image(
+                "/bin/sh -c #(nop) ENV MYSQL_ROOT_PASSWORD=root",
+                "[]",
+            )],
+            &[],
+        );
+        assert!(
+            v.problems[0].contains("a layer sets MYSQL_ROOT_PASSWORD"),
+            "{:?}",
+            v.problems
+        );
 
         // Reading a variable is not setting it.
         let mut v = Verdict::default();
-        judge_images(&mut v, &[image("RUN MYSQL_PWD=$MYSQL_PASSWORD mariadb", "[]")], &[]);
+        judge_images(
+            &mut v,
+            &[image("RUN MYSQL_PWD=$MYSQL_PASSWORD mariadb", "[]")],
+            &[],
+        );
         assert!(v.passed(), "{:?}", v.problems);
     }
 

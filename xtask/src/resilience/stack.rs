@@ -39,7 +39,10 @@ impl Stack<'_> {
     }
 
     pub fn db_container(&self) -> Result<Container> {
-        parse::ps(&self.compose.ps(self.sh, DB)?)?.into_iter().next().context("the db container does not exist")
+        parse::ps(&self.compose.ps(self.sh, DB)?)?
+            .into_iter()
+            .next()
+            .context("the db container does not exist")
     }
 
     /// `up -d` of the database; waits until it is healthy.
@@ -59,8 +62,15 @@ impl Stack<'_> {
                 return Ok(Instant::now());
             }
             if db.is_down() || db.health == "unhealthy" {
-                let logs = self.compose.run(self.sh, &["logs", "--tail", "20", "--no-color", DB]).unwrap_or_default();
-                bail!("the database container is {} ({}); its last log lines:\n{logs}", db.state, db.status);
+                let logs = self
+                    .compose
+                    .run(self.sh, &["logs", "--tail", "20", "--no-color", DB])
+                    .unwrap_or_default();
+                bail!(
+                    "the database container is {} ({}); its last log lines:\n{logs}",
+                    db.state,
+                    db.status
+                );
             }
             wait.update(&format!("{} {}", db.state, db.health));
             if wait.elapsed() > timeout {
@@ -73,7 +83,20 @@ impl Stack<'_> {
     /// `up -d --scale api=n api` (no recreation of running replicas).
     pub fn scale_api(&self, n: u32) -> Result<()> {
         let scale = format!("{API}={n}");
-        self.compose.run(self.sh, &["up", "-d", "--no-build", "--no-recreate", "--scale", &scale, API]).map(drop)
+        self.compose
+            .run(
+                self.sh,
+                &[
+                    "up",
+                    "-d",
+                    "--no-build",
+                    "--no-recreate",
+                    "--scale",
+                    &scale,
+                    API,
+                ],
+            )
+            .map(drop)
     }
 
     /// Waits until exactly `n` api replicas run and are healthy. Stops at once when one exits
@@ -83,10 +106,22 @@ impl Stack<'_> {
         loop {
             let containers = self.api_containers()?;
             if let Some(c) = containers.iter().find(|c| c.is_down()) {
-                let logs = self.compose.run(self.sh, &["logs", "--tail", "15", "--no-color", API]).unwrap_or_default();
-                bail!("{} is {} ({}); the api's last log lines:\n{logs}", c.label(), c.state, c.status);
+                let logs = self
+                    .compose
+                    .run(self.sh, &["logs", "--tail", "15", "--no-color", API])
+                    .unwrap_or_default();
+                bail!(
+                    "{} is {} ({}); the api's last log lines:\n{logs}",
+                    c.label(),
+                    c.state,
+                    c.status
+                );
             }
-            if let Some((num, count)) = self.restart_counts(&containers)?.into_iter().find(|(_, count)| *count > 0) {
+            if let Some((num, count)) = self
+                .restart_counts(&containers)?
+                .into_iter()
+                .find(|(_, count)| *count > 0)
+            {
                 bail!("api-{num} restarted {count} time(s)");
             }
             let healthy = containers.iter().filter(|c| c.is_healthy()).count() as u32;
@@ -95,9 +130,15 @@ impl Stack<'_> {
                 wait.finish("all healthy");
                 return Ok(seconds);
             }
-            wait.update(&format!("{healthy}/{n} healthy, {} containers", containers.len()));
+            wait.update(&format!(
+                "{healthy}/{n} healthy, {} containers",
+                containers.len()
+            ));
             if wait.elapsed() > timeout {
-                bail!("{healthy} of {n} replicas healthy after {} s", timeout.as_secs());
+                bail!(
+                    "{healthy} of {n} replicas healthy after {} s",
+                    timeout.as_secs()
+                );
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -106,9 +147,15 @@ impl Stack<'_> {
     /// Published address of each running replica, by container number.
     pub fn ports(&self) -> Result<BTreeMap<u32, SocketAddr>> {
         let mut ports = BTreeMap::new();
-        for c in self.api_containers()?.iter().filter(|c| c.state == "running") {
+        for c in self
+            .api_containers()?
+            .iter()
+            .filter(|c| c.state == "running")
+        {
             let addr = self.compose.port(self.sh, API, c.number, API_PORT)?;
-            let addr: SocketAddr = addr.parse().with_context(|| format!("published address of {}: {addr:?}", c.label()))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("published address of {}: {addr:?}", c.label()))?;
             ports.insert(c.number, addr);
         }
         Ok(ports)
@@ -120,17 +167,34 @@ impl Stack<'_> {
     }
 
     /// Id, start time and restart count of each container, by number.
-    pub fn container_facts(&self, containers: &[Container]) -> Result<BTreeMap<u32, ContainerFacts>> {
+    pub fn container_facts(
+        &self,
+        containers: &[Container],
+    ) -> Result<BTreeMap<u32, ContainerFacts>> {
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-        let out = self.docker.inspect(self.sh, &ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")?;
+        let out = self.docker.inspect(
+            self.sh,
+            &ids,
+            "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}",
+        )?;
         let mut facts = BTreeMap::new();
         for line in out.lines() {
             let mut parts = line.split_whitespace();
-            let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next()) else { continue };
-            if let Some(c) = containers.iter().find(|c| id.starts_with(&c.id) || c.id.starts_with(id)) {
+            let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Some(c) = containers
+                .iter()
+                .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
+            {
                 facts.insert(
                     c.number,
-                    ContainerFacts { id: id.to_string(), started_at: started.to_string(), restarts: count.parse().unwrap_or(0) },
+                    ContainerFacts {
+                        id: id.to_string(),
+                        started_at: started.to_string(),
+                        restarts: count.parse().unwrap_or(0),
+                    },
                 );
             }
         }
@@ -145,16 +209,29 @@ impl Stack<'_> {
     /// Runs SQL as root on the application database inside the db container (the password
     /// never leaves the container's environment); returns `-N -B` output.
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let out = self.compose.exec_with_env(self.sh, DB, &[("RESILIENCE_SQL", sql)], &["sh", "-c", SQL_SCRIPT])?;
+        let out = self.compose.exec_with_env(
+            self.sh,
+            DB,
+            &[("RESILIENCE_SQL", sql)],
+            &["sh", "-c", SQL_SCRIPT],
+        )?;
         if !out.status.success() {
-            bail!("SQL failed ({sql}): {}", String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "SQL failed ({sql}): {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
     /// Starts SQL in the background (an outside client that must stay connected).
     pub fn spawn_sql(&self, sql: &str) -> Result<std::process::Child> {
-        self.compose.spawn_exec(self.sh, DB, &[("RESILIENCE_SQL", sql)], &["sh", "-c", SQL_SCRIPT])
+        self.compose.spawn_exec(
+            self.sh,
+            DB,
+            &[("RESILIENCE_SQL", sql)],
+            &["sh", "-c", SQL_SCRIPT],
+        )
     }
 
     pub fn logs(&self) -> Result<Vec<LogLine>> {

@@ -29,9 +29,21 @@ const READ_BACK_SAMPLE: usize = 50;
 
 /// Uploads a document and returns its id (for setting up other scenarios).
 pub fn store(addr: SocketAddr, name: &str, body: &[u8]) -> Result<String> {
-    let outcome = http::send(addr, &http::request("POST", &format!("/documents?name={name}"), &[("Content-Type", "application/octet-stream")], body), REQUEST_TIMEOUT);
+    let outcome = http::send(
+        addr,
+        &http::request(
+            "POST",
+            &format!("/documents?name={name}"),
+            &[("Content-Type", "application/octet-stream")],
+            body,
+        ),
+        REQUEST_TIMEOUT,
+    );
     match &outcome {
-        Outcome::Reply(r) if r.status == 201 => r.json().and_then(|j| j["id"].as_str().map(String::from)).context("a 201 without an id"),
+        Outcome::Reply(r) if r.status == 201 => r
+            .json()
+            .and_then(|j| j["id"].as_str().map(String::from))
+            .context("a 201 without an id"),
         other => bail!("storing {name} through {addr} failed: {}", other.describe()),
     }
 }
@@ -47,8 +59,12 @@ pub struct Request {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Kind {
     /// Upload of a document with this local sha256; the server's answer must carry it.
-    Upload { sha256: String },
-    Delete { id: String },
+    Upload {
+        sha256: String,
+    },
+    Delete {
+        id: String,
+    },
 }
 
 /// What the database and the shared volume hold after the burst.
@@ -65,7 +81,10 @@ pub struct Holdings {
 pub fn run(stack: &Stack) -> Result<Verdict> {
     let ports = stack.ports()?;
     let before = holdings(stack)?;
-    ui::note(&format!("{UPLOADS} uploads and {DELETES} deletes by {THREADS} writers over {} replicas", ports.len()));
+    ui::note(&format!(
+        "{UPLOADS} uploads and {DELETES} deletes by {THREADS} writers over {} replicas",
+        ports.len()
+    ));
     let started = Instant::now();
     let requests = burst(&ports);
     let seconds = started.elapsed().as_secs_f64();
@@ -95,7 +114,10 @@ fn burst(ports: &BTreeMap<u32, SocketAddr>) -> Vec<Request> {
             std::thread::spawn(move || writer(w, upload_to, delete_via, uploads, deletes, deadline))
         })
         .collect();
-    handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    handles
+        .into_iter()
+        .flat_map(|h| h.join().unwrap_or_default())
+        .collect()
 }
 
 /// Writer `w`'s part of `total`, so the parts add up to it exactly.
@@ -103,7 +125,14 @@ fn share(total: usize, w: usize) -> usize {
     total / THREADS + usize::from(w < total % THREADS)
 }
 
-fn writer(w: usize, (up_n, up): (u32, SocketAddr), (del_n, del): (u32, SocketAddr), uploads: usize, deletes: usize, deadline: Instant) -> Vec<Request> {
+fn writer(
+    w: usize,
+    (up_n, up): (u32, SocketAddr),
+    (del_n, del): (u32, SocketAddr),
+    uploads: usize,
+    deletes: usize,
+    deadline: Instant,
+) -> Vec<Request> {
     let mut done = Vec::new();
     let mut mine: Vec<String> = Vec::new();
     let mut deleted = 0;
@@ -112,20 +141,42 @@ fn writer(w: usize, (up_n, up): (u32, SocketAddr), (del_n, del): (u32, SocketAdd
             break;
         }
         let seed = (w as u64) << 32 | i as u64;
-        let body = pseudo_random_bytes(seed, 256 + (seed.wrapping_mul(2654435761) % 16_000) as usize);
-        let request = http::request("POST", &format!("/documents?name=writer-{w}-{i}.bin"), &[("Content-Type", "application/octet-stream")], &body);
+        let body = pseudo_random_bytes(
+            seed,
+            256 + (seed.wrapping_mul(2654435761) % 16_000) as usize,
+        );
+        let request = http::request(
+            "POST",
+            &format!("/documents?name=writer-{w}-{i}.bin"),
+            &[("Content-Type", "application/octet-stream")],
+            &body,
+        );
         let outcome = http::send(up, &request, REQUEST_TIMEOUT);
         if let Outcome::Reply(r) = &outcome {
             if let Some(id) = r.json().and_then(|j| j["id"].as_str().map(String::from)) {
                 mine.push(id);
             }
         }
-        done.push(Request { replica: up_n, kind: Kind::Upload { sha256: sha256_hex(&body) }, outcome });
+        done.push(Request {
+            replica: up_n,
+            kind: Kind::Upload {
+                sha256: sha256_hex(&body),
+            },
+            outcome,
+        });
         // Delete the oldest surviving document of this writer, from another replica.
         if i % 5 == 4 && deleted < deletes && !mine.is_empty() {
             let id = mine.remove(0);
-            let outcome = http::send(del, &http::request("DELETE", &format!("/documents/{id}"), &[], b""), REQUEST_TIMEOUT);
-            done.push(Request { replica: del_n, kind: Kind::Delete { id }, outcome });
+            let outcome = http::send(
+                del,
+                &http::request("DELETE", &format!("/documents/{id}"), &[], b""),
+                REQUEST_TIMEOUT,
+            );
+            done.push(Request {
+                replica: del_n,
+                kind: Kind::Delete { id },
+                outcome,
+            });
             deleted += 1;
         }
     }
@@ -136,17 +187,34 @@ fn writer(w: usize, (up_n, up): (u32, SocketAddr), (del_n, del): (u32, SocketAdd
 /// running replica).
 pub fn holdings(stack: &Stack) -> Result<Holdings> {
     let rows = parse_pairs(&stack.sql("SELECT id, sha256 FROM documents")?, '\t');
-    let number = stack.ports()?.into_keys().next().context("no running replica")?;
-    let out = stack.exec_api(number, &["sh", "-c", "cd /app/data/documents && find . -maxdepth 1 -type f -exec sha256sum {} +"])?;
+    let number = stack
+        .ports()?
+        .into_keys()
+        .next()
+        .context("no running replica")?;
+    let out = stack.exec_api(
+        number,
+        &[
+            "sh",
+            "-c",
+            "cd /app/data/documents && find . -maxdepth 1 -type f -exec sha256sum {} +",
+        ],
+    )?;
     if !out.status.success() {
-        bail!("hashing /app/data/documents failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "hashing /app/data/documents failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let files = parse_sha256sum(&String::from_utf8_lossy(&out.stdout));
     // The readiness probe writes and removes a file in tmp/ every second: only what is still
     // there a second later is left behind.
     let list = || -> Result<BTreeSet<String>> {
         let out = stack.exec_api(number, &["ls", "-A", "/app/data/tmp"])?;
-        Ok(String::from_utf8_lossy(&out.stdout).lines().map(String::from).collect())
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(String::from)
+            .collect())
     };
     let first = list()?;
     let temp_files = if first.is_empty() {
@@ -155,18 +223,30 @@ pub fn holdings(stack: &Stack) -> Result<Holdings> {
         std::thread::sleep(Duration::from_secs(1));
         list()?.intersection(&first).cloned().collect()
     };
-    Ok(Holdings { rows, files, temp_files })
+    Ok(Holdings {
+        rows,
+        files,
+        temp_files,
+    })
 }
 
 fn parse_pairs(text: &str, sep: char) -> BTreeMap<String, String> {
-    text.lines().filter_map(|l| l.split_once(sep)).map(|(a, b)| (a.trim().to_string(), b.trim().to_string())).collect()
+    text.lines()
+        .filter_map(|l| l.split_once(sep))
+        .map(|(a, b)| (a.trim().to_string(), b.trim().to_string()))
+        .collect()
 }
 
 /// `sha256sum` lines, `HASH  ./ID` → ID → HASH.
 pub fn parse_sha256sum(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|l| l.split_once("  "))
-        .map(|(hash, path)| (path.trim().trim_start_matches("./").to_string(), hash.trim().to_string()))
+        .map(|(hash, path)| {
+            (
+                path.trim().trim_start_matches("./").to_string(),
+                hash.trim().to_string(),
+            )
+        })
         .collect()
 }
 
@@ -195,9 +275,16 @@ fn read_back(ports: &BTreeMap<u32, SocketAddr>, requests: &[Request]) -> Vec<Str
     for (writer, id, sha) in survivors.iter().step_by(step).take(READ_BACK_SAMPLE) {
         let index = numbers.iter().position(|n| n == writer).unwrap_or(0);
         let reader = numbers[(index + 1) % numbers.len()];
-        match http::get(ports[&reader], &format!("/documents/{id}/content"), REQUEST_TIMEOUT) {
+        match http::get(
+            ports[&reader],
+            &format!("/documents/{id}/content"),
+            REQUEST_TIMEOUT,
+        ) {
             Outcome::Reply(r) if r.status == 200 && sha256_hex(&r.body) == *sha => {}
-            other => problems.push(format!("reading {id} through api-{reader}: {}", short(&other))),
+            other => problems.push(format!(
+                "reading {id} through api-{reader}: {}",
+                short(&other)
+            )),
         }
     }
     problems
@@ -205,19 +292,42 @@ fn read_back(ports: &BTreeMap<u32, SocketAddr>, requests: &[Request]) -> Vec<Str
 
 fn short(outcome: &Outcome) -> String {
     match outcome {
-        Outcome::Reply(r) if r.status == 200 => format!("200 with other bytes (sha256 {})", sha256_hex(&r.body)),
+        Outcome::Reply(r) if r.status == 200 => {
+            format!("200 with other bytes (sha256 {})", sha256_hex(&r.body))
+        }
         other => other.describe(),
     }
 }
 
 /// The burst's answers and the audit of what it left.
-pub fn judge(requests: &[Request], before: &Holdings, after: &Holdings, replicas: usize, seconds: f64) -> Verdict {
+pub fn judge(
+    requests: &[Request],
+    before: &Holdings,
+    after: &Holdings,
+    replicas: usize,
+    seconds: f64,
+) -> Verdict {
     let mut v = Verdict::default();
-    let uploads: Vec<&Request> = requests.iter().filter(|r| matches!(r.kind, Kind::Upload { .. })).collect();
-    let deletes: Vec<&Request> = requests.iter().filter(|r| matches!(r.kind, Kind::Delete { .. })).collect();
-    let server_errors = requests.iter().filter(|r| r.outcome.status().is_some_and(|s| s >= 500)).count();
-    let created = uploads.iter().filter(|r| r.outcome.status() == Some(201)).count();
-    let removed = deletes.iter().filter(|r| r.outcome.status() == Some(204)).count();
+    let uploads: Vec<&Request> = requests
+        .iter()
+        .filter(|r| matches!(r.kind, Kind::Upload { .. }))
+        .collect();
+    let deletes: Vec<&Request> = requests
+        .iter()
+        .filter(|r| matches!(r.kind, Kind::Delete { .. }))
+        .collect();
+    let server_errors = requests
+        .iter()
+        .filter(|r| r.outcome.status().is_some_and(|s| s >= 500))
+        .count();
+    let created = uploads
+        .iter()
+        .filter(|r| r.outcome.status() == Some(201))
+        .count();
+    let removed = deletes
+        .iter()
+        .filter(|r| r.outcome.status() == Some(204))
+        .count();
     let by_replica: BTreeMap<u32, usize> = requests.iter().fold(BTreeMap::new(), |mut m, r| {
         *m.entry(r.replica).or_default() += 1;
         m
@@ -228,20 +338,44 @@ pub fn judge(requests: &[Request], before: &Holdings, after: &Holdings, replicas
         deletes.len(),
         requests.len() as f64 / seconds.max(0.001)
     ));
-    v.figure(format!("requests per replica: {}", by_replica.iter().map(|(n, c)| format!("api-{n} {c}")).collect::<Vec<_>>().join(", ")));
+    v.figure(format!(
+        "requests per replica: {}",
+        by_replica
+            .iter()
+            .map(|(n, c)| format!("api-{n} {c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     v.require(uploads.len() >= UPLOADS && deletes.len() >= DELETES, || {
-        format!("only {} uploads and {} deletes were sent (the burst hit its {} s limit)", uploads.len(), deletes.len(), BURST_LIMIT.as_secs())
+        format!(
+            "only {} uploads and {} deletes were sent (the burst hit its {} s limit)",
+            uploads.len(),
+            deletes.len(),
+            BURST_LIMIT.as_secs()
+        )
     });
-    v.require(by_replica.len() == replicas, || format!("only {} of {replicas} replicas got requests", by_replica.len()));
-    v.require(server_errors == 0, || format!("{server_errors} requests got a 5xx"));
+    v.require(by_replica.len() == replicas, || {
+        format!(
+            "only {} of {replicas} replicas got requests",
+            by_replica.len()
+        )
+    });
+    v.require(server_errors == 0, || {
+        format!("{server_errors} requests got a 5xx")
+    });
     let mut failures: Vec<String> = Vec::new();
     let mut expected_alive: BTreeMap<String, String> = BTreeMap::new();
     for r in &uploads {
-        let Kind::Upload { sha256 } = &r.kind else { continue };
+        let Kind::Upload { sha256 } = &r.kind else {
+            continue;
+        };
         match &r.outcome {
             Outcome::Reply(reply) if reply.status == 201 => {
                 let json = reply.json().unwrap_or_default();
-                let (id, server_sha) = (json["id"].as_str().unwrap_or(""), json["sha256"].as_str().unwrap_or(""));
+                let (id, server_sha) = (
+                    json["id"].as_str().unwrap_or(""),
+                    json["sha256"].as_str().unwrap_or(""),
+                );
                 if server_sha != sha256 {
                     failures.push(format!("upload to api-{} answered sha256 {server_sha:?}, the bytes sent have {sha256}", r.replica));
                 }
@@ -252,36 +386,59 @@ pub fn judge(requests: &[Request], before: &Holdings, after: &Holdings, replicas
     }
     let mut expected_gone = Vec::new();
     for r in &deletes {
-        let Kind::Delete { id } = &r.kind else { continue };
+        let Kind::Delete { id } = &r.kind else {
+            continue;
+        };
         match r.outcome.status() {
             Some(204) => {
                 expected_alive.remove(id);
                 expected_gone.push(id.clone());
             }
-            _ => failures.push(format!("delete of {id} through api-{}: {}", r.replica, r.outcome.describe())),
+            _ => failures.push(format!(
+                "delete of {id} through api-{}: {}",
+                r.replica,
+                r.outcome.describe()
+            )),
         }
     }
     if !failures.is_empty() {
-        v.problem(format!("{} requests did not succeed; first: {}", failures.len(), failures[..failures.len().min(3)].join("; ")));
+        v.problem(format!(
+            "{} requests did not succeed; first: {}",
+            failures.len(),
+            failures[..failures.len().min(3)].join("; ")
+        ));
     }
 
     // The audit: the database against the volume, and both against what the clients were told.
     let mut audit = consistency(after);
     for (id, sha) in &expected_alive {
         match after.rows.get(id) {
-            None => audit.push(format!("document {id} was created (201) and not deleted, but has no row")),
-            Some(row_sha) if row_sha != sha => audit.push(format!("document {id}: row sha256 {row_sha}, uploaded bytes {sha}")),
+            None => audit.push(format!(
+                "document {id} was created (201) and not deleted, but has no row"
+            )),
+            Some(row_sha) if row_sha != sha => audit.push(format!(
+                "document {id}: row sha256 {row_sha}, uploaded bytes {sha}"
+            )),
             Some(_) => {}
         }
     }
     for id in &expected_gone {
         if after.rows.contains_key(id) || after.files.contains_key(id) {
-            audit.push(format!("document {id} was deleted (204) but its row or bytes remain"));
+            audit.push(format!(
+                "document {id} was deleted (204) but its row or bytes remain"
+            ));
         }
     }
-    let vanished: Vec<&String> = before.rows.keys().filter(|id| !after.rows.contains_key(*id)).collect();
+    let vanished: Vec<&String> = before
+        .rows
+        .keys()
+        .filter(|id| !after.rows.contains_key(*id))
+        .collect();
     if !vanished.is_empty() {
-        audit.push(format!("{} documents stored before the burst vanished", vanished.len()));
+        audit.push(format!(
+            "{} documents stored before the burst vanished",
+            vanished.len()
+        ));
     }
     if audit.is_empty() {
         v.figure(format!(
@@ -291,7 +448,11 @@ pub fn judge(requests: &[Request], before: &Holdings, after: &Holdings, replicas
             expected_gone.len()
         ));
     } else {
-        v.problem(format!("audit found {} problems; first: {}", audit.len(), audit[..audit.len().min(5)].join("; ")));
+        v.problem(format!(
+            "audit found {} problems; first: {}",
+            audit.len(),
+            audit[..audit.len().min(5)].join("; ")
+        ));
     }
     v
 }
@@ -303,15 +464,24 @@ pub fn consistency(after: &Holdings) -> Vec<String> {
     for (id, sha) in &after.rows {
         match after.files.get(id) {
             None => problems.push(format!("row {id} has no bytes in /app/data/documents")),
-            Some(file_sha) if file_sha != sha => problems.push(format!("row {id} says sha256 {sha}, its file has {file_sha}")),
+            Some(file_sha) if file_sha != sha => problems.push(format!(
+                "row {id} says sha256 {sha}, its file has {file_sha}"
+            )),
             Some(_) => {}
         }
     }
-    for id in after.files.keys().filter(|id| !after.rows.contains_key(*id)) {
+    for id in after
+        .files
+        .keys()
+        .filter(|id| !after.rows.contains_key(*id))
+    {
         problems.push(format!("file {id} has no row (orphaned bytes)"));
     }
     if !after.temp_files.is_empty() {
-        problems.push(format!("temporary files left in /app/data/tmp: {}", after.temp_files.join(", ")));
+        problems.push(format!(
+            "temporary files left in /app/data/tmp: {}",
+            after.temp_files.join(", ")
+        ));
     }
     problems
 }
@@ -326,20 +496,43 @@ mod tests {
         Request {
             replica: 1,
             kind: Kind::Upload { sha256: sha.into() },
-            outcome: Outcome::Reply(Reply { status: 201, headers: vec![], body }),
+            outcome: Outcome::Reply(Reply {
+                status: 201,
+                headers: vec![],
+                body,
+            }),
         }
     }
 
     fn deleted(id: &str, status: u16) -> Request {
-        Request { replica: 2, kind: Kind::Delete { id: id.into() }, outcome: Outcome::Reply(Reply { status, headers: vec![], body: vec![] }) }
+        Request {
+            replica: 2,
+            kind: Kind::Delete { id: id.into() },
+            outcome: Outcome::Reply(Reply {
+                status,
+                headers: vec![],
+                body: vec![],
+            }),
+        }
     }
 
     /// A full burst: UPLOADS uploads, the first DELETES of them deleted, and holdings to match.
     fn clean() -> (Vec<Request>, Holdings) {
-        let mut requests: Vec<Request> = (0..UPLOADS).map(|i| created(&format!("id{i}"), &format!("sha{i}"))).collect();
+        let mut requests: Vec<Request> = (0..UPLOADS)
+            .map(|i| created(&format!("id{i}"), &format!("sha{i}")))
+            .collect();
         requests.extend((0..DELETES).map(|i| deleted(&format!("id{i}"), 204)));
-        let alive: BTreeMap<String, String> = (DELETES..UPLOADS).map(|i| (format!("id{i}"), format!("sha{i}"))).collect();
-        (requests, Holdings { rows: alive.clone(), files: alive, temp_files: vec![] })
+        let alive: BTreeMap<String, String> = (DELETES..UPLOADS)
+            .map(|i| (format!("id{i}"), format!("sha{i}")))
+            .collect();
+        (
+            requests,
+            Holdings {
+                rows: alive.clone(),
+                files: alive,
+                temp_files: vec![],
+            },
+        )
     }
 
     #[test]
@@ -347,15 +540,29 @@ mod tests {
         let (requests, after) = clean();
         let v = judge(&requests, &Holdings::default(), &after, 2, 10.0);
         assert!(v.passed(), "{:?}", v.problems);
-        assert!(v.figures[0].starts_with("1000 uploads (1000 × 201) and 200 deletes (200 × 204)"), "{:?}", v.figures);
+        assert!(
+            v.figures[0].starts_with("1000 uploads (1000 × 201) and 200 deletes (200 × 204)"),
+            "{:?}",
+            v.figures
+        );
     }
 
     #[test]
     fn a_5xx_fails() {
         let (mut requests, after) = clean();
-        requests[0].outcome = Outcome::Reply(Reply { status: 503, headers: vec![], body: vec![] });
+        requests[0].outcome = Outcome::Reply(Reply {
+            status: 503,
+            headers: vec![],
+            body: vec![],
+        });
         let v = judge(&requests, &Holdings::default(), &after, 2, 10.0);
-        assert!(v.problems.iter().any(|p| p.contains("1 requests got a 5xx")), "{:?}", v.problems);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.contains("1 requests got a 5xx")),
+            "{:?}",
+            v.problems
+        );
     }
 
     #[test]
@@ -368,7 +575,10 @@ mod tests {
         let text = v.problems.join("\n");
         assert!(text.contains("row id500 has no bytes"), "{text}");
         assert!(text.contains("file orphan has no row"), "{text}");
-        assert!(text.contains("row id600 says sha256 sha600, its file has corrupt"), "{text}");
+        assert!(
+            text.contains("row id600 says sha256 sha600, its file has corrupt"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -382,15 +592,25 @@ mod tests {
         let v = judge(&requests, &Holdings::default(), &after, 2, 10.0);
         let text = v.problems.join("\n");
         assert!(text.contains("abc.part"), "{text}");
-        assert!(text.contains("document id700 was created (201) and not deleted, but has no row"), "{text}");
-        assert!(text.contains("document id3 was deleted (204) but its row or bytes remain"), "{text}");
+        assert!(
+            text.contains("document id700 was created (201) and not deleted, but has no row"),
+            "{text}"
+        );
+        assert!(
+            text.contains("document id3 was deleted (204) but its row or bytes remain"),
+            "{text}"
+        );
     }
 
     #[test]
     fn a_wrong_hash_in_the_answer_or_a_failed_delete_fails() {
         let (mut requests, after) = clean();
         let body = br#"{"id":"id900","sha256":"other"}"#.to_vec();
-        requests[900].outcome = Outcome::Reply(Reply { status: 201, headers: vec![], body });
+        requests[900].outcome = Outcome::Reply(Reply {
+            status: 201,
+            headers: vec![],
+            body,
+        });
         let last = requests.len() - 1;
         requests[last] = deleted("id199", 404);
         let v = judge(&requests, &Holdings::default(), &after, 2, 10.0);
@@ -400,7 +620,10 @@ mod tests {
 
     #[test]
     fn the_writers_shares_add_up() {
-        assert_eq!((0..THREADS).map(|w| share(UPLOADS, w)).sum::<usize>(), UPLOADS);
+        assert_eq!(
+            (0..THREADS).map(|w| share(UPLOADS, w)).sum::<usize>(),
+            UPLOADS
+        );
         assert_eq!((0..THREADS).map(|w| share(1003, w)).sum::<usize>(), 1003);
     }
 

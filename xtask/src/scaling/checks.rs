@@ -27,7 +27,14 @@ pub struct Check {
 
 impl Check {
     fn new(id: &'static str, name: &'static str) -> Check {
-        Check { id, name, passed: true, summary: String::new(), evidence: Vec::new(), figures: BTreeMap::new() }
+        Check {
+            id,
+            name,
+            passed: true,
+            summary: String::new(),
+            evidence: Vec::new(),
+            figures: BTreeMap::new(),
+        }
     }
 
     fn fail(&mut self, reason: impl Into<String>) {
@@ -67,10 +74,17 @@ impl Scenario {
 /// How waiting for the replicas ended.
 #[derive(Clone, Debug, PartialEq)]
 pub enum WaitOutcome {
-    AllHealthy { seconds: f64 },
+    AllHealthy {
+        seconds: f64,
+    },
     /// A replica exited, restarted or turned unhealthy: we stopped waiting at once.
-    Broken { seconds: f64, reason: String },
-    TimedOut { seconds: f64 },
+    Broken {
+        seconds: f64,
+        reason: String,
+    },
+    TimedOut {
+        seconds: f64,
+    },
 }
 
 /// TEST-01: N containers, all running and healthy, none restarted.
@@ -83,8 +97,12 @@ pub fn replicas(
 ) -> Check {
     let mut check = Check::new("TEST-01", "replicas healthy");
     let healthy = containers.iter().filter(|c| c.is_healthy()).count();
-    check.figures.insert("replicas_expected".into(), expected as f64);
-    check.figures.insert("replicas_healthy".into(), healthy as f64);
+    check
+        .figures
+        .insert("replicas_expected".into(), expected as f64);
+    check
+        .figures
+        .insert("replicas_healthy".into(), healthy as f64);
     match wait {
         WaitOutcome::AllHealthy { seconds } => {
             check.figures.insert("time_to_healthy_s".into(), *seconds);
@@ -93,11 +111,16 @@ pub fn replicas(
             check.fail(format!("stopped waiting after {seconds:.1} s: {reason}"));
         }
         WaitOutcome::TimedOut { seconds } => {
-            check.fail(format!("not all replicas were healthy after {seconds:.1} s"));
+            check.fail(format!(
+                "not all replicas were healthy after {seconds:.1} s"
+            ));
         }
     }
     if containers.len() as u32 != expected {
-        check.fail(format!("{} api containers, expected {expected}", containers.len()));
+        check.fail(format!(
+            "{} api containers, expected {expected}",
+            containers.len()
+        ));
     }
     for c in containers {
         let restarted = restarts.get(&c.number).copied().unwrap_or(0);
@@ -105,7 +128,14 @@ pub fn replicas(
         if c.state != "running" {
             problems.push(format!("state {} ({})", c.state, c.status));
         } else if c.health != "healthy" {
-            problems.push(format!("health {}", if c.health.is_empty() { "none" } else { &c.health }));
+            problems.push(format!(
+                "health {}",
+                if c.health.is_empty() {
+                    "none"
+                } else {
+                    &c.health
+                }
+            ));
         }
         if restarted > 0 {
             problems.push(format!("restarted {restarted} time(s)"));
@@ -114,16 +144,28 @@ pub fn replicas(
             check.evidence.push(format!("{}: healthy", c.label()));
             continue;
         }
-        check.fail(format!("{} is not healthy: {}", c.label(), problems.join(", ")));
-        check.evidence.push(format!("{}: {}", c.label(), problems.join(", ")));
+        check.fail(format!(
+            "{} is not healthy: {}",
+            c.label(),
+            problems.join(", ")
+        ));
+        check
+            .evidence
+            .push(format!("{}: {}", c.label(), problems.join(", ")));
         if let Some(lines) = last_lines.get(&c.number) {
-            check.evidence.push(format!("{} last log lines:", c.label()));
-            check.evidence.extend(lines.iter().map(|l| format!("  {l}")));
+            check
+                .evidence
+                .push(format!("{} last log lines:", c.label()));
+            check
+                .evidence
+                .extend(lines.iter().map(|l| format!("  {l}")));
         }
     }
     if check.passed {
         check.summary = match wait {
-            WaitOutcome::AllHealthy { seconds } => format!("{healthy}/{expected} healthy, no restarts, {seconds:.1} s to all healthy"),
+            WaitOutcome::AllHealthy { seconds } => {
+                format!("{healthy}/{expected} healthy, no restarts, {seconds:.1} s to all healthy")
+            }
             _ => format!("{healthy}/{expected} healthy"),
         };
     }
@@ -133,12 +175,23 @@ pub fn replicas(
 /// TEST-02: the replicas started in parallel. The spread of `Database pool created` and of
 /// `Listening on` across replicas is within `max_spread`; a gap of 30 s or more between two
 /// consecutive replicas is named as sequential lock waiting.
-pub fn startup_spread(expected: &[u32], startups: &BTreeMap<u32, Startup>, max_spread: f64) -> Check {
+pub fn startup_spread(
+    expected: &[u32],
+    startups: &BTreeMap<u32, Startup>,
+    max_spread: f64,
+) -> Check {
     let mut check = Check::new("TEST-02", "parallel startup");
     let mut summaries = Vec::new();
     for (event, key, pick) in [
-        (contract::POOL_CREATED, "pool_created", (|s: &Startup| s.pool_created.first().copied()) as fn(&Startup) -> Option<DateTime<Utc>>),
-        (contract::LISTENING, "ready", |s: &Startup| s.listening.first().copied()),
+        (
+            contract::POOL_CREATED,
+            "pool_created",
+            (|s: &Startup| s.pool_created.first().copied())
+                as fn(&Startup) -> Option<DateTime<Utc>>,
+        ),
+        (contract::LISTENING, "ready", |s: &Startup| {
+            s.listening.first().copied()
+        }),
     ] {
         let mut times: Vec<(DateTime<Utc>, u32)> = Vec::new();
         for n in expected {
@@ -162,14 +215,18 @@ pub fn startup_spread(expected: &[u32], startups: &BTreeMap<u32, Startup>, max_s
             .iter()
             .map(|(t, n)| format!("api-{n} +{:.2}s", secs(*t - times[0].0)))
             .collect();
-        check.evidence.push(format!("'{event}': {}", order.join(", ")));
+        check
+            .evidence
+            .push(format!("'{event}': {}", order.join(", ")));
         summaries.push(format!("{key} spread {spread:.2} s"));
         if gap >= SEQUENTIAL_GAP_SECS {
             check.fail(format!(
                 "sequential start: a gap of {gap:.1} s between api-{after} and api-{before} ('{event}'): replicas started one after another, as when they queue on a lock, not in parallel"
             ));
         } else if spread > max_spread {
-            check.fail(format!("'{event}' spread {spread:.2} s across replicas, more than {max_spread} s"));
+            check.fail(format!(
+                "'{event}' spread {spread:.2} s across replicas, more than {max_spread} s"
+            ));
         }
     }
     if check.passed {
@@ -195,7 +252,9 @@ pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) ->
     let mut check = Check::new("TEST-03", "shared data volume");
     for n in expected {
         let Some(r) = results.iter().find(|r| r.number == *n) else {
-            check.fail(format!("api-{n} did not take part (no container to exec into)"));
+            check.fail(format!(
+                "api-{n} did not take part (no container to exec into)"
+            ));
             continue;
         };
         match &r.write {
@@ -214,14 +273,25 @@ pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) ->
                 .filter(|o| matches!(&o.write, Ok(p) if p.written))
                 .map(|o| o.number)
                 .collect();
-            let not_seen: Vec<u32> = written_by_others.iter().copied().filter(|m| !r.seen.contains(m)).collect();
+            let not_seen: Vec<u32> = written_by_others
+                .iter()
+                .copied()
+                .filter(|m| !r.seen.contains(m))
+                .collect();
             if !not_seen.is_empty() {
-                check.fail(format!("api-{n} does not see the files of {}", list(&not_seen)));
+                check.fail(format!(
+                    "api-{n} does not see the files of {}",
+                    list(&not_seen)
+                ));
             }
         }
     }
     if check.passed {
-        check.summary = format!("{} replicas each wrote a file and read all {} files", expected.len(), expected.len());
+        check.summary = format!(
+            "{} replicas each wrote a file and read all {} files",
+            expected.len(),
+            expected.len()
+        );
     }
     check
 }
@@ -239,26 +309,62 @@ pub fn migrations(
 ) -> Check {
     let mut check = Check::new("TEST-04", "migration coordination");
     let get = |n: &u32| startups.get(n).cloned().unwrap_or_default();
-    let acquired: Vec<u32> = expected.iter().copied().filter(|n| !get(n).lock_acquired.is_empty()).collect();
+    let acquired: Vec<u32> = expected
+        .iter()
+        .copied()
+        .filter(|n| !get(n).lock_acquired.is_empty())
+        .collect();
     let acquisitions: usize = expected.iter().map(|n| get(n).lock_acquired.len()).sum();
     let appliers: Vec<(u32, u32)> = expected
         .iter()
-        .flat_map(|n| get(n).applied.iter().map(|(_, k)| (*n, *k)).collect::<Vec<_>>())
+        .flat_map(|n| {
+            get(n)
+                .applied
+                .iter()
+                .map(|(_, k)| (*n, *k))
+                .collect::<Vec<_>>()
+        })
         .collect();
-    let fast: Vec<u32> = expected.iter().copied().filter(|n| !get(n).fast_path.is_empty()).collect();
-    let waited: Vec<u32> = expected.iter().copied().filter(|n| !get(n).waiting.is_empty()).collect();
+    let fast: Vec<u32> = expected
+        .iter()
+        .copied()
+        .filter(|n| !get(n).fast_path.is_empty())
+        .collect();
+    let waited: Vec<u32> = expected
+        .iter()
+        .copied()
+        .filter(|n| !get(n).waiting.is_empty())
+        .collect();
     let timed_out: Vec<(u32, String)> = expected
         .iter()
-        .flat_map(|n| get(n).timed_out.iter().map(|(_, l)| (*n, l.clone())).collect::<Vec<_>>())
+        .flat_map(|n| {
+            get(n)
+                .timed_out
+                .iter()
+                .map(|(_, l)| (*n, l.clone()))
+                .collect::<Vec<_>>()
+        })
         .collect();
-    check.figures.insert("lock_acquisitions".into(), acquisitions as f64);
-    check.figures.insert("replicas_applied".into(), appliers.len() as f64);
+    check
+        .figures
+        .insert("lock_acquisitions".into(), acquisitions as f64);
+    check
+        .figures
+        .insert("replicas_applied".into(), appliers.len() as f64);
     check.figures.insert("fast_paths".into(), fast.len() as f64);
     check.figures.insert("waited".into(), waited.len() as f64);
     check.evidence.push(format!(
         "lock taken by: {}; applied by: {}; fast path: {}; waited: {}",
         list(&acquired),
-        if appliers.is_empty() { "none".into() } else { appliers.iter().map(|(n, k)| format!("api-{n} ({k})")).collect::<Vec<_>>().join(", ") },
+        if appliers.is_empty() {
+            "none".into()
+        } else {
+            appliers
+                .iter()
+                .map(|(n, k)| format!("api-{n} ({k})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
         list(&fast),
         list(&waited)
     ));
@@ -276,23 +382,34 @@ pub fn migrations(
                 check.fail(format!(
                     "{} replicas applied migrations ({}), expected exactly one",
                     appliers.len(),
-                    appliers.iter().map(|(n, k)| format!("api-{n}: {}", contract::applied(*k as usize))).collect::<Vec<_>>().join(", ")
+                    appliers
+                        .iter()
+                        .map(|(n, k)| format!("api-{n}: {}", contract::applied(*k as usize)))
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ));
             } else if appliers.is_empty() {
                 check.fail("no replica logged 'Applied N migrations' on a fresh database");
             } else {
                 let (n, k) = appliers[0];
                 if !acquired.contains(&n) {
-                    check.fail(format!("api-{n} applied migrations without holding the lock"));
+                    check.fail(format!(
+                        "api-{n} applied migrations without holding the lock"
+                    ));
                 }
                 if k as usize != versions.len() {
-                    check.fail(format!("api-{n} applied {k} migrations, the api has {}", versions.len()));
+                    check.fail(format!(
+                        "api-{n} applied {k} migrations, the api has {}",
+                        versions.len()
+                    ));
                 }
             }
             for n in expected {
                 let s = get(n);
                 if s.lock_acquired.is_empty() && s.fast_path.is_empty() && s.waiting.is_empty() {
-                    check.fail(format!("api-{n} neither took the lock, nor the fast path, nor waited"));
+                    check.fail(format!(
+                        "api-{n} neither took the lock, nor the fast path, nor waited"
+                    ));
                 }
             }
         }
@@ -304,9 +421,16 @@ pub fn migrations(
                     appliers.len()
                 ));
             }
-            let slow: Vec<u32> = expected.iter().copied().filter(|n| !fast.contains(n)).collect();
+            let slow: Vec<u32> = expected
+                .iter()
+                .copied()
+                .filter(|n| !fast.contains(n))
+                .collect();
             if !slow.is_empty() {
-                check.fail(format!("{} did not take the fast path on an existing database", list(&slow)));
+                check.fail(format!(
+                    "{} did not take the fast path on an existing database",
+                    list(&slow)
+                ));
             }
         }
     }
@@ -316,16 +440,27 @@ pub fn migrations(
         match rows.as_slice() {
             [(_, true)] => {}
             [] => check.fail(format!("_sqlx_migrations has no row for version {v}")),
-            [(_, false)] => check.fail(format!("_sqlx_migrations records version {v} as failed (success = 0)")),
-            many => check.fail(format!("_sqlx_migrations has {} rows for version {v}", many.len())),
+            [(_, false)] => check.fail(format!(
+                "_sqlx_migrations records version {v} as failed (success = 0)"
+            )),
+            many => check.fail(format!(
+                "_sqlx_migrations has {} rows for version {v}",
+                many.len()
+            )),
         }
     }
     for (v, _) in records {
         if !versions.contains(v) {
-            check.fail(format!("_sqlx_migrations has version {v}, which the api does not know"));
+            check.fail(format!(
+                "_sqlx_migrations has version {v}, which the api does not know"
+            ));
         }
     }
-    check.evidence.push(format!("_sqlx_migrations: {} rows for {} migrations", records.len(), versions.len()));
+    check.evidence.push(format!(
+        "_sqlx_migrations: {} rows for {} migrations",
+        records.len(),
+        versions.len()
+    ));
     if check.passed {
         check.summary = match scenario {
             Scenario::FreshDatabase => format!(
@@ -350,28 +485,47 @@ pub struct HttpRead {
 
 /// Cross-replica HTTP: a document stored through one replica is served, byte for byte,
 /// by every replica.
-pub fn cross_replica_http(stored_by: u32, store: &Result<String, String>, expected_body: &[u8], reads: &[HttpRead], expected: &[u32]) -> Check {
+pub fn cross_replica_http(
+    stored_by: u32,
+    store: &Result<String, String>,
+    expected_body: &[u8],
+    reads: &[HttpRead],
+    expected: &[u32],
+) -> Check {
     let mut check = Check::new("HTTP", "cross-replica documents");
     if let Err(e) = store {
-        check.fail(format!("storing a document through api-{stored_by} failed: {e}"));
+        check.fail(format!(
+            "storing a document through api-{stored_by} failed: {e}"
+        ));
         return check;
     }
-    check.evidence.push(format!("stored through api-{stored_by}: {}", store.as_ref().unwrap()));
+    check.evidence.push(format!(
+        "stored through api-{stored_by}: {}",
+        store.as_ref().unwrap()
+    ));
     for n in expected {
         match reads.iter().find(|r| r.number == *n).map(|r| &r.result) {
             None => check.fail(format!("api-{n} was not asked (no published port)")),
             Some(Err(e)) => check.fail(format!("api-{n}: request failed: {e}")),
-            Some(Ok((status, _))) if *status != 200 => check.fail(format!("api-{n} answered {status}")),
+            Some(Ok((status, _))) if *status != 200 => {
+                check.fail(format!("api-{n} answered {status}"))
+            }
             Some(Ok((_, body))) if body != expected_body => check.fail(format!(
                 "api-{n} served {} bytes that differ from the {} bytes stored",
                 body.len(),
                 expected_body.len()
             )),
-            Some(Ok(_)) => check.evidence.push(format!("api-{n}: 200, {} bytes, identical", expected_body.len())),
+            Some(Ok(_)) => check.evidence.push(format!(
+                "api-{n}: 200, {} bytes, identical",
+                expected_body.len()
+            )),
         }
     }
     if check.passed {
-        check.summary = format!("stored through api-{stored_by}, read back identical through {} replicas", expected.len());
+        check.summary = format!(
+            "stored through api-{stored_by}, read back identical through {} replicas",
+            expected.len()
+        );
     }
     check
 }
@@ -384,5 +538,9 @@ fn list(numbers: &[u32]) -> String {
     if numbers.is_empty() {
         return "none".into();
     }
-    numbers.iter().map(|n| format!("api-{n}")).collect::<Vec<_>>().join(", ")
+    numbers
+        .iter()
+        .map(|n| format!("api-{n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -23,7 +23,9 @@ use self::{
 };
 use crate::{
     docker::{Compose, Docker, StackGuard},
-    flags, images, preflight, testdb::random_hex, ui, CannotRun, Failed, Project,
+    flags, images, preflight,
+    testdb::random_hex,
+    ui, CannotRun, Failed, Project,
 };
 
 /// The check's own compose project: never the developer's default one, nor its volumes.
@@ -49,7 +51,13 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [Fault::ReplicaDown, Fault::LateReplica, Fault::DataNotWritable, Fault::NoLock, Fault::LockHeld];
+    pub const ALL: [Fault; 5] = [
+        Fault::ReplicaDown,
+        Fault::LateReplica,
+        Fault::DataNotWritable,
+        Fault::NoLock,
+        Fault::LockHeld,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -62,13 +70,16 @@ impl Fault {
     }
 
     pub fn parse(name: &str) -> Result<Fault> {
-        Fault::ALL.into_iter().find(|f| f.name() == name).ok_or_else(|| {
-            CannotRun(format!(
-                "unknown fault {name:?}: choose one of {}",
-                Fault::ALL.map(|f| f.name()).join(", ")
-            ))
-            .into()
-        })
+        Fault::ALL
+            .into_iter()
+            .find(|f| f.name() == name)
+            .ok_or_else(|| {
+                CannotRun(format!(
+                    "unknown fault {name:?}: choose one of {}",
+                    Fault::ALL.map(|f| f.name()).join(", ")
+                ))
+                .into()
+            })
     }
 }
 
@@ -87,15 +98,22 @@ impl Options {
     pub fn from_flags(flags: &flags::TestScaling) -> Result<Options> {
         let replicas = flags.replicas.unwrap_or(4);
         if !(1..=32).contains(&replicas) {
-            return Err(CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into());
+            return Err(
+                CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into(),
+            );
         }
         let max_spread = flags.max_spread.unwrap_or(5.0);
-        if !(max_spread > 0.0) {
-            return Err(CannotRun(format!("--max-spread {max_spread}: must be a positive number of seconds")).into());
+        if max_spread.is_nan() || max_spread <= 0.0 {
+            return Err(CannotRun(format!(
+                "--max-spread {max_spread}: must be a positive number of seconds"
+            ))
+            .into());
         }
         let timeout = flags.timeout.unwrap_or(180);
         if timeout == 0 {
-            return Err(CannotRun("--timeout 0: must be a positive number of seconds".into()).into());
+            return Err(
+                CannotRun("--timeout 0: must be a positive number of seconds".into()).into(),
+            );
         }
         let fault = flags.fault.as_deref().map(Fault::parse).transpose()?;
         if fault.is_some() && replicas < 2 {
@@ -128,7 +146,11 @@ pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
         Ok(())
     } else {
         println!("{}", report::banner(false));
-        Err(Failed(format!("failed checks: {}", report.failed_checks().join("; "))).into())
+        Err(Failed(format!(
+            "failed checks: {}",
+            report.failed_checks().join("; ")
+        ))
+        .into())
     }
 }
 
@@ -136,18 +158,24 @@ pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
 pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::Report> {
     let started = Instant::now();
     let report_dir = opts.report_dir.clone().unwrap_or_else(|| match opts.fault {
-        Some(f) => project.target_dir.join("scaling-report").join(format!("fault-{}", f.name())),
+        Some(f) => project
+            .target_dir
+            .join("scaling-report")
+            .join(format!("fault-{}", f.name())),
         None => project.target_dir.join("scaling-report").join("latest"),
     });
     if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir).with_context(|| format!("clearing {}", report_dir.display()))?;
+        std::fs::remove_dir_all(&report_dir)
+            .with_context(|| format!("clearing {}", report_dir.display()))?;
     }
     std::fs::create_dir_all(&report_dir)?;
 
     ui::step(&format!(
         "Scaling check: {} replicas{}",
         opts.replicas,
-        opts.fault.map(|f| format!(", fault {}", f.name())).unwrap_or_default()
+        opts.fault
+            .map(|f| format!(", fault {}", f.name()))
+            .unwrap_or_default()
     ));
     let (docker, compose_program) = preflight::run(sh, project)?;
 
@@ -167,13 +195,24 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     env.push(("RUST_LOG".into(), "info".into()));
     match opts.fault {
         Some(Fault::NoLock) => env.push(("API_MIGRATION_LOCK".into(), "off".into())),
-        Some(Fault::LockHeld) => env.push(("API_MIGRATION_DEADLINE_SECS".into(), LOCK_HELD_DEADLINE_SECS.to_string())),
+        Some(Fault::LockHeld) => env.push((
+            "API_MIGRATION_DEADLINE_SECS".into(),
+            LOCK_HELD_DEADLINE_SECS.to_string(),
+        )),
         _ => {}
     }
     // The compose file reads its variables from an env file of the check's own, never from a
     // developer's `.env`: with --keep it holds every variable, so the printed commands work.
-    let env_file = if opts.keep { report_dir.join("compose.env") } else { report_dir.join("empty.env") };
-    let contents: String = if opts.keep { env.iter().map(|(k, v)| format!("{k}={v}\n")).collect() } else { String::new() };
+    let env_file = if opts.keep {
+        report_dir.join("compose.env")
+    } else {
+        report_dir.join("empty.env")
+    };
+    let contents: String = if opts.keep {
+        env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+    } else {
+        String::new()
+    };
     std::fs::write(&env_file, contents)?;
     let compose = Compose {
         program: compose_program,
@@ -183,19 +222,37 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         env_file: Some(env_file),
     };
 
-    ui::step(&format!("Removing any previous state of project {PROJECT_NAME}"));
+    ui::step(&format!(
+        "Removing any previous state of project {PROJECT_NAME}"
+    ));
     compose.down(sh)?;
     let guard = StackGuard::new(&compose, opts.keep);
 
     let mut report = report::Report::new(opts, &image_set);
     let outcome = (|| -> Result<()> {
         start_database(sh, &compose, opts.timeout)?;
-        let fresh = run_scenario(sh, &compose, &docker, project, opts, Scenario::FreshDatabase, &report_dir)?;
+        let fresh = run_scenario(
+            sh,
+            &compose,
+            &docker,
+            project,
+            opts,
+            Scenario::FreshDatabase,
+            &report_dir,
+        )?;
         report.scenarios.push(fresh);
         if opts.fault.is_none() {
             ui::step("Removing the api replicas; the database keeps its schema");
             compose.run(sh, &["rm", "--stop", "--force", API])?;
-            let existing = run_scenario(sh, &compose, &docker, project, opts, Scenario::ExistingDatabase, &report_dir)?;
+            let existing = run_scenario(
+                sh,
+                &compose,
+                &docker,
+                project,
+                opts,
+                Scenario::ExistingDatabase,
+                &report_dir,
+            )?;
             report.scenarios.push(existing);
         }
         Ok(())
@@ -208,7 +265,9 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     if opts.fault.is_none() && !opts.keep {
         let left = docker.project_leftovers(sh, PROJECT_NAME)?;
         if !left.is_empty() {
-            report.error.get_or_insert_with(|| format!("cleanup left behind: {}", left.join(", ")));
+            report
+                .error
+                .get_or_insert_with(|| format!("cleanup left behind: {}", left.join(", ")));
         }
     }
     report.seconds = started.elapsed().as_secs_f64();
@@ -228,8 +287,14 @@ pub(crate) fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -
         match db {
             Some(c) if c.is_healthy() => break,
             Some(c) if c.is_down() || c.health == "unhealthy" => {
-                let logs = compose.run(sh, &["logs", "--tail", "20", "--no-color", DB]).unwrap_or_default();
-                bail!("the database container is {} ({}); its last log lines:\n{logs}", c.state, c.status);
+                let logs = compose
+                    .run(sh, &["logs", "--tail", "20", "--no-color", DB])
+                    .unwrap_or_default();
+                bail!(
+                    "the database container is {} ({}); its last log lines:\n{logs}",
+                    c.state,
+                    c.status
+                );
             }
             Some(c) => wait.update(&format!("{} {}", c.state, c.health)),
             None => wait.update("no container yet"),
@@ -254,14 +319,29 @@ fn run_scenario(
 ) -> Result<ScenarioResult> {
     let n = opts.replicas;
     let fault = opts.fault;
-    ui::step(&format!("Scenario: {} — starting {n} replicas", scenario.name()));
+    ui::step(&format!(
+        "Scenario: {} — starting {n} replicas",
+        scenario.name()
+    ));
 
     if fault == Some(Fault::DataNotWritable) {
         ui::note("fault: making the shared data volume owned by root, mode 755");
         compose.run(
             sh,
             &[
-                "run", "--rm", "--no-deps", "--user", "0", "--cap-add", "CHOWN", "--cap-add", "FOWNER", "--entrypoint", "sh", API, "-c",
+                "run",
+                "--rm",
+                "--no-deps",
+                "--user",
+                "0",
+                "--cap-add",
+                "CHOWN",
+                "--cap-add",
+                "FOWNER",
+                "--entrypoint",
+                "sh",
+                API,
+                "-c",
                 // The marker file matters: Docker copies the image's ownership of /app/data
                 // back onto a named volume that is still empty when a container mounts it.
                 "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
@@ -274,7 +354,11 @@ fn run_scenario(
         lock_holder = Some(hold_migration_lock(sh, compose)?);
     }
 
-    let first = if fault == Some(Fault::LateReplica) { n - 1 } else { n };
+    let first = if fault == Some(Fault::LateReplica) {
+        n - 1
+    } else {
+        n
+    };
     let scale = format!("{API}={first}");
     let t_up = Instant::now();
     compose.run(sh, &["up", "-d", "--no-build", "--scale", &scale, API])?;
@@ -282,10 +366,24 @@ fn run_scenario(
 
     if fault == Some(Fault::LateReplica) {
         let remaining = LATE_REPLICA_DELAY.saturating_sub(t_up.elapsed());
-        ui::note(&format!("fault: starting the last replica {:.0} s after the others", LATE_REPLICA_DELAY.as_secs_f64()));
+        ui::note(&format!(
+            "fault: starting the last replica {:.0} s after the others",
+            LATE_REPLICA_DELAY.as_secs_f64()
+        ));
         std::thread::sleep(remaining);
         let scale = format!("{API}={n}");
-        compose.run(sh, &["up", "-d", "--no-build", "--no-recreate", "--scale", &scale, API])?;
+        compose.run(
+            sh,
+            &[
+                "up",
+                "-d",
+                "--no-build",
+                "--no-recreate",
+                "--scale",
+                &scale,
+                API,
+            ],
+        )?;
         wait = wait_healthy(sh, compose, docker, n, opts.timeout, t_up)?;
     }
     if fault == Some(Fault::ReplicaDown) {
@@ -304,39 +402,90 @@ fn run_scenario(
     let containers = parse::ps(&compose.ps(sh, API)?)?;
     let restarts = restart_counts(sh, docker, &containers)?;
     let log_text = compose.logs(sh, API)?;
-    std::fs::write(report_dir.join(format!("{}-api.log", scenario.slug())), &log_text)?;
+    std::fs::write(
+        report_dir.join(format!("{}-api.log", scenario.slug())),
+        &log_text,
+    )?;
     let lines = parse::logs(&log_text);
     let startups = parse::startups(&lines);
     // Right away: Docker keeps only the last five probe results, which say when each turned healthy.
-    crate::timeline::add_to_report(sh, docker, scenario, &containers, &startups, t_up, report_dir);
-    let last_lines: BTreeMap<u32, Vec<String>> =
-        startups.iter().map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec())).collect();
+    crate::timeline::add_to_report(
+        sh,
+        docker,
+        scenario,
+        &containers,
+        &startups,
+        t_up,
+        report_dir,
+    );
+    let last_lines: BTreeMap<u32, Vec<String>> = startups
+        .iter()
+        .map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec()))
+        .collect();
 
     let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
-    let running: Vec<u32> = containers.iter().filter(|c| c.state == "running").map(|c| c.number).collect();
-    let mut checks = vec![checks::replicas(n, &containers, &restarts, &wait, &last_lines)];
-    checks.push(checks::startup_spread(&expected, &startups, opts.max_spread));
+    let running: Vec<u32> = containers
+        .iter()
+        .filter(|c| c.state == "running")
+        .map(|c| c.number)
+        .collect();
+    let mut checks = vec![checks::replicas(
+        n,
+        &containers,
+        &restarts,
+        &wait,
+        &last_lines,
+    )];
+    checks.push(checks::startup_spread(
+        &expected,
+        &startups,
+        opts.max_spread,
+    ));
     checks.push(shared_data(sh, compose, &running)?);
     let records = migration_records(sh, compose)?;
     let versions = migration_versions(project)?;
-    checks.push(checks::migrations(scenario, &expected, &startups, &records, &versions));
+    checks.push(checks::migrations(
+        scenario, &expected, &startups, &records, &versions,
+    ));
     checks.push(cross_replica_http(sh, compose, &running, &containers));
     if running.len() < expected.len() {
-        for c in checks.iter_mut().filter(|c| c.id == "TEST-03" || c.id == "HTTP") {
-            let down: Vec<String> = containers.iter().filter(|c| c.state != "running").map(|c| c.label()).collect();
-            c.evidence.push(format!("not running, so not asked: {}", down.join(", ")));
+        for c in checks
+            .iter_mut()
+            .filter(|c| c.id == "TEST-03" || c.id == "HTTP")
+        {
+            let down: Vec<String> = containers
+                .iter()
+                .filter(|c| c.state != "running")
+                .map(|c| c.label())
+                .collect();
+            c.evidence
+                .push(format!("not running, so not asked: {}", down.join(", ")));
         }
     }
     for check in &checks {
-        let verdict = if check.passed { ui::paint("PASS", "1;32") } else { ui::paint("FAIL", "1;31") };
-        ui::note(&format!("{verdict} {} {}: {}", check.id, check.name, check.summary));
+        let verdict = if check.passed {
+            ui::paint("PASS", "1;32")
+        } else {
+            ui::paint("FAIL", "1;31")
+        };
+        ui::note(&format!(
+            "{verdict} {} {}: {}",
+            check.id, check.name, check.summary
+        ));
     }
     Ok(ScenarioResult { scenario, checks })
 }
 
 /// Polls `ps` until `n` replicas are healthy; stops at once when one exits, restarts, turns
 /// unhealthy, or logs an error while not healthy.
-pub(crate) fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u32, timeout: Duration, since: Instant) -> Result<WaitOutcome> {
+pub(crate) fn wait_healthy(
+    sh: &Shell,
+    compose: &Compose,
+    docker: &Docker,
+    n: u32,
+    timeout: Duration,
+    since: Instant,
+) -> Result<WaitOutcome> {
     let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
     let mut polls = 0u32;
     loop {
@@ -344,8 +493,20 @@ pub(crate) fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u3
         let seconds = since.elapsed().as_secs_f64();
         let containers = parse::ps(&compose.ps(sh, API)?)?;
         let restarts = restart_counts(sh, docker, &containers)?;
-        if let Some(c) = containers.iter().find(|c| c.is_down() || c.health == "unhealthy") {
-            let reason = format!("{} is {} ({})", c.label(), if c.health == "unhealthy" { "unhealthy" } else { &c.state }, c.status);
+        if let Some(c) = containers
+            .iter()
+            .find(|c| c.is_down() || c.health == "unhealthy")
+        {
+            let reason = format!(
+                "{} is {} ({})",
+                c.label(),
+                if c.health == "unhealthy" {
+                    "unhealthy"
+                } else {
+                    &c.state
+                },
+                c.status
+            );
             wait.finish(&format!("stopped: {reason}"));
             return Ok(WaitOutcome::Broken { seconds, reason });
         }
@@ -361,14 +522,17 @@ pub(crate) fn wait_healthy(sh: &Shell, compose: &Compose, docker: &Docker, n: u3
         }
         // Every few polls, read the logs: a replica that logged an error and is still not
         // healthy will not become healthy by itself (a read-only volume, a bad password).
-        if polls % 4 == 0 {
+        if polls.is_multiple_of(4) {
             let lines = parse::logs(&compose.logs(sh, API)?);
             if let Some(reason) = errored_replica(&lines, &containers) {
                 wait.finish(&format!("stopped: {reason}"));
                 return Ok(WaitOutcome::Broken { seconds, reason });
             }
         }
-        wait.update(&format!("{healthy}/{n} healthy, {} containers", containers.len()));
+        wait.update(&format!(
+            "{healthy}/{n} healthy, {} containers",
+            containers.len()
+        ));
         if since.elapsed() > timeout {
             wait.finish("timed out");
             return Ok(WaitOutcome::TimedOut { seconds });
@@ -386,19 +550,35 @@ pub fn errored_replica(lines: &[parse::LogLine], containers: &[Container]) -> Op
             .iter()
             .filter(|l| l.number == Some(c.number) && l.message.contains(" ERROR "))
             .min_by_key(|l| l.time)?;
-        (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down())
-            .then(|| format!("{} is not healthy and logged: {}", c.label(), error.message.trim()))
+        (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down()).then(
+            || {
+                format!(
+                    "{} is not healthy and logged: {}",
+                    c.label(),
+                    error.message.trim()
+                )
+            },
+        )
     })
 }
 
-fn restart_counts(sh: &Shell, docker: &Docker, containers: &[Container]) -> Result<BTreeMap<u32, u32>> {
+fn restart_counts(
+    sh: &Shell,
+    docker: &Docker,
+    containers: &[Container],
+) -> Result<BTreeMap<u32, u32>> {
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
     let out = docker.inspect(sh, &ids, "{{.Id}} {{.RestartCount}}")?;
     let mut counts = BTreeMap::new();
     for line in out.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(id), Some(count)) = (parts.next(), parts.next()) else { continue };
-        if let Some(c) = containers.iter().find(|c| id.starts_with(&c.id) || c.id.starts_with(id)) {
+        let (Some(id), Some(count)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if let Some(c) = containers
+            .iter()
+            .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
+        {
             counts.insert(c.number, count.parse().unwrap_or(0));
         }
     }
@@ -419,9 +599,19 @@ fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check>
         let out = compose.exec(sh, API, n, &["sh", "-c", &script])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let write = parse::write_probe(&stdout).map_err(|_| {
-            format!("exit {}: {}", out.status, String::from_utf8_lossy(&out.stderr).trim())
+            format!(
+                "exit {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            )
         });
-        results.push(SharedDataResult { number: n, write, seen: vec![], missing: vec![], read_error: None });
+        results.push(SharedDataResult {
+            number: n,
+            write,
+            seen: vec![],
+            missing: vec![],
+            read_error: None,
+        });
     }
     for r in results.iter_mut() {
         let reads: Vec<String> = replicas
@@ -497,8 +687,15 @@ fn hold_migration_lock(sh: &Shell, compose: &Compose) -> Result<std::process::Ch
 
 /// Cross-replica HTTP: store a document through the first replica's published port, read it
 /// back through every replica, then delete it.
-fn cross_replica_http(sh: &Shell, compose: &Compose, replicas: &[u32], _containers: &[Container]) -> Check {
-    let body: Vec<u8> = (0..64 * 1024u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+fn cross_replica_http(
+    sh: &Shell,
+    compose: &Compose,
+    replicas: &[u32],
+    _containers: &[Container],
+) -> Check {
+    let body: Vec<u8> = (0..64 * 1024u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let mut ports = BTreeMap::new();
     for &n in replicas {
         if let Ok(addr) = compose.port(sh, API, n, API_PORT) {
@@ -506,7 +703,13 @@ fn cross_replica_http(sh: &Shell, compose: &Compose, replicas: &[u32], _containe
         }
     }
     let Some((&first, addr)) = ports.iter().next() else {
-        return checks::cross_replica_http(0, &Err("no replica has a published port".into()), &body, &[], replicas);
+        return checks::cross_replica_http(
+            0,
+            &Err("no replica has a published port".into()),
+            &body,
+            &[],
+            replicas,
+        );
     };
     let store = minreq::post(format!("http://{addr}/documents?name=scaling-check.bin"))
         .with_header("content-type", "application/octet-stream")
@@ -537,7 +740,9 @@ fn cross_replica_http(sh: &Shell, compose: &Compose, replicas: &[u32], _containe
                 .map_err(|e| e.to_string());
             reads.push(HttpRead { number: n, result });
         }
-        let _ = minreq::delete(format!("http://{addr}/documents/{id}")).with_timeout(10).send();
+        let _ = minreq::delete(format!("http://{addr}/documents/{id}"))
+            .with_timeout(10)
+            .send();
     }
     let store = match (&store, &id) {
         (Ok(text), Some(_)) => Ok(text.chars().take(200).collect()),
@@ -554,7 +759,11 @@ fn save_all_logs(sh: &Shell, compose: &Compose, dir: &std::path::Path) {
     if let Ok(text) = compose.run(sh, &["logs", "--timestamps", "--no-color"]) {
         let mut by_container: BTreeMap<String, String> = BTreeMap::new();
         for line in text.lines() {
-            let name = line.split_once(" | ").or_else(|| line.split_once(" |")).map(|(p, _)| p.trim()).unwrap_or("compose");
+            let name = line
+                .split_once(" | ")
+                .or_else(|| line.split_once(" |"))
+                .map(|(p, _)| p.trim())
+                .unwrap_or("compose");
             let entry = by_container.entry(name.to_string()).or_default();
             entry.push_str(line);
             entry.push('\n');

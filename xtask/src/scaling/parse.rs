@@ -39,7 +39,10 @@ impl Container {
 
     /// Dead for our purposes: it will not become healthy without someone's help.
     pub fn is_down(&self) -> bool {
-        matches!(self.state.as_str(), "exited" | "dead" | "restarting" | "removing")
+        matches!(
+            self.state.as_str(),
+            "exited" | "dead" | "restarting" | "removing"
+        )
     }
 }
 
@@ -70,12 +73,16 @@ pub fn ps(text: &str) -> Result<Vec<Container>> {
     let entries: Vec<PsEntry> = if trimmed.is_empty() {
         Vec::new()
     } else if trimmed.starts_with('[') {
-        serde_json::from_str(trimmed).context("parsing `docker compose ps --format json` (array)")?
+        serde_json::from_str(trimmed)
+            .context("parsing `docker compose ps --format json` (array)")?
     } else {
         trimmed
             .lines()
             .filter(|l| !l.trim().is_empty())
-            .map(|l| serde_json::from_str(l).with_context(|| format!("parsing a `ps --format json` line: {l}")))
+            .map(|l| {
+                serde_json::from_str(l)
+                    .with_context(|| format!("parsing a `ps --format json` line: {l}"))
+            })
             .collect::<Result<_>>()?
     };
     let mut containers: Vec<Container> = entries
@@ -102,12 +109,18 @@ pub fn ps(text: &str) -> Result<Vec<Container>> {
 }
 
 fn label_value<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
-    labels.split(',').find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
+    labels
+        .split(',')
+        .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
 /// "scaling-check-api-3", "api-3", "project_api_3" → 3.
 pub fn trailing_number(name: &str) -> Option<u32> {
-    let digits: String = name.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = name
+        .chars()
+        .rev()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
     let sep = name.chars().rev().nth(digits.len());
     if digits.is_empty() || !matches!(sep, Some('-') | Some('_')) {
         return None;
@@ -135,8 +148,15 @@ pub fn logs(text: &str) -> Vec<LogLine> {
             let container = prefix.trim().to_string();
             let rest = rest.strip_prefix(' ').unwrap_or(rest);
             let (stamp, message) = rest.split_once(' ').unwrap_or((rest, ""));
-            let time = DateTime::parse_from_rfc3339(stamp).ok()?.with_timezone(&Utc);
-            Some(LogLine { number: trailing_number(&container), container, time, message: message.to_string() })
+            let time = DateTime::parse_from_rfc3339(stamp)
+                .ok()?
+                .with_timezone(&Utc);
+            Some(LogLine {
+                number: trailing_number(&container),
+                container,
+                time,
+                message: message.to_string(),
+            })
         })
         .collect()
 }
@@ -254,9 +274,15 @@ pub fn read_probe(stdout: &str) -> (Vec<u32>, Vec<u32>) {
     let mut seen = Vec::new();
     let mut missing = Vec::new();
     for line in stdout.lines() {
-        if let Some(n) = line.strip_prefix("seen=").and_then(|n| n.trim().parse().ok()) {
+        if let Some(n) = line
+            .strip_prefix("seen=")
+            .and_then(|n| n.trim().parse().ok())
+        {
             seen.push(n);
-        } else if let Some(n) = line.strip_prefix("missing=").and_then(|n| n.trim().parse().ok()) {
+        } else if let Some(n) = line
+            .strip_prefix("missing=")
+            .and_then(|n| n.trim().parse().ok())
+        {
             missing.push(n);
         }
     }
@@ -270,7 +296,12 @@ pub fn migration_rows(stdout: &str) -> Result<Vec<(i64, bool)>> {
         .filter(|l| !l.trim().is_empty())
         .map(|l| {
             let mut cols = l.split('\t');
-            let version = cols.next().unwrap_or("").trim().parse().with_context(|| format!("bad migration row {l:?}"))?;
+            let version = cols
+                .next()
+                .unwrap_or("")
+                .trim()
+                .parse()
+                .with_context(|| format!("bad migration row {l:?}"))?;
             let success = matches!(cols.next().map(str::trim), Some("1") | Some("true"));
             Ok((version, success))
         })

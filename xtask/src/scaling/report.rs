@@ -36,14 +36,24 @@ impl Report {
     }
 
     pub fn passed(&self) -> bool {
-        self.error.is_none() && !self.scenarios.is_empty() && self.scenarios.iter().all(|s| s.checks.iter().all(|c| c.passed))
+        self.error.is_none()
+            && !self.scenarios.is_empty()
+            && self
+                .scenarios
+                .iter()
+                .all(|s| s.checks.iter().all(|c| c.passed))
     }
 
     pub fn failed_checks(&self) -> Vec<String> {
         let mut failed: Vec<String> = self
             .scenarios
             .iter()
-            .flat_map(|s| s.checks.iter().filter(|c| !c.passed).map(move |c| format!("{} {} ({})", c.id, c.name, s.scenario.name())))
+            .flat_map(|s| {
+                s.checks
+                    .iter()
+                    .filter(|c| !c.passed)
+                    .map(move |c| format!("{} {} ({})", c.id, c.name, s.scenario.name()))
+            })
             .collect();
         if let Some(e) = &self.error {
             failed.push(format!("run error: {e}"));
@@ -53,17 +63,36 @@ impl Report {
 
     /// The check with this id in this scenario (for test-faults' assertions).
     pub fn check(&self, scenario: super::Scenario, id: &str) -> Option<&super::Check> {
-        self.scenarios.iter().find(|s| s.scenario == scenario)?.checks.iter().find(|c| c.id == id)
+        self.scenarios
+            .iter()
+            .find(|s| s.scenario == scenario)?
+            .checks
+            .iter()
+            .find(|c| c.id == id)
     }
 
     pub fn print_table(&self) {
         println!();
-        println!("{:<18} {:<8} {:<26} {:<6} {}", "scenario", "check", "name", "result", "summary");
+        println!(
+            "{:<18} {:<8} {:<26} {:<6} summary",
+            "scenario", "check", "name", "result"
+        );
         println!("{}", "-".repeat(100));
         for s in &self.scenarios {
             for c in &s.checks {
-                let result = if c.passed { ui::paint_stdout("PASS", "1;32") } else { ui::paint_stdout("FAIL", "1;31") };
-                println!("{:<18} {:<8} {:<26} {:<6} {}", s.scenario.name(), c.id, c.name, result, c.summary);
+                let result = if c.passed {
+                    ui::paint_stdout("PASS", "1;32")
+                } else {
+                    ui::paint_stdout("FAIL", "1;31")
+                };
+                println!(
+                    "{:<18} {:<8} {:<26} {:<6} {}",
+                    s.scenario.name(),
+                    c.id,
+                    c.name,
+                    result,
+                    c.summary
+                );
                 if !c.passed {
                     for line in &c.evidence {
                         println!("{:<18} {:<8} {:<26} {:<6}   {line}", "", "", "", "");
@@ -75,7 +104,15 @@ impl Report {
             println!("run error: {e}");
         }
         println!("{}", "-".repeat(100));
-        println!("{} replicas{}, {:.1} s in all", self.replicas, self.fault.as_deref().map(|f| format!(", fault {f}")).unwrap_or_default(), self.seconds);
+        println!(
+            "{} replicas{}, {:.1} s in all",
+            self.replicas,
+            self.fault
+                .as_deref()
+                .map(|f| format!(", fault {f}"))
+                .unwrap_or_default(),
+            self.seconds
+        );
     }
 
     pub fn to_json(&self) -> serde_json::Value {
@@ -126,7 +163,10 @@ impl Report {
     }
 
     pub fn write(&self, dir: &Path) -> Result<()> {
-        std::fs::write(dir.join("report.json"), serde_json::to_string_pretty(&self.to_json())?)?;
+        std::fs::write(
+            dir.join("report.json"),
+            serde_json::to_string_pretty(&self.to_json())?,
+        )?;
         std::fs::write(dir.join("junit.xml"), self.to_junit()?)?;
         Ok(())
     }
@@ -134,6 +174,10 @@ impl Report {
 
 pub fn banner(passed: bool) -> String {
     let line = "=".repeat(40);
-    let (text, code) = if passed { ("SCALING TEST PASSED", "1;32") } else { ("SCALING TEST FAILED", "1;31") };
+    let (text, code) = if passed {
+        ("SCALING TEST PASSED", "1;32")
+    } else {
+        ("SCALING TEST FAILED", "1;31")
+    };
     format!("{line}\n{}\n{line}", ui::paint_stdout(text, code))
 }

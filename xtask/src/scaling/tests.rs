@@ -60,8 +60,14 @@ fn delay(lines: &[LogLine], replica: u32, secs: i64) -> Vec<LogLine> {
 #[test]
 fn ps_json_lines_give_every_replica_with_its_number_state_and_health() {
     let ps = healthy_ps();
-    assert_eq!(ps.iter().map(|c| c.number).collect::<Vec<_>>(), vec![1, 2, 3, 4]);
-    assert!(ps.iter().all(|c| c.service == "api" && c.is_healthy()), "{ps:#?}");
+    assert_eq!(
+        ps.iter().map(|c| c.number).collect::<Vec<_>>(),
+        vec![1, 2, 3, 4]
+    );
+    assert!(
+        ps.iter().all(|c| c.service == "api" && c.is_healthy()),
+        "{ps:#?}"
+    );
     assert_eq!(ps[0].label(), "api-1");
     assert_eq!(ps[0].id.len(), 64, "--no-trunc ids");
 }
@@ -92,7 +98,11 @@ fn ps_of_no_containers_is_empty_and_garbage_is_an_error() {
 #[test]
 fn ps_shows_a_stopped_replica_as_exited() {
     let ps = parse::ps(&testdata("ps-api-one-exited.txt")).unwrap();
-    let down: Vec<_> = ps.iter().filter(|c| c.is_down()).map(|c| c.label()).collect();
+    let down: Vec<_> = ps
+        .iter()
+        .filter(|c| c.is_down())
+        .map(|c| c.label())
+        .collect();
     assert_eq!(down, vec!["api-4"]);
 }
 
@@ -118,7 +128,12 @@ fn log_lines_are_split_on_the_first_bar_and_keep_dockers_timestamp() {
     assert!(lines.iter().all(|l| l.number.is_some()));
     let first = &lines[0];
     assert_eq!(first.container, "api-4");
-    assert_eq!(first.time.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true), "2026-11-28T16:47:55.477710165Z");
+    assert_eq!(
+        first
+            .time
+            .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+        "2026-11-28T16:47:55.477710165Z"
+    );
     assert!(first.message.contains(contract::POOL_CREATED));
 }
 
@@ -134,11 +149,20 @@ fn compose_notices_and_blank_lines_are_not_log_lines() {
 fn the_fresh_run_has_one_leader_and_the_others_on_the_fast_path() {
     let s = parse::startups(&fresh_lines());
     assert_eq!(s.len(), 4);
-    let leaders: Vec<u32> = s.iter().filter(|(_, v)| !v.lock_acquired.is_empty()).map(|(k, _)| *k).collect();
+    let leaders: Vec<u32> = s
+        .iter()
+        .filter(|(_, v)| !v.lock_acquired.is_empty())
+        .map(|(k, _)| *k)
+        .collect();
     assert_eq!(leaders, vec![3]);
-    assert_eq!(s[&3].applied.iter().map(|(_, n)| *n).collect::<Vec<_>>(), vec![2]);
+    assert_eq!(
+        s[&3].applied.iter().map(|(_, n)| *n).collect::<Vec<_>>(),
+        vec![2]
+    );
     assert_eq!(s[&3].lock_released.len(), 1);
-    assert!(s.values().all(|v| v.pool_created.len() == 1 && v.listening.len() == 1));
+    assert!(s
+        .values()
+        .all(|v| v.pool_created.len() == 1 && v.listening.len() == 1));
 }
 
 #[test]
@@ -146,7 +170,11 @@ fn the_contract_lines_are_what_the_patterns_find_in_a_line_as_the_api_prints_it(
     // Every contract line, embedded the way tracing and `logs --timestamps` print it, is
     // recognised; this fails if the xtask's patterns and the contract drift apart.
     let mut text = String::new();
-    for (i, line) in contract::ALL.iter().chain([&contract::applied(3).as_str()]).enumerate() {
+    for (i, line) in contract::ALL
+        .iter()
+        .chain([&contract::applied(3).as_str()])
+        .enumerate()
+    {
         text.push_str(&format!("api-1  | 2026-11-28T16:05:0{i}.000000000Z 2026-11-28T16:05:0{i}.000000Z  INFO api::migrate: {line} lock=abc\n"));
     }
     let s = &parse::startups(&parse::logs(&text))[&1];
@@ -168,17 +196,29 @@ fn the_contract_lines_are_what_the_patterns_find_in_a_line_as_the_api_prints_it(
 
 #[test]
 fn probes_and_migration_rows_parse() {
-    let p = parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=750\nwrite=ok\n").unwrap();
+    let p =
+        parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=750\nwrite=ok\n").unwrap();
     assert!(p.written && p.uid == "10001" && p.dir_owner == "10001:10001" && p.dir_mode == "750");
     let p = parse::write_probe("uid=10001 gid=10001 owner=0:0 mode=755\nwrite=failed sh: 1: cannot create /app/data/x: Permission denied\n").unwrap();
     assert!(!p.written);
     assert!(p.error.contains("Permission denied"));
     assert!(parse::write_probe("OCI runtime exec failed").is_err());
-    assert_eq!(parse::read_probe("seen=1\nmissing=2\nseen=3\n"), (vec![1, 3], vec![2]));
-    assert_eq!(parse::migration_rows("20250101000001\t1\n20250101000002\t0\n").unwrap(), vec![(20250101000001, true), (20250101000002, false)]);
+    assert_eq!(
+        parse::read_probe("seen=1\nmissing=2\nseen=3\n"),
+        (vec![1, 3], vec![2])
+    );
+    assert_eq!(
+        parse::migration_rows("20250101000001\t1\n20250101000002\t0\n").unwrap(),
+        vec![(20250101000001, true), (20250101000002, false)]
+    );
     assert!(parse::migration_rows("x\t1").is_err());
     assert_eq!(
-        parse::migration_versions(["20250101000002_index.sql", "20250101000001_create.sql", "README.md", "20250101000001_create.down.sql"]),
+        parse::migration_versions([
+            "20250101000002_index.sql",
+            "20250101000001_create.sql",
+            "README.md",
+            "20250101000001_create.down.sql"
+        ]),
         VERSIONS.to_vec()
     );
 }
@@ -187,7 +227,13 @@ fn probes_and_migration_rows_parse() {
 
 #[test]
 fn replicas_pass_when_all_are_healthy() {
-    let c = checks::replicas(4, &healthy_ps(), &BTreeMap::new(), &all_healthy(), &BTreeMap::new());
+    let c = checks::replicas(
+        4,
+        &healthy_ps(),
+        &BTreeMap::new(),
+        &all_healthy(),
+        &BTreeMap::new(),
+    );
     assert!(c.passed, "{c:#?}");
     assert!(c.summary.contains("4/4 healthy"), "{}", c.summary);
 }
@@ -198,8 +244,16 @@ fn replicas_fail_naming_a_stopped_replica_with_its_last_lines() {
     let last = BTreeMap::from([(4, vec!["16:47:55.479 Stopped".to_string()])]);
     let c = checks::replicas(4, &ps, &BTreeMap::new(), &all_healthy(), &last);
     assert!(!c.passed);
-    assert!(c.summary.contains("api-4 is not healthy: state exited"), "{}", c.summary);
-    assert!(c.evidence.iter().any(|l| l.contains("Stopped")), "{:#?}", c.evidence);
+    assert!(
+        c.summary.contains("api-4 is not healthy: state exited"),
+        "{}",
+        c.summary
+    );
+    assert!(
+        c.evidence.iter().any(|l| l.contains("Stopped")),
+        "{:#?}",
+        c.evidence
+    );
 }
 
 #[test]
@@ -207,30 +261,71 @@ fn replicas_fail_when_one_is_missing() {
     let ps: Vec<Container> = healthy_ps().into_iter().filter(|c| c.number != 2).collect();
     let c = checks::replicas(4, &ps, &BTreeMap::new(), &all_healthy(), &BTreeMap::new());
     assert!(!c.passed);
-    assert!(c.summary.contains("3 api containers, expected 4"), "{}", c.summary);
+    assert!(
+        c.summary.contains("3 api containers, expected 4"),
+        "{}",
+        c.summary
+    );
 }
 
 #[test]
 fn replicas_fail_when_one_is_unhealthy_or_restarted() {
     let mut ps = healthy_ps();
     ps[2].health = "unhealthy".into();
-    let c = checks::replicas(4, &ps, &BTreeMap::new(), &WaitOutcome::Broken { seconds: 3.0, reason: "api-3 is unhealthy".into() }, &BTreeMap::new());
+    let c = checks::replicas(
+        4,
+        &ps,
+        &BTreeMap::new(),
+        &WaitOutcome::Broken {
+            seconds: 3.0,
+            reason: "api-3 is unhealthy".into(),
+        },
+        &BTreeMap::new(),
+    );
     assert!(!c.passed);
     assert!(c.summary.contains("api-3 is unhealthy"), "{}", c.summary);
-    assert!(c.evidence.iter().any(|l| l.contains("api-3: health unhealthy")), "{:#?}", c.evidence);
+    assert!(
+        c.evidence
+            .iter()
+            .any(|l| l.contains("api-3: health unhealthy")),
+        "{:#?}",
+        c.evidence
+    );
 
-    let c = checks::replicas(4, &healthy_ps(), &BTreeMap::from([(1, 2)]), &all_healthy(), &BTreeMap::new());
+    let c = checks::replicas(
+        4,
+        &healthy_ps(),
+        &BTreeMap::from([(1, 2)]),
+        &all_healthy(),
+        &BTreeMap::new(),
+    );
     assert!(!c.passed);
-    assert!(c.summary.contains("api-1 is not healthy: restarted 2 time(s)"), "{}", c.summary);
+    assert!(
+        c.summary
+            .contains("api-1 is not healthy: restarted 2 time(s)"),
+        "{}",
+        c.summary
+    );
 }
 
 #[test]
 fn replicas_fail_when_waiting_timed_out() {
     let mut ps = healthy_ps();
     ps[0].health = "starting".into();
-    let c = checks::replicas(4, &ps, &BTreeMap::new(), &WaitOutcome::TimedOut { seconds: 180.0 }, &BTreeMap::new());
+    let c = checks::replicas(
+        4,
+        &ps,
+        &BTreeMap::new(),
+        &WaitOutcome::TimedOut { seconds: 180.0 },
+        &BTreeMap::new(),
+    );
     assert!(!c.passed);
-    assert!(c.summary.contains("not all replicas were healthy after 180.0 s"), "{}", c.summary);
+    assert!(
+        c.summary
+            .contains("not all replicas were healthy after 180.0 s"),
+        "{}",
+        c.summary
+    );
 }
 
 // ---- TEST-02 parallel startup ----------------------------------------------------------------
@@ -249,7 +344,11 @@ fn a_35_second_gap_is_named_sequential() {
     let lines = delay(&fresh_lines(), 4, 35);
     let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
     assert!(!c.passed);
-    assert!(c.summary.starts_with("sequential start: a gap of 3"), "{}", c.summary);
+    assert!(
+        c.summary.starts_with("sequential start: a gap of 3"),
+        "{}",
+        c.summary
+    );
     assert!(c.summary.contains("and api-4"), "{}", c.summary);
 }
 
@@ -258,7 +357,11 @@ fn a_spread_over_the_limit_fails_without_being_called_sequential() {
     let lines = delay(&fresh_lines(), 2, 7);
     let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
     assert!(!c.passed);
-    assert!(c.summary.contains("spread") && c.summary.contains("more than 5 s"), "{}", c.summary);
+    assert!(
+        c.summary.contains("spread") && c.summary.contains("more than 5 s"),
+        "{}",
+        c.summary
+    );
     assert!(!c.summary.contains("sequential"));
     // The flag moves the limit.
     assert!(checks::startup_spread(&ALL, &parse::startups(&lines), 10.0).passed);
@@ -284,13 +387,24 @@ fn probe(written: bool) -> WriteProbe {
         dir_owner: if written { "10001:10001" } else { "0:0" }.into(),
         dir_mode: if written { "750" } else { "755" }.into(),
         written,
-        error: if written { "" } else { "sh: 1: cannot create /app/data/.scaling-check-x-2: Permission denied" }.into(),
+        error: if written {
+            ""
+        } else {
+            "sh: 1: cannot create /app/data/.scaling-check-x-2: Permission denied"
+        }
+        .into(),
     }
 }
 
 fn all_wrote() -> Vec<SharedDataResult> {
     ALL.iter()
-        .map(|n| SharedDataResult { number: *n, write: Ok(probe(true)), seen: ALL.to_vec(), missing: vec![], read_error: None })
+        .map(|n| SharedDataResult {
+            number: *n,
+            write: Ok(probe(true)),
+            seen: ALL.to_vec(),
+            missing: vec![],
+            read_error: None,
+        })
         .collect()
 }
 
@@ -321,7 +435,10 @@ fn a_replica_that_does_not_see_the_others_files_fails() {
     results[0].missing = vec![2, 3, 4];
     let c = checks::shared_data(&ALL, &results, "/app/data");
     assert!(!c.passed);
-    assert_eq!(c.summary, "api-1 does not see the files of api-2, api-3, api-4");
+    assert_eq!(
+        c.summary,
+        "api-1 does not see the files of api-2, api-3, api-4"
+    );
 }
 
 #[test]
@@ -330,17 +447,37 @@ fn a_replica_that_could_not_be_probed_fails() {
     results[3].write = Err("service \"api\" is not running container #4".into());
     let c = checks::shared_data(&ALL, &results, "/app/data");
     assert!(!c.passed);
-    assert!(c.summary.contains("api-4 could not run the write probe"), "{}", c.summary);
+    assert!(
+        c.summary.contains("api-4 could not run the write probe"),
+        "{}",
+        c.summary
+    );
 }
 
 // ---- TEST-04 migration coordination ------------------------------------------------------------
 
 #[test]
 fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &parse::startups(&fresh_lines()), &good_records(), &VERSIONS);
+    let c = checks::migrations(
+        Scenario::FreshDatabase,
+        &ALL,
+        &parse::startups(&fresh_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(c.passed, "{c:#?}");
-    assert!(c.summary.starts_with("1 lock acquisition (api-3)"), "{}", c.summary);
-    let c = checks::migrations(Scenario::ExistingDatabase, &ALL, &parse::startups(&existing_lines()), &good_records(), &VERSIONS);
+    assert!(
+        c.summary.starts_with("1 lock acquisition (api-3)"),
+        "{}",
+        c.summary
+    );
+    let c = checks::migrations(
+        Scenario::ExistingDatabase,
+        &ALL,
+        &parse::startups(&existing_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(c.passed, "{c:#?}");
     assert_eq!(c.summary, "4 fast paths, no lock taken");
 }
@@ -351,7 +488,10 @@ fn two_lock_acquisitions_fail() {
     let mut lines = fresh_lines();
     let extra: Vec<LogLine> = lines
         .iter()
-        .filter(|l| l.number == Some(3) && (l.message.contains(contract::LOCK_ACQUIRED) || l.message.contains("Applied")))
+        .filter(|l| {
+            l.number == Some(3)
+                && (l.message.contains(contract::LOCK_ACQUIRED) || l.message.contains("Applied"))
+        })
         .cloned()
         .map(|mut l| {
             l.number = Some(1);
@@ -360,10 +500,25 @@ fn two_lock_acquisitions_fail() {
         })
         .collect();
     lines.extend(extra);
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &parse::startups(&lines), &good_records(), &VERSIONS);
+    let c = checks::migrations(
+        Scenario::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(!c.passed);
-    assert_eq!(c.summary, "the migration lock was acquired 2 times (by api-1, api-3), expected exactly once");
-    assert!(c.evidence.iter().any(|l| l.contains("2 replicas applied migrations")), "{:#?}", c.evidence);
+    assert_eq!(
+        c.summary,
+        "the migration lock was acquired 2 times (by api-1, api-3), expected exactly once"
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|l| l.contains("2 replicas applied migrations")),
+        "{:#?}",
+        c.evidence
+    );
 }
 
 #[test]
@@ -373,19 +528,57 @@ fn several_appliers_without_a_lock_are_counted() {
     for n in ALL {
         s.entry(n).or_default().applied.push((t, 2));
     }
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &good_records(), &VERSIONS);
+    let c = checks::migrations(
+        Scenario::FreshDatabase,
+        &ALL,
+        &s,
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(!c.passed);
-    assert_eq!(c.summary, "no replica acquired the migration lock on a fresh database");
-    assert!(c.evidence.iter().any(|l| l.starts_with("4 replicas applied migrations")), "{:#?}", c.evidence);
-    assert!(c.evidence.iter().any(|l| l.contains("applied by: api-1 (2), api-2 (2)")), "{:#?}", c.evidence);
+    assert_eq!(
+        c.summary,
+        "no replica acquired the migration lock on a fresh database"
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|l| l.starts_with("4 replicas applied migrations")),
+        "{:#?}",
+        c.evidence
+    );
+    assert!(
+        c.evidence
+            .iter()
+            .any(|l| l.contains("applied by: api-1 (2), api-2 (2)")),
+        "{:#?}",
+        c.evidence
+    );
 }
 
 #[test]
 fn the_fresh_run_judged_as_existing_fails_and_the_existing_run_judged_as_fresh_fails() {
-    let c = checks::migrations(Scenario::ExistingDatabase, &ALL, &parse::startups(&fresh_lines()), &good_records(), &VERSIONS);
+    let c = checks::migrations(
+        Scenario::ExistingDatabase,
+        &ALL,
+        &parse::startups(&fresh_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(!c.passed);
-    assert!(c.summary.contains("on an existing database api-3 took the migration lock"), "{}", c.summary);
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &parse::startups(&existing_lines()), &good_records(), &VERSIONS);
+    assert!(
+        c.summary
+            .contains("on an existing database api-3 took the migration lock"),
+        "{}",
+        c.summary
+    );
+    let c = checks::migrations(
+        Scenario::FreshDatabase,
+        &ALL,
+        &parse::startups(&existing_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(!c.passed);
 }
 
@@ -395,12 +588,23 @@ fn the_database_record_must_have_each_version_once_and_successful() {
     let mut twice = good_records();
     twice.push((VERSIONS[0], true));
     let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &twice, &VERSIONS);
-    assert_eq!(c.summary, format!("_sqlx_migrations has 2 rows for version {}", VERSIONS[0]));
+    assert_eq!(
+        c.summary,
+        format!("_sqlx_migrations has 2 rows for version {}", VERSIONS[0])
+    );
     let failed = vec![(VERSIONS[0], true), (VERSIONS[1], false)];
     let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &failed, &VERSIONS);
-    assert!(c.summary.contains("as failed (success = 0)"), "{}", c.summary);
+    assert!(
+        c.summary.contains("as failed (success = 0)"),
+        "{}",
+        c.summary
+    );
     let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &[], &VERSIONS);
-    assert!(c.summary.contains("has no row for version"), "{}", c.summary);
+    assert!(
+        c.summary.contains("has no row for version"),
+        "{}",
+        c.summary
+    );
 }
 
 #[test]
@@ -409,9 +613,19 @@ fn a_timed_out_replica_is_quoted() {
     let mut timeout = lines[0].clone();
     timeout.message = format!("ERROR api::migrate: {} lock=3027310f4fd382c2 holder=17 pending=[20250101000001] waited=10.0s", contract::TIMED_OUT);
     lines.push(timeout.clone());
-    let c = checks::migrations(Scenario::ExistingDatabase, &ALL, &parse::startups(&lines), &good_records(), &VERSIONS);
+    let c = checks::migrations(
+        Scenario::ExistingDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
     assert!(!c.passed);
-    assert!(c.summary.contains(contract::TIMED_OUT) && c.summary.contains("lock=3027310f4fd382c2"), "{}", c.summary);
+    assert!(
+        c.summary.contains(contract::TIMED_OUT) && c.summary.contains("lock=3027310f4fd382c2"),
+        "{}",
+        c.summary
+    );
 }
 
 // ---- cross-replica HTTP ------------------------------------------------------------------------
@@ -419,20 +633,38 @@ fn a_timed_out_replica_is_quoted() {
 #[test]
 fn http_passes_when_every_replica_serves_identical_bytes_and_fails_otherwise() {
     let body = b"hello".to_vec();
-    let ok = |n| HttpRead { number: n, result: Ok((200, body.clone())) };
+    let ok = |n| HttpRead {
+        number: n,
+        result: Ok((200, body.clone())),
+    };
     let stored = Ok("{\"id\":\"x\"}".to_string());
     assert!(checks::cross_replica_http(1, &stored, &body, &ALL.map(ok), &ALL).passed);
 
     let mut reads = ALL.map(ok).to_vec();
-    reads[2] = HttpRead { number: 3, result: Ok((200, b"hellO".to_vec())) };
+    reads[2] = HttpRead {
+        number: 3,
+        result: Ok((200, b"hellO".to_vec())),
+    };
     let c = checks::cross_replica_http(1, &stored, &body, &reads, &ALL);
-    assert_eq!(c.summary, "api-3 served 5 bytes that differ from the 5 bytes stored");
+    assert_eq!(
+        c.summary,
+        "api-3 served 5 bytes that differ from the 5 bytes stored"
+    );
 
-    reads[2] = HttpRead { number: 3, result: Ok((404, vec![])) };
-    assert_eq!(checks::cross_replica_http(1, &stored, &body, &reads, &ALL).summary, "api-3 answered 404");
+    reads[2] = HttpRead {
+        number: 3,
+        result: Ok((404, vec![])),
+    };
+    assert_eq!(
+        checks::cross_replica_http(1, &stored, &body, &reads, &ALL).summary,
+        "api-3 answered 404"
+    );
 
     let c = checks::cross_replica_http(1, &Err("503 not ready".into()), &body, &[], &ALL);
-    assert_eq!(c.summary, "storing a document through api-1 failed: 503 not ready");
+    assert_eq!(
+        c.summary,
+        "storing a document through api-1 failed: 503 not ready"
+    );
 }
 
 // ---- fail-fast while waiting ---------------------------------------------------------------------
@@ -443,7 +675,8 @@ fn an_unhealthy_replica_that_logged_an_error_stops_the_wait() {
     ps[1].health = "starting".into();
     let mut lines = fresh_lines();
     let mut error = lines.iter().find(|l| l.number == Some(2)).unwrap().clone();
-    error.message = "2026-11-28T16:47:55Z ERROR api::startup: data directory /app/data is not writable".into();
+    error.message =
+        "2026-11-28T16:47:55Z ERROR api::startup: data directory /app/data is not writable".into();
     lines.push(error.clone());
     // Just logged: give it a moment.
     assert_eq!(errored_replica(&lines, &ps), None);
@@ -452,11 +685,15 @@ fn an_unhealthy_replica_that_logged_an_error_stops_the_wait() {
     for i in 1..=6 {
         let mut echo = error.clone();
         echo.time = error.time + TimeDelta::seconds(i);
-        echo.message = "2026-11-28T16:47:56Z ERROR tower_http::trace::on_failure: response failed 503".into();
+        echo.message =
+            "2026-11-28T16:47:56Z ERROR tower_http::trace::on_failure: response failed 503".into();
         lines.push(echo);
     }
     let reason = errored_replica(&lines, &ps).unwrap();
-    assert!(reason.starts_with("api-2 is not healthy and logged:") && reason.contains("not writable"), "{reason}");
+    assert!(
+        reason.starts_with("api-2 is not healthy and logged:") && reason.contains("not writable"),
+        "{reason}"
+    );
     // A healthy replica's old error is no reason to stop.
     assert_eq!(errored_replica(&lines, &healthy_ps()), None);
 }
