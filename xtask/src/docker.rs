@@ -218,6 +218,18 @@ impl Docker {
     }
 }
 
+/// `exec -T [-e KEY]... service argv...`: the values of `env` travel in the environment of the
+/// compose process, so they never appear in a process list.
+fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["exec", "-T"];
+    for (k, _) in env {
+        args.extend(["-e", *k]);
+    }
+    args.push(service);
+    args.extend_from_slice(argv);
+    args
+}
+
 /// How to run Compose v2: the docker CLI plugin, or a standalone binary.
 #[derive(Clone, Debug)]
 pub enum ComposeProgram {
@@ -255,7 +267,58 @@ pub struct Compose {
     pub env_file: Option<PathBuf>,
 }
 
+/// What a test stack is made of, besides its images: the database's names, this run's
+/// passwords and any extra variables (a fault's settings).
+pub struct TestStack<'a> {
+    pub project: &'a str,
+    pub image_env: &'a [(String, String)],
+    pub db_name: &'a str,
+    pub password: &'a str,
+    pub root_password: &'a str,
+    pub extra: Vec<(String, String)>,
+    /// The env file the compose file reads instead of the project's `.env`.
+    pub env_file: PathBuf,
+    /// Write every variable into `env_file` (so the commands printed for `--keep` work);
+    /// otherwise it stays empty and the variables travel only in the environment.
+    pub write_vars: bool,
+}
+
 impl Compose {
+    /// A test stack's compose project: every variable comes from the check itself, never from
+    /// a developer's `.env`, so what is tested cannot depend on the machine it runs on.
+    pub fn test_stack(
+        program: ComposeProgram,
+        file: PathBuf,
+        stack: TestStack<'_>,
+    ) -> Result<Compose> {
+        let mut env = stack.image_env.to_vec();
+        env.extend(
+            [
+                ("DB_NAME", stack.db_name),
+                ("DB_USER", "app"),
+                ("DB_PASSWORD", stack.password),
+                ("DB_ROOT_PASSWORD", stack.root_password),
+                ("RUST_LOG", "info"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
+        env.extend(stack.extra);
+        let contents: String = if stack.write_vars {
+            env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+        } else {
+            String::new()
+        };
+        std::fs::write(&stack.env_file, contents)
+            .with_context(|| format!("writing {}", stack.env_file.display()))?;
+        Ok(Compose {
+            program,
+            file,
+            project: stack.project.to_string(),
+            env,
+            env_file: Some(stack.env_file),
+        })
+    }
+
     fn cmd<'a>(&self, sh: &'a Shell, args: &[&str]) -> xshell::Cmd<'a> {
         let (program, pre) = self.program.argv();
         let file = &self.file;
@@ -336,13 +399,7 @@ impl Compose {
         env: &[(&str, &str)],
         argv: &[&str],
     ) -> Result<Output> {
-        let mut args = vec!["exec", "-T"];
-        for (k, _) in env {
-            args.push("-e");
-            args.push(k);
-        }
-        args.push(service);
-        args.extend_from_slice(argv);
+        let args = exec_args(service, env, argv);
         self.cmd(sh, &args)
             .envs(env.iter().copied())
             .ignore_status()
@@ -358,13 +415,7 @@ impl Compose {
         env: &[(&str, &str)],
         argv: &[&str],
     ) -> Result<Child> {
-        let mut args = vec!["exec", "-T"];
-        for (k, _) in env {
-            args.push("-e");
-            args.push(k);
-        }
-        args.push(service);
-        args.extend_from_slice(argv);
+        let args = exec_args(service, env, argv);
         let mut command: Command = self.cmd(sh, &args).envs(env.iter().copied()).into();
         command
             .stdin(Stdio::null())

@@ -28,7 +28,7 @@ use self::{
     load::{LoadResult, Plan},
 };
 use crate::{
-    docker::{Compose, Docker, StackGuard},
+    docker::{Compose, Docker, StackGuard, TestStack},
     flags, images, preflight, provision,
     scaling::{self, checks::WaitOutcome, parse},
     testdb::random_hex,
@@ -119,22 +119,20 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     std::fs::write(&script, load::SCRIPT)
         .with_context(|| format!("writing {}", script.display()))?;
 
-    let mut env = image_set.env.clone();
-    env.push(("DB_NAME".into(), "app".into()));
-    env.push(("DB_USER".into(), "app".into()));
-    env.push(("DB_PASSWORD".into(), random_hex(16)?));
-    env.push(("DB_ROOT_PASSWORD".into(), random_hex(16)?));
-    env.push(("RUST_LOG".into(), "info".into()));
-    // Never a developer's `.env`: every variable comes from `env`.
-    let env_file = report_dir.join("empty.env");
-    std::fs::write(&env_file, "")?;
-    let compose = Compose {
-        program: compose_program,
-        file: project.compose_file(),
-        project: PROJECT_NAME.into(),
-        env,
-        env_file: Some(env_file),
-    };
+    let compose = Compose::test_stack(
+        compose_program,
+        project.compose_file(),
+        TestStack {
+            project: PROJECT_NAME,
+            image_env: &image_set.env,
+            db_name: "app",
+            password: &random_hex(16)?,
+            root_password: &random_hex(16)?,
+            extra: vec![],
+            env_file: report_dir.join("empty.env"),
+            write_vars: false,
+        },
+    )?;
     let api_image = image_set
         .get("API_IMAGE")
         .unwrap_or(images::API_IMAGE)

@@ -24,7 +24,7 @@ use xshell::Shell;
 
 use self::stack::Stack;
 use crate::{
-    docker::{Compose, StackGuard},
+    docker::{Compose, StackGuard, TestStack},
     flags, images, preflight,
     testdb::random_hex,
     ui, CannotRun, Failed, Project,
@@ -236,22 +236,20 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     // Fresh random passwords per run: nothing secret is stored or printed, and the security
     // scenario looks for these exact values in the images.
     let secrets = vec![random_hex(16)?, random_hex(16)?];
-    let mut env = image_set.env.clone();
-    env.push(("DB_NAME".into(), DB_NAME.into()));
-    env.push(("DB_USER".into(), "app".into()));
-    env.push(("DB_PASSWORD".into(), secrets[0].clone()));
-    env.push(("DB_ROOT_PASSWORD".into(), secrets[1].clone()));
-    env.push(("RUST_LOG".into(), "info".into()));
-    // The compose file reads its variables from this (empty) file, never a developer's `.env`.
-    let env_file = report_dir.join("empty.env");
-    std::fs::write(&env_file, "")?;
-    let compose = Compose {
-        program: compose_program,
-        file: project.compose_file(),
-        project: PROJECT_NAME.into(),
-        env,
-        env_file: Some(env_file),
-    };
+    let compose = Compose::test_stack(
+        compose_program,
+        project.compose_file(),
+        TestStack {
+            project: PROJECT_NAME,
+            image_env: &image_set.env,
+            db_name: DB_NAME,
+            password: &secrets[0],
+            root_password: &secrets[1],
+            extra: vec![],
+            env_file: report_dir.join("empty.env"),
+            write_vars: false,
+        },
+    )?;
     let stack = Stack {
         sh,
         compose,

@@ -22,7 +22,7 @@ use self::{
     parse::Container,
 };
 use crate::{
-    docker::{Compose, Docker, StackGuard},
+    docker::{Compose, Docker, StackGuard, TestStack},
     flags, images, preflight,
     testdb::random_hex,
     ui, CannotRun, Failed, Project,
@@ -186,41 +186,34 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         images::ensure(sh, project, &docker, &compose_program, false)?
     };
 
-    // A fresh random password per run: nothing secret is stored or printed.
-    let mut env = image_set.env.clone();
-    env.push(("DB_NAME".into(), DB_NAME.into()));
-    env.push(("DB_USER".into(), "app".into()));
-    env.push(("DB_PASSWORD".into(), random_hex(16)?));
-    env.push(("DB_ROOT_PASSWORD".into(), random_hex(16)?));
-    env.push(("RUST_LOG".into(), "info".into()));
-    match opts.fault {
-        Some(Fault::NoLock) => env.push(("API_MIGRATION_LOCK".into(), "off".into())),
-        Some(Fault::LockHeld) => env.push((
-            "API_MIGRATION_DEADLINE_SECS".into(),
+    let extra = match opts.fault {
+        Some(Fault::NoLock) => vec![("API_MIGRATION_LOCK".to_string(), "off".to_string())],
+        Some(Fault::LockHeld) => vec![(
+            "API_MIGRATION_DEADLINE_SECS".to_string(),
             LOCK_HELD_DEADLINE_SECS.to_string(),
-        )),
-        _ => {}
-    }
-    // The compose file reads its variables from an env file of the check's own, never from a
-    // developer's `.env`: with --keep it holds every variable, so the printed commands work.
-    let env_file = if opts.keep {
-        report_dir.join("compose.env")
-    } else {
-        report_dir.join("empty.env")
+        )],
+        _ => vec![],
     };
-    let contents: String = if opts.keep {
-        env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
-    } else {
-        String::new()
-    };
-    std::fs::write(&env_file, contents)?;
-    let compose = Compose {
-        program: compose_program,
-        file: project.compose_file(),
-        project: PROJECT_NAME.into(),
-        env,
-        env_file: Some(env_file),
-    };
+    // A fresh random password pair per run: nothing secret is stored or printed. With --keep
+    // the run's env file holds every variable, so the printed commands work.
+    let compose = Compose::test_stack(
+        compose_program,
+        project.compose_file(),
+        TestStack {
+            project: PROJECT_NAME,
+            image_env: &image_set.env,
+            db_name: DB_NAME,
+            password: &random_hex(16)?,
+            root_password: &random_hex(16)?,
+            extra,
+            env_file: report_dir.join(if opts.keep {
+                "compose.env"
+            } else {
+                "empty.env"
+            }),
+            write_vars: opts.keep,
+        },
+    )?;
 
     ui::step(&format!(
         "Removing any previous state of project {PROJECT_NAME}"
