@@ -230,6 +230,15 @@ fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str])
     args
 }
 
+/// The api's migration lock name as an SQL expression: sqlx's derivation (crc32 of the database
+/// name times 0x3d32ad9e, in hex), which the api's `migrate::lock_name` also uses.
+pub const MIGRATION_LOCK_SQL: &str = "LOWER(HEX(1026731422 * CRC32(DATABASE())))";
+
+/// Runs `$XTASK_SQL` as root on the application database inside the db container, with
+/// `-N -B` output. The root password never leaves the container's environment, and the SQL
+/// travels in an environment variable, so it needs no shell quoting.
+const DB_SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$XTASK_SQL\"";
+
 /// How to run Compose v2: the docker CLI plugin, or a standalone binary.
 #[derive(Clone, Debug)]
 pub enum ComposeProgram {
@@ -423,6 +432,36 @@ impl Compose {
             .stderr(Stdio::piped())
             .spawn()
             .context("starting `docker compose exec` in the background")
+    }
+
+    /// SQL as root in the `db` service's container (see `DB_SQL_SCRIPT`); the raw output,
+    /// whatever the exit status.
+    pub fn db_sql(&self, sh: &Shell, db: &str, sql: &str) -> Result<Output> {
+        self.exec_with_env(sh, db, &[("XTASK_SQL", sql)], &["sh", "-c", DB_SQL_SCRIPT])
+    }
+
+    /// `db_sql` in the background, for an outside client that must stay connected.
+    pub fn spawn_db_sql(&self, sh: &Shell, db: &str, sql: &str) -> Result<Child> {
+        self.spawn_exec(sh, db, &[("XTASK_SQL", sql)], &["sh", "-c", DB_SQL_SCRIPT])
+    }
+
+    /// `up -d --no-build --no-recreate --scale service=n service`: starts or stops replicas
+    /// up to `n`, leaving the running ones alone.
+    pub fn up_scaled(&self, sh: &Shell, service: &str, n: u32) -> Result<()> {
+        let scale = format!("{service}={n}");
+        self.run(
+            sh,
+            &[
+                "up",
+                "-d",
+                "--no-build",
+                "--no-recreate",
+                "--scale",
+                &scale,
+                service,
+            ],
+        )
+        .map(drop)
     }
 
     /// `port --index=i service port` → "127.0.0.1:49153".

@@ -40,6 +40,7 @@ use crate::{
 pub const PROJECT_NAME: &str = "scaling-bench";
 const API: &str = "api";
 const DB: &str = "db";
+const DB_NAME: &str = "app";
 const API_PORT: u16 = 8080;
 const DEFAULT_REPLICAS: &str = "1,2,4,8,16";
 const MAX_REPLICAS: u32 = 32;
@@ -125,7 +126,7 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         TestStack {
             project: PROJECT_NAME,
             image_env: &image_set.env,
-            db_name: "app",
+            db_name: DB_NAME,
             password: &random_hex(16)?,
             root_password: &random_hex(16)?,
             extra: vec![],
@@ -284,11 +285,11 @@ fn remove_replicas(bench: &Bench) -> Result<()> {
 /// Drops and recreates the application database (the user's grants stay): a fresh schema
 /// in a second, without re-initialising the server.
 fn reset_database(bench: &Bench) -> Result<()> {
-    let script = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot \
-                  -e \"DROP DATABASE IF EXISTS \\`$MYSQL_DATABASE\\`; CREATE DATABASE \\`$MYSQL_DATABASE\\`\"";
-    let out = bench
-        .compose
-        .exec_with_env(bench.sh, DB, &[], &["sh", "-c", script])?;
+    let out = bench.compose.db_sql(
+        bench.sh,
+        DB,
+        &format!("DROP DATABASE IF EXISTS `{DB_NAME}`; CREATE DATABASE `{DB_NAME}`"),
+    )?;
     if !out.status.success() {
         bail!(
             "resetting the database failed: {}",
@@ -310,11 +311,7 @@ struct Started {
 fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
     let origin = Utc::now();
     let t_up = Instant::now();
-    let scale = format!("{API}={n}");
-    bench.compose.run(
-        bench.sh,
-        &["up", "-d", "--no-build", "--scale", &scale, API],
-    )?;
+    bench.compose.up_scaled(bench.sh, API, n)?;
     match scaling::wait_healthy(
         bench.sh,
         &bench.compose,

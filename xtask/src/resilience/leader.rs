@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 
 use super::{stack::Stack, Verdict, HEALTHY_TIMEOUT};
 use crate::{
+    docker::MIGRATION_LOCK_SQL,
     scaling::parse::{self, Startup},
     ui,
 };
@@ -76,7 +77,7 @@ fn migration_versions() -> Result<Vec<i64>> {
 /// migrations table, and migration 1's row inserted in a transaction that never commits.
 fn dead_leader_sql(first_version: i64) -> String {
     format!(
-        "SELECT GET_LOCK(LOWER(HEX(1026731422 * CRC32(DATABASE()))), 0); \
+        "SELECT GET_LOCK({MIGRATION_LOCK_SQL}, 0); \
          CREATE TABLE IF NOT EXISTS _sqlx_migrations (version BIGINT PRIMARY KEY, description TEXT NOT NULL, \
            installed_on TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP, success BOOLEAN NOT NULL, checksum BLOB NOT NULL, \
            execution_time BIGINT NOT NULL); \
@@ -119,7 +120,7 @@ impl Drop for LeaderGuard {
 fn wait_for_lock_holder(stack: &Stack) -> Result<i64> {
     let started = Instant::now();
     loop {
-        let out = stack.sql("SELECT IS_USED_LOCK(LOWER(HEX(1026731422 * CRC32(DATABASE()))))")?;
+        let out = stack.sql(&format!("SELECT IS_USED_LOCK({MIGRATION_LOCK_SQL})"))?;
         if let Ok(id) = out.trim().parse::<i64>() {
             return Ok(id);
         }

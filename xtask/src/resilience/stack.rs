@@ -11,9 +11,13 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::Shell;
 
+pub use crate::scaling::ContainerFacts;
 use crate::{
     docker::{Compose, Docker},
-    scaling::parse::{self, Container, LogLine},
+    scaling::{
+        self,
+        parse::{self, Container, LogLine},
+    },
     ui,
 };
 
@@ -47,56 +51,18 @@ impl Stack<'_> {
 
     /// `up -d` of the database; waits until it is healthy.
     pub fn start_db(&self) -> Result<()> {
-        ui::step("Starting the database on a fresh volume");
-        self.compose.run(self.sh, &["up", "-d", "--no-build", DB])?;
-        self.wait_db_healthy(Duration::from_secs(120)).map(drop)
+        scaling::start_database(self.sh, &self.compose, Duration::from_secs(120))
     }
 
     /// Polls until the database is healthy; returns when it saw it.
     pub fn wait_db_healthy(&self, timeout: Duration) -> Result<Instant> {
-        let mut wait = ui::Waiting::new("db healthy");
-        loop {
-            let db = self.db_container()?;
-            if db.is_healthy() {
-                wait.finish("healthy");
-                return Ok(Instant::now());
-            }
-            if db.is_down() || db.health == "unhealthy" {
-                let logs = self
-                    .compose
-                    .run(self.sh, &["logs", "--tail", "20", "--no-color", DB])
-                    .unwrap_or_default();
-                bail!(
-                    "the database container is {} ({}); its last log lines:\n{logs}",
-                    db.state,
-                    db.status
-                );
-            }
-            wait.update(&format!("{} {}", db.state, db.health));
-            if wait.elapsed() > timeout {
-                bail!("the database was not healthy after {} s", timeout.as_secs());
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        scaling::wait_database_healthy(self.sh, &self.compose, timeout)?;
+        Ok(Instant::now())
     }
 
     /// `up -d --scale api=n api` (no recreation of running replicas).
     pub fn scale_api(&self, n: u32) -> Result<()> {
-        let scale = format!("{API}={n}");
-        self.compose
-            .run(
-                self.sh,
-                &[
-                    "up",
-                    "-d",
-                    "--no-build",
-                    "--no-recreate",
-                    "--scale",
-                    &scale,
-                    API,
-                ],
-            )
-            .map(drop)
+        self.compose.up_scaled(self.sh, API, n)
     }
 
     /// Waits until exactly `n` api replicas run and are healthy. Stops at once when one exits
@@ -171,34 +137,7 @@ impl Stack<'_> {
         &self,
         containers: &[Container],
     ) -> Result<BTreeMap<u32, ContainerFacts>> {
-        let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-        let out = self.docker.inspect(
-            self.sh,
-            &ids,
-            "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}",
-        )?;
-        let mut facts = BTreeMap::new();
-        for line in out.lines() {
-            let mut parts = line.split_whitespace();
-            let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next())
-            else {
-                continue;
-            };
-            if let Some(c) = containers
-                .iter()
-                .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
-            {
-                facts.insert(
-                    c.number,
-                    ContainerFacts {
-                        id: id.to_string(),
-                        started_at: started.to_string(),
-                        restarts: count.parse().unwrap_or(0),
-                    },
-                );
-            }
-        }
-        Ok(facts)
+        scaling::container_facts(self.sh, &self.docker, containers)
     }
 
     /// `exec -T --index=i api argv...`.
@@ -209,12 +148,7 @@ impl Stack<'_> {
     /// Runs SQL as root on the application database inside the db container (the password
     /// never leaves the container's environment); returns `-N -B` output.
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let out = self.compose.exec_with_env(
-            self.sh,
-            DB,
-            &[("RESILIENCE_SQL", sql)],
-            &["sh", "-c", SQL_SCRIPT],
-        )?;
+        let out = self.compose.db_sql(self.sh, DB, sql)?;
         if !out.status.success() {
             bail!(
                 "SQL failed ({sql}): {}",
@@ -226,24 +160,10 @@ impl Stack<'_> {
 
     /// Starts SQL in the background (an outside client that must stay connected).
     pub fn spawn_sql(&self, sql: &str) -> Result<std::process::Child> {
-        self.compose.spawn_exec(
-            self.sh,
-            DB,
-            &[("RESILIENCE_SQL", sql)],
-            &["sh", "-c", SQL_SCRIPT],
-        )
+        self.compose.spawn_db_sql(self.sh, DB, sql)
     }
 
     pub fn logs(&self) -> Result<Vec<LogLine>> {
         Ok(parse::logs(&self.compose.logs(self.sh, API)?))
     }
-}
-
-const SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$RESILIENCE_SQL\"";
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct ContainerFacts {
-    pub id: String,
-    pub started_at: String,
-    pub restarts: u32,
 }

@@ -22,7 +22,7 @@ use self::{
     parse::Container,
 };
 use crate::{
-    docker::{Compose, Docker, StackGuard, TestStack},
+    docker::{Compose, Docker, StackGuard, TestStack, MIGRATION_LOCK_SQL},
     flags, images, preflight,
     testdb::random_hex,
     ui, CannotRun, Failed, Project,
@@ -273,6 +273,15 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
 pub(crate) fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -> Result<()> {
     ui::step("Starting the database on a fresh volume");
     compose.run(sh, &["up", "-d", "--no-build", DB])?;
+    wait_database_healthy(sh, compose, timeout)
+}
+
+/// Polls until the database is healthy; fails at once if it exits or turns unhealthy.
+pub(crate) fn wait_database_healthy(
+    sh: &Shell,
+    compose: &Compose,
+    timeout: Duration,
+) -> Result<()> {
     let mut wait = ui::Waiting::new("db healthy");
     loop {
         let containers = parse::ps(&compose.ps(sh, DB)?)?;
@@ -295,7 +304,7 @@ pub(crate) fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -
         if wait.elapsed() > timeout {
             bail!("the database was not healthy after {} s", timeout.as_secs());
         }
-        std::thread::sleep(Duration::from_millis(500));
+        std::thread::sleep(Duration::from_millis(200));
     }
     wait.finish("healthy");
     Ok(())
@@ -352,9 +361,8 @@ fn run_scenario(
     } else {
         n
     };
-    let scale = format!("{API}={first}");
     let t_up = Instant::now();
-    compose.run(sh, &["up", "-d", "--no-build", "--scale", &scale, API])?;
+    compose.up_scaled(sh, API, first)?;
     let mut wait = wait_healthy(sh, compose, docker, first, opts.timeout, t_up)?;
 
     if fault == Some(Fault::LateReplica) {
@@ -364,19 +372,7 @@ fn run_scenario(
             LATE_REPLICA_DELAY.as_secs_f64()
         ));
         std::thread::sleep(remaining);
-        let scale = format!("{API}={n}");
-        compose.run(
-            sh,
-            &[
-                "up",
-                "-d",
-                "--no-build",
-                "--no-recreate",
-                "--scale",
-                &scale,
-                API,
-            ],
-        )?;
+        compose.up_scaled(sh, API, n)?;
         wait = wait_healthy(sh, compose, docker, n, opts.timeout, t_up)?;
     }
     if fault == Some(Fault::ReplicaDown) {
@@ -560,22 +556,48 @@ fn restart_counts(
     docker: &Docker,
     containers: &[Container],
 ) -> Result<BTreeMap<u32, u32>> {
+    let facts = container_facts(sh, docker, containers)?;
+    Ok(facts.into_iter().map(|(n, f)| (n, f.restarts)).collect())
+}
+
+/// What `docker inspect` says of a container that `ps` does not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerFacts {
+    pub id: String,
+    pub started_at: String,
+    pub restarts: u32,
+}
+
+/// Id, start time and restart count of each container, by container number.
+pub(crate) fn container_facts(
+    sh: &Shell,
+    docker: &Docker,
+    containers: &[Container],
+) -> Result<BTreeMap<u32, ContainerFacts>> {
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-    let out = docker.inspect(sh, &ids, "{{.Id}} {{.RestartCount}}")?;
-    let mut counts = BTreeMap::new();
+    let out = docker.inspect(sh, &ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")?;
+    let mut facts = BTreeMap::new();
     for line in out.lines() {
         let mut parts = line.split_whitespace();
-        let (Some(id), Some(count)) = (parts.next(), parts.next()) else {
+        let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next())
+        else {
             continue;
         };
         if let Some(c) = containers
             .iter()
             .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
         {
-            counts.insert(c.number, count.parse().unwrap_or(0));
+            facts.insert(
+                c.number,
+                ContainerFacts {
+                    id: id.to_string(),
+                    started_at: started.to_string(),
+                    restarts: count.parse().unwrap_or(0),
+                },
+            );
         }
     }
-    Ok(counts)
+    Ok(facts)
 }
 
 /// TEST-03's I/O: each replica writes a file into the shared directory, then each reads all.
@@ -630,9 +652,11 @@ fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check>
 /// The database's own record of the migrations, read as root inside the db container
 /// (its password never leaves the container's environment).
 fn migration_records(sh: &Shell, compose: &Compose) -> Result<Vec<(i64, bool)>> {
-    let script = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \
-                  -e \"SELECT version, success FROM \\`$MYSQL_DATABASE\\`._sqlx_migrations ORDER BY version\"";
-    let out = compose.exec_with_env(sh, DB, &[], &["sh", "-c", script])?;
+    let out = compose.db_sql(
+        sh,
+        DB,
+        "SELECT version, success FROM _sqlx_migrations ORDER BY version",
+    )?;
     if !out.status.success() {
         let err = String::from_utf8_lossy(&out.stderr);
         if err.contains("doesn't exist") {
@@ -652,20 +676,15 @@ fn migration_versions(project: &Project) -> Result<Vec<i64>> {
     Ok(parse::migration_versions(names.iter().map(String::as_str)))
 }
 
-/// An outside client takes the api's migration lock (same name derivation as sqlx's:
-/// crc32 of the database name times 0x3d32ad9e, in hex) and sits on it.
+/// An outside client takes the api's migration lock and sits on it.
 fn hold_migration_lock(sh: &Shell, compose: &Compose) -> Result<std::process::Child> {
-    let sql = "SET @l = LOWER(HEX(1026731422 * CRC32(DATABASE()))); SELECT GET_LOCK(@l, 0); SELECT SLEEP(600);";
-    let script = format!(
-        "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e '{sql}'"
-    );
-    let child = compose.spawn_exec(sh, DB, &[], &["sh", "-c", &script])?;
+    let hold = format!("SELECT GET_LOCK({MIGRATION_LOCK_SQL}, 0); SELECT SLEEP(600);");
+    let child = compose.spawn_db_sql(sh, DB, &hold)?;
     // Wait until the server reports the lock as used, so the replicas really meet it.
-    let probe = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" \
-                 -e 'SELECT IS_USED_LOCK(LOWER(HEX(1026731422 * CRC32(DATABASE()))))'";
+    let probe = format!("SELECT IS_USED_LOCK({MIGRATION_LOCK_SQL})");
     let started = Instant::now();
     loop {
-        let out = compose.exec_with_env(sh, DB, &[], &["sh", "-c", probe])?;
+        let out = compose.db_sql(sh, DB, &probe)?;
         let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
         if out.status.success() && holder != "NULL" && !holder.is_empty() {
             ui::note(&format!("lock held by connection {holder}"));
