@@ -2,7 +2,7 @@
 //!
 //! `Compose` always passes the compose file and a project name, and `-T` to `exec`, so no
 //! caller can forget them. Methods return the raw text the tool printed; parsing lives in
-//! pure functions elsewhere (`scaling::parse`) so it can be tested on recorded output.
+//! pure functions elsewhere (`stack::parse`) so it can be tested on recorded output.
 
 use std::{
     path::{Path, PathBuf},
@@ -229,10 +229,6 @@ fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str])
     args.extend_from_slice(argv);
     args
 }
-
-/// The api's migration lock name as an SQL expression: sqlx's derivation (crc32 of the database
-/// name times 0x3d32ad9e, in hex), which the api's `migrate::lock_name` also uses.
-pub const MIGRATION_LOCK_SQL: &str = "LOWER(HEX(1026731422 * CRC32(DATABASE())))";
 
 /// Runs `$XTASK_SQL` as root on the application database inside the db container, with
 /// `-N -B` output. The root password never leaves the container's environment, and the SQL

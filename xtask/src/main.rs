@@ -2,25 +2,28 @@
 
 mod bench;
 mod docker;
-mod faults;
 mod flags;
-mod images;
+mod host;
 // The xtask reads a subset of the contract; the rest is used by the api and the tests.
 #[allow(dead_code)]
 #[path = "../../api/src/log_contract.rs"]
 mod log_contract;
-mod preflight;
-mod provision;
+mod outcome;
 mod resilience;
 mod scaling;
+mod stack;
 mod test;
-mod testdb;
 mod timeline;
 mod ui;
 
 use std::path::{Path, PathBuf};
 
 use xshell::Shell;
+
+use crate::{
+    host::{images, preflight, testdb},
+    outcome::Failed,
+};
 
 /// Paths of the workspace.
 #[derive(Clone, Debug)]
@@ -46,56 +49,28 @@ impl Project {
     }
 }
 
-/// An error that means "could not run" (docker missing, daemon down, bad flag): exit 2.
-#[derive(Debug)]
-pub struct CannotRun(pub String);
-
-impl std::fmt::Display for CannotRun {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for CannotRun {}
-
-/// A verdict that is not an error: the tests ran and something failed (exit 1).
-#[derive(Debug)]
-pub struct Failed(pub String);
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Failed {}
-
 fn main() {
     let flags = match flags::Xtask::from_env() {
         Ok(flags) => flags,
         Err(err) if err.is_help() => {
             println!("{err}");
-            std::process::exit(0);
+            std::process::exit(outcome::EXIT_PASSED);
         }
         Err(err) => {
             eprintln!("error: {err}\nRun `cargo xtask --help` for the commands and their flags.");
-            std::process::exit(2);
+            std::process::exit(outcome::EXIT_CANNOT_RUN);
         }
     };
-    let code = match run(flags) {
-        Ok(()) => 0,
-        Err(err) => {
-            if let Some(failed) = err.downcast_ref::<Failed>() {
-                eprintln!("{}", failed.0);
-                1
-            } else {
-                // CannotRun and any other error: the check could not run.
-                eprintln!("{} {err:#}", ui::paint("error:", "1;31"));
-                2
-            }
+    let result = run(flags);
+    if let Err(err) = &result {
+        if let Some(failed) = err.downcast_ref::<Failed>() {
+            eprintln!("{}", failed.0);
+        } else {
+            // CannotRun and any other error: the check could not run.
+            eprintln!("{} {err:#}", ui::paint("error:", "1;31"));
         }
-    };
-    std::process::exit(code);
+    }
+    std::process::exit(outcome::exit_code(&result));
 }
 
 fn run(flags: flags::Xtask) -> anyhow::Result<()> {
@@ -110,7 +85,9 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::XtaskCmd::TestScaling(cmd) => {
             scaling::run(&sh, &project, scaling::Options::from_flags(&cmd)?)
         }
-        flags::XtaskCmd::TestFaults(cmd) => faults::run(&sh, &project, cmd.only.as_deref()),
+        flags::XtaskCmd::TestFaults(cmd) => {
+            scaling::faults::run(&sh, &project, cmd.only.as_deref())
+        }
         flags::XtaskCmd::TestResilience(cmd) => resilience::run(&sh, &project, &cmd),
         flags::XtaskCmd::Bench(cmd) => bench::run(&sh, &project, &cmd),
         flags::XtaskCmd::Test(cmd) => test::run(&sh, &project, cmd.no_docker),

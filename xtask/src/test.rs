@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{faults, resilience, scaling, testdb, ui, Failed, Project};
+use crate::{host::testdb, outcome::Failed, resilience, scaling, ui, Project};
 
 pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -36,19 +36,10 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
     });
     if !no_docker {
         stage("scaling check (test-scaling)", &mut || {
-            let opts = scaling::Options {
-                replicas: 4,
-                max_spread: 5.0,
-                timeout: std::time::Duration::from_secs(180),
-                no_build: false,
-                keep: false,
-                fault: None,
-                report_dir: None,
-            };
-            scaling::run(sh, project, opts)
+            scaling::run(sh, project, scaling::Options::default())
         });
         stage("fault injection (test-faults)", &mut || {
-            faults::run(sh, project, None)
+            scaling::faults::run(sh, project, None)
         });
         stage("resilience (test-resilience)", &mut || {
             resilience::run(

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::load::LoadResult;
 use crate::{
-    scaling::parse::trailing_number,
+    stack::parse::trailing_number,
     timeline::{Mark, Timeline},
 };
 

@@ -28,23 +28,19 @@ use self::{
     load::{LoadResult, Plan},
 };
 use crate::{
-    docker::{Compose, Docker, StackGuard, TestStack},
-    flags, images, preflight, provision,
-    scaling::{self, checks::WaitOutcome, parse},
-    testdb::random_hex,
+    flags,
+    host::{images, preflight, provision},
+    outcome::{self, CannotRun},
+    stack::{http, parse, Setup, Stack, Unhealthy, WaitOutcome, DB_NAME, DEFAULT_TIMEOUT_SECS},
     timeline::{self, Timeline},
-    ui, CannotRun, Project,
+    ui, Project,
 };
 
 /// The benchmark's own compose project: never a developer's stack, nor the checks' ones.
 pub const PROJECT_NAME: &str = "scaling-bench";
-const API: &str = "api";
-const DB: &str = "db";
-const DB_NAME: &str = "app";
-const API_PORT: u16 = 8080;
 const DEFAULT_REPLICAS: &str = "1,2,4,8,16";
 const MAX_REPLICAS: u32 = 32;
-const HEALTHY_TIMEOUT: Duration = Duration::from_secs(180);
+const HEALTHY_TIMEOUT: Duration = Duration::from_secs(DEFAULT_TIMEOUT_SECS);
 /// Each of the two load measurements per N lasts this long: long enough for a stable rate,
 /// short enough that the whole run stays within minutes.
 const LOAD_SECONDS: u32 = 4;
@@ -84,8 +80,7 @@ pub fn parse_counts(list: &str) -> Result<Vec<u32>, String> {
 /// What every step needs.
 struct Bench<'a> {
     sh: &'a Shell,
-    compose: Compose,
-    docker: Docker,
+    stack: Stack<'a>,
     wrk: PathBuf,
     script: PathBuf,
     report_dir: PathBuf,
@@ -98,10 +93,7 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         .report_dir
         .clone()
         .unwrap_or_else(|| project.target_dir.join("bench-report"));
-    if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir)
-            .with_context(|| format!("clearing {}", report_dir.display()))?;
-    }
+    outcome::fresh_dir(&report_dir)?;
     std::fs::create_dir_all(report_dir.join("logs"))
         .with_context(|| format!("creating {}", report_dir.display()))?;
 
@@ -120,28 +112,24 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     std::fs::write(&script, load::SCRIPT)
         .with_context(|| format!("writing {}", script.display()))?;
 
-    let compose = Compose::test_stack(
+    let stack = Stack::new(
+        sh,
+        project,
+        &docker,
         compose_program,
-        project.compose_file(),
-        TestStack {
-            project: PROJECT_NAME,
-            image_env: &image_set.env,
-            db_name: DB_NAME,
-            password: &random_hex(16)?,
-            root_password: &random_hex(16)?,
+        Setup {
+            name: PROJECT_NAME,
+            replicas: counts.iter().copied().max().unwrap_or(1),
             extra: vec![],
             env_file: report_dir.join("empty.env"),
             write_vars: false,
+            images: &image_set,
         },
     )?;
-    let api_image = image_set
-        .get("API_IMAGE")
-        .unwrap_or(images::API_IMAGE)
-        .to_string();
+    let api_image = stack.api_image.clone();
     let bench = Bench {
         sh,
-        compose,
-        docker,
+        stack,
         wrk,
         script,
         report_dir,
@@ -151,22 +139,18 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         cores: std::thread::available_parallelism()
             .map(usize::from)
             .unwrap_or(0),
-        docker_engine: bench.docker.server_version(sh)?,
+        docker_engine: bench.stack.docker.server_version(sh)?,
     };
     let api_image = ImageFacts {
-        size_bytes: bench.docker.image_size(sh, &api_image)?,
+        size_bytes: bench.stack.docker.image_size(sh, &api_image)?,
         name: api_image,
     };
 
-    ui::step(&format!(
-        "Removing any previous state of project {PROJECT_NAME}"
-    ));
-    bench.compose.down(sh)?;
-    let guard = StackGuard::new(&bench.compose, false);
+    let guard = bench.stack.begin(false)?;
     let mut runs = Vec::new();
     let mut pages = Vec::new();
     let outcome = (|| -> Result<()> {
-        scaling::start_database(sh, &bench.compose, HEALTHY_TIMEOUT)?;
+        bench.stack.start_db(HEALTHY_TIMEOUT)?;
         for &n in &counts {
             let (run, page) = measure(&bench, n)?;
             runs.push(run);
@@ -224,7 +208,7 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
     ));
     let mut ports = Vec::new();
     for c in &containers {
-        let addr = bench.compose.port(bench.sh, API, c.number, API_PORT)?;
+        let addr = bench.stack.port(c.number)?;
         ports.push(
             addr.parse::<SocketAddr>()
                 .with_context(|| format!("the published port of {}: {addr:?}", c.label()))?,
@@ -232,7 +216,7 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
     }
     let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
     let document = seed_document(ports[0])?;
-    let idle = figures::parse_stats(&bench.docker.stats(bench.sh, &ids)?)?;
+    let idle = figures::parse_stats(&bench.stack.docker.stats(bench.sh, &ids)?)?;
     let read_path = format!("/documents/{document}/content");
     let (read, read_usage) = put_load(
         bench,
@@ -276,20 +260,15 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
 }
 
 fn remove_replicas(bench: &Bench) -> Result<()> {
-    bench
-        .compose
-        .run(bench.sh, &["rm", "--stop", "--force", API])
-        .map(drop)
+    bench.stack.remove_api()
 }
 
 /// Drops and recreates the application database (the user's grants stay): a fresh schema
 /// in a second, without re-initialising the server.
 fn reset_database(bench: &Bench) -> Result<()> {
-    let out = bench.compose.db_sql(
-        bench.sh,
-        DB,
-        &format!("DROP DATABASE IF EXISTS `{DB_NAME}`; CREATE DATABASE `{DB_NAME}`"),
-    )?;
+    let out = bench.stack.sql_output(&format!(
+        "DROP DATABASE IF EXISTS `{DB_NAME}`; CREATE DATABASE `{DB_NAME}`"
+    ))?;
     if !out.status.success() {
         bail!(
             "resetting the database failed: {}",
@@ -311,15 +290,11 @@ struct Started {
 fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
     let origin = Utc::now();
     let t_up = Instant::now();
-    bench.compose.up_scaled(bench.sh, API, n)?;
-    match scaling::wait_healthy(
-        bench.sh,
-        &bench.compose,
-        &bench.docker,
-        n,
-        HEALTHY_TIMEOUT,
-        t_up,
-    )? {
+    bench.stack.scale_api(n)?;
+    match bench
+        .stack
+        .wait_healthy(n, HEALTHY_TIMEOUT, t_up, Unhealthy::Stops)?
+    {
         WaitOutcome::AllHealthy { .. } => {}
         WaitOutcome::Broken { reason, .. } => {
             bail!("{n} replicas on a {database} did not start: {reason}")
@@ -328,9 +303,9 @@ fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
             bail!("{n} replicas on a {database} were not all healthy after {seconds:.0} s")
         }
     }
-    let containers = parse::ps(&bench.compose.ps(bench.sh, API)?)?;
-    let times = timeline::capture(bench.sh, &bench.docker, &containers)?;
-    let logs = bench.compose.logs(bench.sh, API)?;
+    let containers = bench.stack.api_containers()?;
+    let times = timeline::capture(bench.sh, &bench.stack.docker, &containers)?;
+    let logs = bench.stack.logs_text()?;
     let slug = database.split(' ').next().unwrap_or(database);
     std::fs::write(
         bench
@@ -364,25 +339,13 @@ fn start_replicas(bench: &Bench, n: u32, database: &str) -> Result<Started> {
 
 /// The document every read asks for.
 fn seed_document(addr: SocketAddr) -> Result<String> {
-    let response = minreq::post(format!("http://{addr}/documents?name=bench-read.bin"))
-        .with_header("content-type", "application/octet-stream")
-        .with_body(vec![b'x'; DOCUMENT_BYTES])
-        .with_timeout(10)
-        .send()
-        .with_context(|| format!("storing the document to read through {addr}"))?;
-    let text = response.as_str().unwrap_or("").to_string();
-    if response.status_code != 201 {
-        bail!(
-            "storing the document to read through {addr}: {} {text}",
-            response.status_code
-        );
-    }
-    let body: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("the api's answer to an upload: {text}"))?;
-    body["id"]
-        .as_str()
-        .map(String::from)
-        .with_context(|| format!("no id in the api's answer to an upload: {text}"))
+    http::store(
+        addr,
+        "bench-read.bin",
+        &vec![b'x'; DOCUMENT_BYTES],
+        Duration::from_secs(10),
+    )
+    .context("storing the document to read")
 }
 
 /// Runs wrk and samples `docker stats` while it runs.
@@ -394,6 +357,7 @@ fn put_load(
     let mut child = load::spawn(bench.sh, &bench.wrk, &bench.script, plan)?;
     std::thread::sleep(STATS_DELAY);
     let usage = bench
+        .stack
         .docker
         .stats(bench.sh, ids)
         .and_then(|text| figures::parse_stats(&text));

@@ -10,9 +10,10 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
+use super::provision;
 use crate::{
     docker::{Compose, Docker},
-    provision, ui, Project,
+    ui, Project,
 };
 
 pub const OFFICIAL_DB_IMAGE: &str = "mariadb:10.11";
@@ -45,7 +46,7 @@ pub struct Flags {
 }
 
 pub fn run(sh: &Shell, project: &Project, flags: &Flags) -> Result<()> {
-    let docker = crate::preflight::docker(sh)?;
+    let docker = super::preflight::docker(sh)?;
     let compose_program = provision::compose(sh, &docker, &project.target_dir)?;
     let set = ensure(sh, project, &docker, &compose_program, flags.force)?;
     println!("Images ready:");

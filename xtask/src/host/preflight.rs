@@ -4,9 +4,11 @@
 use anyhow::Result;
 use xshell::Shell;
 
+use super::provision;
 use crate::{
     docker::{ComposeProgram, Docker},
-    provision, ui, CannotRun, Project,
+    outcome::CannotRun,
+    ui, Project,
 };
 
 /// docker on PATH and its daemon answering.

@@ -11,7 +11,8 @@ use std::{
 use anyhow::{bail, Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{provision, ui, Project};
+use super::provision;
+use crate::{ui, Project};
 
 pub struct TestDb {
     child: Child,

@@ -12,12 +12,14 @@ use std::{
 
 use anyhow::Result;
 
-use super::{
-    http::{self, Outcome},
-    stack::Stack,
-    Verdict,
+use super::{wait_all_healthy, Verdict};
+use crate::{
+    stack::{
+        http::{self, Outcome},
+        Stack,
+    },
+    ui,
 };
-use crate::ui;
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const UNKNOWN_ID: &str = "6f1c1f55-6f0a-4d8b-9a51-1c2a3b4c5d6e";
@@ -172,7 +174,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
             unhealthy.push(format!("api-{number} /readyz: {}", ready.describe()));
         }
     }
-    match stack.wait_healthy(stack.replicas, Duration::from_secs(30)) {
+    match wait_all_healthy(stack, stack.replicas, Duration::from_secs(30)) {
         Ok(_) if unhealthy.is_empty() => v.figure(format!(
             "all {} replicas ready and healthy afterwards, none restarted",
             ports.len()
@@ -379,7 +381,7 @@ fn latency(slow: &SlowClient) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::http::Reply;
+    use crate::stack::http::Reply;
 
     fn json_reply(status: u16, code: &str) -> Outcome {
         let body = format!(r#"{{"error":{{"code":"{code}","message":"m"}}}}"#).into_bytes();

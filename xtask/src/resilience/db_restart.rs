@@ -17,13 +17,15 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
 use super::{
-    http::{self, Outcome},
-    pseudo_random_bytes, sha256_hex,
-    stack::{ContainerFacts, Stack, DB},
-    writers::store,
-    Verdict, HEALTHY_TIMEOUT,
+    pseudo_random_bytes, sha256_hex, wait_all_healthy, writers::store, Verdict, HEALTHY_TIMEOUT,
 };
-use crate::ui;
+use crate::{
+    stack::{
+        http::{self, Outcome},
+        ContainerFacts, Stack,
+    },
+    ui,
+};
 
 const DOCUMENTS: u32 = 24;
 pub const MAX_RECOVERY_SECS: f64 = 10.0;
@@ -53,14 +55,14 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
 
     ui::step("Stopping the database while the replicas serve");
     let stopping = Instant::now();
-    stack.compose.run(stack.sh, &["stop", DB])?;
+    stack.stop_db()?;
     let outage = probe_outage(&ports)?;
     let down_for = stopping.elapsed().as_secs_f64();
 
     ui::step("Starting the database again");
     let started_at = Utc::now();
     let ready = ReadinessWatch::start(&ports);
-    stack.compose.run(stack.sh, &["start", DB])?;
+    stack.restart_db()?;
     stack.wait_db_healthy(Duration::from_secs(120))?;
     let healthy_at = db_healthy_time(stack, started_at).unwrap_or_else(|e| {
         ui::warn(&format!(
@@ -72,8 +74,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
 
     let after = stack.container_facts(&stack.api_containers()?)?;
     let intact = check_documents(&ports, &stored);
-    stack
-        .wait_healthy(stack.replicas, HEALTHY_TIMEOUT)
+    wait_all_healthy(stack, stack.replicas, HEALTHY_TIMEOUT)
         .context("the replicas did not turn healthy again")?;
     let mut verdict = judge(
         &outage,

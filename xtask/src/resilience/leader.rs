@@ -13,10 +13,13 @@ use std::{
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
 
-use super::{stack::Stack, Verdict, HEALTHY_TIMEOUT};
+use super::{wait_all_healthy, Verdict, HEALTHY_TIMEOUT};
 use crate::{
-    docker::MIGRATION_LOCK_SQL,
-    scaling::parse::{self, Startup},
+    stack::{
+        db::{self, MIGRATION_LOCK_SQL},
+        parse::{self, Startup},
+        Stack,
+    },
     ui,
 };
 
@@ -29,12 +32,12 @@ const WAIT_FOR_WAITERS: Duration = Duration::from_secs(40);
 
 pub fn run(stack: &Stack) -> Result<Verdict> {
     let n = stack.replicas;
-    let versions = migration_versions()?;
+    let versions = db::migration_versions(&stack.project.root)?;
     let first = *versions.first().context("the api has no migrations")?;
 
     ui::note("an outside client takes the migration lock and starts recording migration 1");
     let mut leader = LeaderGuard(Some(stack.spawn_sql(&dead_leader_sql(first))?));
-    let holder = wait_for_lock_holder(stack)?;
+    let holder = db::wait_for_lock_holder(stack)?;
     ui::note(&format!("lock held by connection {holder}"));
 
     ui::step(&format!("Starting {n} replicas on the fresh database"));
@@ -47,7 +50,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         killed_at.format("%H:%M:%S%.3f")
     ));
     leader.reap();
-    let healthy_after = stack.wait_healthy(n, HEALTHY_TIMEOUT)?;
+    let healthy_after = wait_all_healthy(stack, n, HEALTHY_TIMEOUT)?;
 
     let startups = parse::startups(&stack.logs()?);
     let rows = migration_rows(stack)?;
@@ -61,16 +64,6 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         verdict.problem(format!("api-{number} restarted {count} time(s)"));
     }
     Ok(verdict)
-}
-
-/// Migration versions of the api, from its `migrations/` directory.
-fn migration_versions() -> Result<Vec<i64>> {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/migrations");
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    Ok(parse::migration_versions(names.iter().map(String::as_str)))
 }
 
 /// The dead leader: the api's lock (same name derivation as the api's and sqlx's), sqlx's
@@ -114,20 +107,6 @@ impl Drop for LeaderGuard {
             let _ = child.kill();
             let _ = child.wait();
         }
-    }
-}
-
-fn wait_for_lock_holder(stack: &Stack) -> Result<i64> {
-    let started = Instant::now();
-    loop {
-        let out = stack.sql(&format!("SELECT IS_USED_LOCK({MIGRATION_LOCK_SQL})"))?;
-        if let Ok(id) = out.trim().parse::<i64>() {
-            return Ok(id);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("the outside client did not get the migration lock within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 

@@ -6,11 +6,9 @@
 mod bad_input;
 mod cli;
 mod db_restart;
-mod http;
 mod leader;
 mod scale_down;
 mod security;
-mod stack;
 mod writers;
 
 use std::{
@@ -18,21 +16,20 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Result};
 use serde::Serialize;
 use xshell::Shell;
 
-use self::stack::Stack;
 use crate::{
-    docker::{Compose, StackGuard, TestStack},
-    flags, images, preflight,
-    testdb::random_hex,
-    ui, CannotRun, Failed, Project,
+    flags,
+    host::{images, preflight},
+    outcome::{self, CannotRun, Failed},
+    stack::{Setup, Stack, Unhealthy, WaitOutcome, DEFAULT_REPLICAS},
+    ui, Project,
 };
 
 /// The scenarios' own compose project: never the developer's, nor the scaling check's.
 pub const PROJECT_NAME: &str = "scaling-resilience";
-const DB_NAME: &str = "app";
 /// How long a scenario waits for the replicas to be healthy before it starts.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -49,7 +46,7 @@ pub enum Scenario {
 }
 
 impl Scenario {
-    /// In the order, which is the report's.
+    /// In the report's order (the README's table).
     pub const ALL: [Scenario; 7] = [
         Scenario::LeaderDeath,
         Scenario::DbRestart,
@@ -164,7 +161,7 @@ pub struct Options {
 
 impl Options {
     pub fn from_flags(flags: &flags::TestResilience) -> Result<Options> {
-        let replicas = flags.replicas.unwrap_or(4);
+        let replicas = flags.replicas.unwrap_or(DEFAULT_REPLICAS);
         if !(2..=16).contains(&replicas) {
             return Err(CannotRun(format!(
                 "--replicas {replicas}: choose between 2 and 16 (leader death needs a replica to take over, scale-down halves the count)"
@@ -217,11 +214,7 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     ));
     let (docker, compose_program) = preflight::run(sh, project)?;
     let report_dir = project.target_dir.join("resilience-report");
-    if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir)
-            .with_context(|| format!("clearing {}", report_dir.display()))?;
-    }
-    std::fs::create_dir_all(&report_dir)?;
+    outcome::fresh_dir(&report_dir)?;
 
     let mut outcomes = Vec::new();
     let chosen = |s: Scenario| opts.scenarios.contains(&s);
@@ -234,44 +227,23 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
 
     let image_set = images::ensure(sh, project, &docker, &compose_program, false)?;
     // Fresh random passwords per run: nothing secret is stored or printed, and the security
-    // scenario looks for these exact values in the images.
-    let secrets = vec![random_hex(16)?, random_hex(16)?];
-    let compose = Compose::test_stack(
+    // scenario looks for these exact values (`stack.secrets`) in the images.
+    let stack = Stack::new(
+        sh,
+        project,
+        &docker,
         compose_program,
-        project.compose_file(),
-        TestStack {
-            project: PROJECT_NAME,
-            image_env: &image_set.env,
-            db_name: DB_NAME,
-            password: &secrets[0],
-            root_password: &secrets[1],
+        Setup {
+            name: PROJECT_NAME,
+            replicas: opts.replicas,
             extra: vec![],
             env_file: report_dir.join("empty.env"),
             write_vars: false,
+            images: &image_set,
         },
     )?;
-    let stack = Stack {
-        sh,
-        compose,
-        docker: docker.clone(),
-        replicas: opts.replicas,
-        secrets,
-        api_image: image_set
-            .get("API_IMAGE")
-            .unwrap_or(images::API_IMAGE)
-            .to_string(),
-        db_image: image_set
-            .get("DB_IMAGE")
-            .unwrap_or(images::OFFICIAL_DB_IMAGE)
-            .to_string(),
-    };
-
-    ui::step(&format!(
-        "Removing any previous state of project {PROJECT_NAME}"
-    ));
-    stack.compose.down(sh)?;
-    let guard = StackGuard::new(&stack.compose, false);
-    let setup = stack.start_db();
+    let guard = stack.begin(false)?;
+    let setup = stack.start_db(Duration::from_secs(120));
     match setup {
         Err(e) => {
             for scenario in Scenario::RUN_ORDER
@@ -295,7 +267,7 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     }
     save_logs(&stack, &report_dir);
     drop(guard);
-    let left = docker.project_leftovers(sh, PROJECT_NAME)?;
+    let left = stack.leftovers()?;
     if !left.is_empty() {
         let last = outcomes.last_mut().expect("a stack scenario ran");
         last.passed = false;
@@ -319,7 +291,7 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
         ui::step(&format!("Starting {n} replicas"));
         stack.scale_api(n)?;
     }
-    stack.wait_healthy(n, HEALTHY_TIMEOUT)?;
+    wait_all_healthy(stack, n, HEALTHY_TIMEOUT)?;
     match scenario {
         Scenario::DbRestart => db_restart::run(stack),
         Scenario::ConcurrentWriters => writers::run(stack),
@@ -327,6 +299,30 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
         Scenario::BadInput => bad_input::run(stack),
         Scenario::Security => security::run(stack),
         Scenario::LeaderDeath | Scenario::XtaskInput => unreachable!("handled above"),
+    }
+}
+
+/// Waits until exactly `n` api replicas run and are healthy; returns how long it took. Stops
+/// at once when one exits or restarts; an unhealthy one may recover (e.g. after a database
+/// outage), so it is waited for.
+fn wait_all_healthy(stack: &Stack, n: u32, timeout: Duration) -> Result<f64> {
+    match stack.wait_healthy(n, timeout, Instant::now(), Unhealthy::MayRecover)? {
+        WaitOutcome::AllHealthy { seconds } => Ok(seconds),
+        WaitOutcome::Broken { reason, .. } => bail!(
+            "{reason}; the api's last log lines:\n{}",
+            stack.api_log_tail(15)
+        ),
+        WaitOutcome::TimedOut { .. } => {
+            let healthy = stack
+                .api_containers()?
+                .iter()
+                .filter(|c| c.is_healthy())
+                .count();
+            bail!(
+                "{healthy} of {n} replicas healthy after {} s",
+                timeout.as_secs()
+            )
+        }
     }
 }
 
@@ -395,10 +391,7 @@ fn print_table(outcomes: &[ScenarioResult]) {
 
 /// Every container's log into the report directory, before the stack goes away.
 fn save_logs(stack: &Stack, dir: &Path) {
-    if let Ok(text) = stack
-        .compose
-        .run(stack.sh, &["logs", "--timestamps", "--no-color"])
-    {
+    if let Ok(text) = stack.all_logs_text() {
         let _ = std::fs::write(dir.join("compose.log"), text);
     }
 }

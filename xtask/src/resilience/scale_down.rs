@@ -19,13 +19,14 @@ use std::{
 use anyhow::Result;
 use chrono::Utc;
 
-use super::{
-    http::{self, Outcome},
-    pseudo_random_bytes, sha256_hex,
-    stack::{Stack, API},
-    writers, Verdict, PROJECT_NAME,
+use super::{pseudo_random_bytes, sha256_hex, wait_all_healthy, writers, Verdict, PROJECT_NAME};
+use crate::{
+    stack::{
+        http::{self, Outcome},
+        Stack, API,
+    },
+    ui,
 };
-use crate::ui;
 
 /// Longer than the compose file's stop_grace_period (10 s): a request held until the
 /// replica is killed shows as cut, not as a client timeout.
@@ -117,7 +118,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         &parse_events(&events),
         scale_seconds,
     );
-    if let Err(e) = stack.wait_healthy(target, Duration::from_secs(30)) {
+    if let Err(e) = wait_all_healthy(stack, target, Duration::from_secs(30)) {
         verdict.problem(format!("the remaining replicas are not healthy: {e:#}"));
     }
     // Nothing half-written by the replicas that stopped.
@@ -375,7 +376,7 @@ pub fn judge(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::http::Reply;
+    use crate::stack::http::Reply;
 
     fn ok(replica: u32) -> Sent {
         Sent {

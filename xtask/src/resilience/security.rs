@@ -7,10 +7,8 @@ use std::collections::BTreeMap;
 use anyhow::Result;
 use serde::Deserialize;
 
-use super::{
-    stack::{Stack, API, API_PORT},
-    Verdict,
-};
+use super::Verdict;
+use crate::stack::{Stack, API_PORT};
 
 /// The compose file's default `API_UID` (the Dockerfile's `ARG UID`).
 pub const API_UID: &str = "10001";
@@ -52,12 +50,10 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         });
     }
 
-    let ps = stack
-        .compose
-        .run(stack.sh, &["ps", "--all", "--format", "json"])?;
+    let ps = stack.all_containers_text()?;
     let mut ports = Vec::new();
     for c in &containers {
-        let addr = stack.compose.port(stack.sh, API, c.number, API_PORT)?;
+        let addr = stack.port(c.number)?;
         ports.push((c.number, addr));
     }
 

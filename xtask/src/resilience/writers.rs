@@ -10,13 +10,14 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 
-use super::{
-    http::{self, Outcome},
-    pseudo_random_bytes, sha256_hex,
-    stack::Stack,
-    Verdict,
+use super::{pseudo_random_bytes, sha256_hex, Verdict};
+use crate::{
+    stack::{
+        http::{self, Outcome},
+        Stack,
+    },
+    ui,
 };
-use crate::ui;
 
 const UPLOADS: usize = 1000;
 const DELETES: usize = 200;
@@ -29,23 +30,7 @@ const READ_BACK_SAMPLE: usize = 50;
 
 /// Uploads a document and returns its id (for setting up other scenarios).
 pub fn store(addr: SocketAddr, name: &str, body: &[u8]) -> Result<String> {
-    let outcome = http::send(
-        addr,
-        &http::request(
-            "POST",
-            &format!("/documents?name={name}"),
-            &[("Content-Type", "application/octet-stream")],
-            body,
-        ),
-        REQUEST_TIMEOUT,
-    );
-    match &outcome {
-        Outcome::Reply(r) if r.status == 201 => r
-            .json()
-            .and_then(|j| j["id"].as_str().map(String::from))
-            .context("a 201 without an id"),
-        other => bail!("storing {name} through {addr} failed: {}", other.describe()),
-    }
+    http::store(addr, name, body, REQUEST_TIMEOUT)
 }
 
 /// One request of the burst, as the client saw it.
@@ -489,7 +474,7 @@ pub fn consistency(after: &Holdings) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::resilience::http::Reply;
+    use crate::stack::http::Reply;
 
     fn created(id: &str, sha: &str) -> Request {
         let body = format!(r#"{{"id":"{id}","sha256":"{sha}"}}"#).into_bytes();

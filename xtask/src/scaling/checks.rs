@@ -6,8 +6,13 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
-use super::parse::{Container, Startup, WriteProbe};
-use crate::log_contract as contract;
+use crate::{
+    log_contract as contract,
+    stack::{
+        parse::{Container, Startup, WriteProbe},
+        DbState, WaitOutcome,
+    },
+};
 
 /// A gap this long between two replicas' start-ups means they queued behind each other.
 pub const SEQUENTIAL_GAP_SECS: f64 = 30.0;
@@ -45,46 +50,6 @@ impl Check {
         }
         self.passed = false;
     }
-}
-
-/// Which database the replicas started on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Scenario {
-    FreshDatabase,
-    ExistingDatabase,
-}
-
-impl Scenario {
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::FreshDatabase => "fresh database",
-            Scenario::ExistingDatabase => "existing database",
-        }
-    }
-
-    pub fn slug(self) -> &'static str {
-        match self {
-            Scenario::FreshDatabase => "fresh",
-            Scenario::ExistingDatabase => "existing",
-        }
-    }
-}
-
-/// How waiting for the replicas ended.
-#[derive(Clone, Debug, PartialEq)]
-pub enum WaitOutcome {
-    AllHealthy {
-        seconds: f64,
-    },
-    /// A replica exited, restarted or turned unhealthy: we stopped waiting at once.
-    Broken {
-        seconds: f64,
-        reason: String,
-    },
-    TimedOut {
-        seconds: f64,
-    },
 }
 
 /// TEST-01: N containers, all running and healthy, none restarted.
@@ -301,7 +266,7 @@ pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) ->
 /// database every replica took the fast path and none took the lock. In both, the database's
 /// own record has each version exactly once, successful.
 pub fn migrations(
-    scenario: Scenario,
+    scenario: DbState,
     expected: &[u32],
     startups: &BTreeMap<u32, Startup>,
     records: &[(i64, bool)],
@@ -372,7 +337,7 @@ pub fn migrations(
         check.fail(format!("api-{n} timed out: {line}"));
     }
     match scenario {
-        Scenario::FreshDatabase => {
+        DbState::FreshDatabase => {
             if acquisitions > 1 {
                 check.fail(format!("the migration lock was acquired {acquisitions} times (by {}), expected exactly once", list(&acquired)));
             } else if acquisitions == 0 {
@@ -413,7 +378,7 @@ pub fn migrations(
                 }
             }
         }
-        Scenario::ExistingDatabase => {
+        DbState::ExistingDatabase => {
             if acquisitions > 0 || !appliers.is_empty() {
                 check.fail(format!(
                     "on an existing database {} took the migration lock and {} applied migrations; expected none",
@@ -463,14 +428,14 @@ pub fn migrations(
     ));
     if check.passed {
         check.summary = match scenario {
-            Scenario::FreshDatabase => format!(
+            DbState::FreshDatabase => format!(
                 "1 lock acquisition (api-{}), {} applied once; {} fast path, {} waited",
                 acquired.first().copied().unwrap_or(0),
                 versions.len(),
                 fast.len(),
                 waited.len()
             ),
-            Scenario::ExistingDatabase => format!("{} fast paths, no lock taken", fast.len()),
+            DbState::ExistingDatabase => format!("{} fast paths, no lock taken", fast.len()),
         };
     }
     check

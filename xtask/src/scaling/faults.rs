@@ -8,10 +8,13 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use xshell::Shell;
 
+use super::{report::Report, Fault, Options};
 use crate::{
     docker::Docker,
-    scaling::{self, checks::Scenario, report::Report, Fault, Options},
-    ui, CannotRun, Failed, Project,
+    outcome::{CannotRun, Failed},
+    scaling,
+    stack::DbState,
+    ui, Project,
 };
 
 /// What a fault must do to the report.
@@ -153,7 +156,7 @@ fn judge(exp: &Expectation, report: &Report) -> Result<()> {
     if let Some(e) = &report.error {
         bail!("the run stopped with an error instead of a verdict: {e}");
     }
-    let scenario = Scenario::FreshDatabase;
+    let scenario = DbState::FreshDatabase;
     let Some(check) = report.check(scenario, exp.fails) else {
         bail!("{} is missing from the report", exp.fails);
     };

@@ -3,7 +3,7 @@
 //! scenario, the existing-database scenario, report; cleanup on every exit path.
 
 pub mod checks;
-pub mod parse;
+pub mod faults;
 pub mod report;
 #[cfg(test)]
 mod tests;
@@ -14,27 +14,24 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use xshell::Shell;
 
-use self::{
-    checks::{Check, HttpRead, Scenario, SharedDataResult, WaitOutcome},
-    parse::Container,
-};
+use self::checks::{Check, HttpRead, SharedDataResult};
 use crate::{
-    docker::{Compose, Docker, StackGuard, TestStack, MIGRATION_LOCK_SQL},
-    flags, images, preflight,
-    testdb::random_hex,
-    ui, CannotRun, Failed, Project,
+    flags,
+    host::{images, preflight, testdb::random_hex},
+    outcome::{self, CannotRun, Failed},
+    stack::{
+        db::{self, MIGRATION_LOCK_SQL},
+        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_SPREAD_SECS,
+        DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
+    },
+    ui, Project,
 };
 
 /// The check's own compose project: never the developer's default one, nor its volumes.
 pub const PROJECT_NAME: &str = "scaling-check";
-const API: &str = "api";
-const DB: &str = "db";
-const API_PORT: u16 = 8080;
-const DATA_DIR: &str = "/app/data";
-const DB_NAME: &str = "app";
 /// The outside client of the `lock-held` fault plays a migration that never ends; the api
 /// gets this deadline so the run stays short.
 const LOCK_HELD_DEADLINE_SECS: u64 = 10;
@@ -94,22 +91,37 @@ pub struct Options {
     pub report_dir: Option<PathBuf>,
 }
 
+impl Default for Options {
+    /// The check as `make test-scaling` runs it.
+    fn default() -> Options {
+        Options {
+            replicas: DEFAULT_REPLICAS,
+            max_spread: DEFAULT_MAX_SPREAD_SECS,
+            timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
+            no_build: false,
+            keep: false,
+            fault: None,
+            report_dir: None,
+        }
+    }
+}
+
 impl Options {
     pub fn from_flags(flags: &flags::TestScaling) -> Result<Options> {
-        let replicas = flags.replicas.unwrap_or(4);
+        let replicas = flags.replicas.unwrap_or(DEFAULT_REPLICAS);
         if !(1..=32).contains(&replicas) {
             return Err(
                 CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into(),
             );
         }
-        let max_spread = flags.max_spread.unwrap_or(5.0);
+        let max_spread = flags.max_spread.unwrap_or(DEFAULT_MAX_SPREAD_SECS);
         if max_spread.is_nan() || max_spread <= 0.0 {
             return Err(CannotRun(format!(
                 "--max-spread {max_spread}: must be a positive number of seconds"
             ))
             .into());
         }
-        let timeout = flags.timeout.unwrap_or(180);
+        let timeout = flags.timeout.unwrap_or(DEFAULT_TIMEOUT_SECS);
         if timeout == 0 {
             return Err(
                 CannotRun("--timeout 0: must be a positive number of seconds".into()).into(),
@@ -134,7 +146,7 @@ impl Options {
 /// Everything a scenario produced.
 #[derive(Debug)]
 pub struct ScenarioResult {
-    pub scenario: Scenario,
+    pub scenario: DbState,
     pub checks: Vec<Check>,
 }
 
@@ -164,11 +176,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             .join(format!("fault-{}", f.name())),
         None => project.target_dir.join("scaling-report").join("latest"),
     });
-    if report_dir.exists() {
-        std::fs::remove_dir_all(&report_dir)
-            .with_context(|| format!("clearing {}", report_dir.display()))?;
-    }
-    std::fs::create_dir_all(&report_dir)?;
+    outcome::fresh_dir(&report_dir)?;
 
     ui::step(&format!(
         "Scaling check: {} replicas{}",
@@ -196,15 +204,14 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     };
     // A fresh random password pair per run: nothing secret is stored or printed. With --keep
     // the run's env file holds every variable, so the printed commands work.
-    let compose = Compose::test_stack(
+    let stack = Stack::new(
+        sh,
+        project,
+        &docker,
         compose_program,
-        project.compose_file(),
-        TestStack {
-            project: PROJECT_NAME,
-            image_env: &image_set.env,
-            db_name: DB_NAME,
-            password: &random_hex(16)?,
-            root_password: &random_hex(16)?,
+        Setup {
+            name: PROJECT_NAME,
+            replicas: opts.replicas,
             extra,
             env_file: report_dir.join(if opts.keep {
                 "compose.env"
@@ -212,40 +219,20 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
                 "empty.env"
             }),
             write_vars: opts.keep,
+            images: &image_set,
         },
     )?;
-
-    ui::step(&format!(
-        "Removing any previous state of project {PROJECT_NAME}"
-    ));
-    compose.down(sh)?;
-    let guard = StackGuard::new(&compose, opts.keep);
+    let guard = stack.begin(opts.keep)?;
 
     let mut report = report::Report::new(opts, &image_set);
     let outcome = (|| -> Result<()> {
-        start_database(sh, &compose, opts.timeout)?;
-        let fresh = run_scenario(
-            sh,
-            &compose,
-            &docker,
-            project,
-            opts,
-            Scenario::FreshDatabase,
-            &report_dir,
-        )?;
+        stack.start_db(opts.timeout)?;
+        let fresh = run_scenario(&stack, opts, DbState::FreshDatabase, &report_dir)?;
         report.scenarios.push(fresh);
         if opts.fault.is_none() {
             ui::step("Removing the api replicas; the database keeps its schema");
-            compose.run(sh, &["rm", "--stop", "--force", API])?;
-            let existing = run_scenario(
-                sh,
-                &compose,
-                &docker,
-                project,
-                opts,
-                Scenario::ExistingDatabase,
-                &report_dir,
-            )?;
+            stack.remove_api()?;
+            let existing = run_scenario(&stack, opts, DbState::ExistingDatabase, &report_dir)?;
             report.scenarios.push(existing);
         }
         Ok(())
@@ -253,10 +240,10 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     if let Err(e) = &outcome {
         report.error = Some(format!("{e:#}"));
     }
-    save_all_logs(sh, &compose, &report_dir);
+    stack.save_logs_by_container(&report_dir);
     drop(guard);
     if opts.fault.is_none() && !opts.keep {
-        let left = docker.project_leftovers(sh, PROJECT_NAME)?;
+        let left = stack.leftovers()?;
         if !left.is_empty() {
             report
                 .error
@@ -270,53 +257,10 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     Ok(report)
 }
 
-pub(crate) fn start_database(sh: &Shell, compose: &Compose, timeout: Duration) -> Result<()> {
-    ui::step("Starting the database on a fresh volume");
-    compose.run(sh, &["up", "-d", "--no-build", DB])?;
-    wait_database_healthy(sh, compose, timeout)
-}
-
-/// Polls until the database is healthy; fails at once if it exits or turns unhealthy.
-pub(crate) fn wait_database_healthy(
-    sh: &Shell,
-    compose: &Compose,
-    timeout: Duration,
-) -> Result<()> {
-    let mut wait = ui::Waiting::new("db healthy");
-    loop {
-        let containers = parse::ps(&compose.ps(sh, DB)?)?;
-        let db = containers.first();
-        match db {
-            Some(c) if c.is_healthy() => break,
-            Some(c) if c.is_down() || c.health == "unhealthy" => {
-                let logs = compose
-                    .run(sh, &["logs", "--tail", "20", "--no-color", DB])
-                    .unwrap_or_default();
-                bail!(
-                    "the database container is {} ({}); its last log lines:\n{logs}",
-                    c.state,
-                    c.status
-                );
-            }
-            Some(c) => wait.update(&format!("{} {}", c.state, c.health)),
-            None => wait.update("no container yet"),
-        }
-        if wait.elapsed() > timeout {
-            bail!("the database was not healthy after {} s", timeout.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    wait.finish("healthy");
-    Ok(())
-}
-
 fn run_scenario(
-    sh: &Shell,
-    compose: &Compose,
-    docker: &Docker,
-    project: &Project,
+    stack: &Stack,
     opts: &Options,
-    scenario: Scenario,
+    scenario: DbState,
     report_dir: &std::path::Path,
 ) -> Result<ScenarioResult> {
     let n = opts.replicas;
@@ -328,32 +272,16 @@ fn run_scenario(
 
     if fault == Some(Fault::DataNotWritable) {
         ui::note("fault: making the shared data volume owned by root, mode 755");
-        compose.run(
-            sh,
-            &[
-                "run",
-                "--rm",
-                "--no-deps",
-                "--user",
-                "0",
-                "--cap-add",
-                "CHOWN",
-                "--cap-add",
-                "FOWNER",
-                "--entrypoint",
-                "sh",
-                API,
-                "-c",
-                // The marker file matters: Docker copies the image's ownership of /app/data
-                // back onto a named volume that is still empty when a container mounts it.
-                "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
-            ],
+        // The marker file matters: Docker copies the image's ownership of /app/data back
+        // onto a named volume that is still empty when a container mounts it.
+        stack.run_api_as_root(
+            "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
         )?;
     }
     let mut lock_holder = None;
     if fault == Some(Fault::LockHeld) {
         ui::note("fault: an outside client takes the migration lock and keeps it");
-        lock_holder = Some(hold_migration_lock(sh, compose)?);
+        lock_holder = Some(hold_migration_lock(stack)?);
     }
 
     let first = if fault == Some(Fault::LateReplica) {
@@ -362,8 +290,8 @@ fn run_scenario(
         n
     };
     let t_up = Instant::now();
-    compose.up_scaled(sh, API, first)?;
-    let mut wait = wait_healthy(sh, compose, docker, first, opts.timeout, t_up)?;
+    stack.scale_api(first)?;
+    let mut wait = stack.wait_healthy(first, opts.timeout, t_up, Unhealthy::Stops)?;
 
     if fault == Some(Fault::LateReplica) {
         let remaining = LATE_REPLICA_DELAY.saturating_sub(t_up.elapsed());
@@ -372,14 +300,14 @@ fn run_scenario(
             LATE_REPLICA_DELAY.as_secs_f64()
         ));
         std::thread::sleep(remaining);
-        compose.up_scaled(sh, API, n)?;
-        wait = wait_healthy(sh, compose, docker, n, opts.timeout, t_up)?;
+        stack.scale_api(n)?;
+        wait = stack.wait_healthy(n, opts.timeout, t_up, Unhealthy::Stops)?;
     }
     if fault == Some(Fault::ReplicaDown) {
-        let containers = parse::ps(&compose.ps(sh, API)?)?;
+        let containers = stack.api_containers()?;
         if let Some(last) = containers.iter().max_by_key(|c| c.number) {
             ui::note(&format!("fault: stopping {}", last.label()));
-            docker.stop(sh, &last.id)?;
+            stack.docker.stop(stack.sh, &last.id)?;
         }
     }
     if let Some(mut holder) = lock_holder.take() {
@@ -388,9 +316,9 @@ fn run_scenario(
     }
 
     ui::step(&format!("Scenario: {} — checking", scenario.name()));
-    let containers = parse::ps(&compose.ps(sh, API)?)?;
-    let restarts = restart_counts(sh, docker, &containers)?;
-    let log_text = compose.logs(sh, API)?;
+    let containers = stack.api_containers()?;
+    let restarts = stack.restart_counts(&containers)?;
+    let log_text = stack.logs_text()?;
     std::fs::write(
         report_dir.join(format!("{}-api.log", scenario.slug())),
         &log_text,
@@ -399,8 +327,8 @@ fn run_scenario(
     let startups = parse::startups(&lines);
     // Right away: Docker keeps only the last five probe results, which say when each turned healthy.
     crate::timeline::add_to_report(
-        sh,
-        docker,
+        stack.sh,
+        &stack.docker,
         scenario,
         &containers,
         &startups,
@@ -430,13 +358,13 @@ fn run_scenario(
         &startups,
         opts.max_spread,
     ));
-    checks.push(shared_data(sh, compose, &running)?);
-    let records = migration_records(sh, compose)?;
-    let versions = migration_versions(project)?;
+    checks.push(shared_data(stack, &running)?);
+    let records = db::migration_records(stack)?;
+    let versions = db::migration_versions(&stack.project.root)?;
     checks.push(checks::migrations(
         scenario, &expected, &startups, &records, &versions,
     ));
-    checks.push(cross_replica_http(sh, compose, &running, &containers));
+    checks.push(cross_replica_http(stack, &running));
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -465,143 +393,8 @@ fn run_scenario(
     Ok(ScenarioResult { scenario, checks })
 }
 
-/// Polls `ps` until `n` replicas are healthy; stops at once when one exits, restarts, turns
-/// unhealthy, or logs an error while not healthy.
-pub(crate) fn wait_healthy(
-    sh: &Shell,
-    compose: &Compose,
-    docker: &Docker,
-    n: u32,
-    timeout: Duration,
-    since: Instant,
-) -> Result<WaitOutcome> {
-    let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
-    let mut polls = 0u32;
-    loop {
-        polls += 1;
-        let seconds = since.elapsed().as_secs_f64();
-        let containers = parse::ps(&compose.ps(sh, API)?)?;
-        let restarts = restart_counts(sh, docker, &containers)?;
-        if let Some(c) = containers
-            .iter()
-            .find(|c| c.is_down() || c.health == "unhealthy")
-        {
-            let reason = format!(
-                "{} is {} ({})",
-                c.label(),
-                if c.health == "unhealthy" {
-                    "unhealthy"
-                } else {
-                    &c.state
-                },
-                c.status
-            );
-            wait.finish(&format!("stopped: {reason}"));
-            return Ok(WaitOutcome::Broken { seconds, reason });
-        }
-        if let Some((num, count)) = restarts.iter().find(|(_, count)| **count > 0) {
-            let reason = format!("api-{num} restarted {count} time(s)");
-            wait.finish(&format!("stopped: {reason}"));
-            return Ok(WaitOutcome::Broken { seconds, reason });
-        }
-        let healthy = containers.iter().filter(|c| c.is_healthy()).count() as u32;
-        if healthy == n && containers.len() as u32 == n {
-            wait.finish("all healthy");
-            return Ok(WaitOutcome::AllHealthy { seconds });
-        }
-        // Every few polls, read the logs: a replica that logged an error and is still not
-        // healthy will not become healthy by itself (a read-only volume, a bad password).
-        if polls.is_multiple_of(4) {
-            let lines = parse::logs(&compose.logs(sh, API)?);
-            if let Some(reason) = errored_replica(&lines, &containers) {
-                wait.finish(&format!("stopped: {reason}"));
-                return Ok(WaitOutcome::Broken { seconds, reason });
-            }
-        }
-        wait.update(&format!(
-            "{healthy}/{n} healthy, {} containers",
-            containers.len()
-        ));
-        if since.elapsed() > timeout {
-            wait.finish("timed out");
-            return Ok(WaitOutcome::TimedOut { seconds });
-        }
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
-/// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
-/// one: it names the cause; later ones are often its echoes, like failed probes).
-pub fn errored_replica(lines: &[parse::LogLine], containers: &[Container]) -> Option<String> {
-    let latest = lines.iter().map(|l| l.time).max()?;
-    containers.iter().filter(|c| !c.is_healthy()).find_map(|c| {
-        let error = lines
-            .iter()
-            .filter(|l| l.number == Some(c.number) && l.message.contains(" ERROR "))
-            .min_by_key(|l| l.time)?;
-        (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down()).then(
-            || {
-                format!(
-                    "{} is not healthy and logged: {}",
-                    c.label(),
-                    error.message.trim()
-                )
-            },
-        )
-    })
-}
-
-fn restart_counts(
-    sh: &Shell,
-    docker: &Docker,
-    containers: &[Container],
-) -> Result<BTreeMap<u32, u32>> {
-    let facts = container_facts(sh, docker, containers)?;
-    Ok(facts.into_iter().map(|(n, f)| (n, f.restarts)).collect())
-}
-
-/// What `docker inspect` says of a container that `ps` does not.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ContainerFacts {
-    pub id: String,
-    pub started_at: String,
-    pub restarts: u32,
-}
-
-/// Id, start time and restart count of each container, by container number.
-pub(crate) fn container_facts(
-    sh: &Shell,
-    docker: &Docker,
-    containers: &[Container],
-) -> Result<BTreeMap<u32, ContainerFacts>> {
-    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-    let out = docker.inspect(sh, &ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")?;
-    let mut facts = BTreeMap::new();
-    for line in out.lines() {
-        let mut parts = line.split_whitespace();
-        let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        if let Some(c) = containers
-            .iter()
-            .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
-        {
-            facts.insert(
-                c.number,
-                ContainerFacts {
-                    id: id.to_string(),
-                    started_at: started.to_string(),
-                    restarts: count.parse().unwrap_or(0),
-                },
-            );
-        }
-    }
-    Ok(facts)
-}
-
 /// TEST-03's I/O: each replica writes a file into the shared directory, then each reads all.
-fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check> {
+fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
     let run = random_hex(4)?;
     let file = |n: u32| format!("{DATA_DIR}/.scaling-check-{run}-{n}");
     let mut results = Vec::new();
@@ -611,7 +404,7 @@ fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check>
              if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi",
             f = file(n)
         );
-        let out = compose.exec(sh, API, n, &["sh", "-c", &script])?;
+        let out = stack.exec_api(n, &["sh", "-c", &script])?;
         let stdout = String::from_utf8_lossy(&out.stdout);
         let write = parse::write_probe(&stdout).map_err(|_| {
             format!(
@@ -633,7 +426,7 @@ fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check>
             .iter()
             .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
             .collect();
-        let out = compose.exec(sh, API, r.number, &["sh", "-c", &reads.join("; ")])?;
+        let out = stack.exec_api(r.number, &["sh", "-c", &reads.join("; ")])?;
         if out.status.success() {
             let (seen, missing) = parse::read_probe(&String::from_utf8_lossy(&out.stdout));
             r.seen = seen;
@@ -644,73 +437,30 @@ fn shared_data(sh: &Shell, compose: &Compose, replicas: &[u32]) -> Result<Check>
     }
     if let Some(&first) = replicas.first() {
         let cleanup = format!("rm -f {DATA_DIR}/.scaling-check-{run}-*");
-        let _ = compose.exec(sh, API, first, &["sh", "-c", &cleanup]);
+        let _ = stack.exec_api(first, &["sh", "-c", &cleanup]);
     }
     Ok(checks::shared_data(replicas, &results, DATA_DIR))
 }
 
-/// The database's own record of the migrations, read as root inside the db container
-/// (its password never leaves the container's environment).
-fn migration_records(sh: &Shell, compose: &Compose) -> Result<Vec<(i64, bool)>> {
-    let out = compose.db_sql(
-        sh,
-        DB,
-        "SELECT version, success FROM _sqlx_migrations ORDER BY version",
-    )?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        if err.contains("doesn't exist") {
-            return Ok(Vec::new());
-        }
-        bail!("reading _sqlx_migrations failed: {}", err.trim());
-    }
-    parse::migration_rows(&String::from_utf8_lossy(&out.stdout))
-}
-
-fn migration_versions(project: &Project) -> Result<Vec<i64>> {
-    let dir = project.root.join("api").join("migrations");
-    let names: Vec<String> = std::fs::read_dir(&dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .collect();
-    Ok(parse::migration_versions(names.iter().map(String::as_str)))
-}
-
 /// An outside client takes the api's migration lock and sits on it.
-fn hold_migration_lock(sh: &Shell, compose: &Compose) -> Result<std::process::Child> {
+fn hold_migration_lock(stack: &Stack) -> Result<std::process::Child> {
     let hold = format!("SELECT GET_LOCK({MIGRATION_LOCK_SQL}, 0); SELECT SLEEP(600);");
-    let child = compose.spawn_db_sql(sh, DB, &hold)?;
+    let child = stack.spawn_sql(&hold)?;
     // Wait until the server reports the lock as used, so the replicas really meet it.
-    let probe = format!("SELECT IS_USED_LOCK({MIGRATION_LOCK_SQL})");
-    let started = Instant::now();
-    loop {
-        let out = compose.db_sql(sh, DB, &probe)?;
-        let holder = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        if out.status.success() && holder != "NULL" && !holder.is_empty() {
-            ui::note(&format!("lock held by connection {holder}"));
-            return Ok(child);
-        }
-        if started.elapsed() > Duration::from_secs(20) {
-            bail!("the outside client did not get the migration lock within 20 s");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    let holder = db::wait_for_lock_holder(stack)?;
+    ui::note(&format!("lock held by connection {holder}"));
+    Ok(child)
 }
 
 /// Cross-replica HTTP: store a document through the first replica's published port, read it
 /// back through every replica, then delete it.
-fn cross_replica_http(
-    sh: &Shell,
-    compose: &Compose,
-    replicas: &[u32],
-    _containers: &[Container],
-) -> Check {
+fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
     let body: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let mut ports = BTreeMap::new();
     for &n in replicas {
-        if let Ok(addr) = compose.port(sh, API, n, API_PORT) {
+        if let Ok(addr) = stack.port(n) {
             ports.insert(n, addr);
         }
     }
@@ -723,20 +473,29 @@ fn cross_replica_http(
             replicas,
         );
     };
-    let store = minreq::post(format!("http://{addr}/documents?name=scaling-check.bin"))
-        .with_header("content-type", "application/octet-stream")
-        .with_body(body.clone())
-        .with_timeout(10)
-        .send()
-        .map_err(|e| e.to_string())
-        .and_then(|r| {
-            let text = r.as_str().unwrap_or("").to_string();
-            if r.status_code == 201 {
-                Ok(text)
-            } else {
-                Err(format!("{} {text}", r.status_code))
-            }
-        });
+    let timeout = Duration::from_secs(10);
+    let send = |addr: &str, method: &str, path: &str, body: &[u8]| -> Result<http::Reply, String> {
+        let addr: std::net::SocketAddr = addr
+            .parse()
+            .map_err(|e| format!("published address {addr:?}: {e}"))?;
+        let headers: &[(&str, &str)] = if body.is_empty() {
+            &[]
+        } else {
+            &[("Content-Type", "application/octet-stream")]
+        };
+        match http::send(addr, &http::request(method, path, headers, body), timeout) {
+            http::Outcome::Reply(reply) => Ok(reply),
+            other => Err(other.describe()),
+        }
+    };
+    let store = send(addr, "POST", "/documents?name=scaling-check.bin", &body).and_then(|r| {
+        let text = String::from_utf8_lossy(&r.body).into_owned();
+        if r.status == 201 {
+            Ok(text)
+        } else {
+            Err(format!("{} {text}", r.status))
+        }
+    });
     let id = store
         .as_ref()
         .ok()
@@ -745,16 +504,11 @@ fn cross_replica_http(
     let mut reads = Vec::new();
     if let Some(id) = &id {
         for (&n, addr) in &ports {
-            let result = minreq::get(format!("http://{addr}/documents/{id}/content"))
-                .with_timeout(10)
-                .send()
-                .map(|r| (r.status_code as u16, r.into_bytes()))
-                .map_err(|e| e.to_string());
+            let result = send(addr, "GET", &format!("/documents/{id}/content"), b"")
+                .map(|r| (r.status, r.body));
             reads.push(HttpRead { number: n, result });
         }
-        let _ = minreq::delete(format!("http://{addr}/documents/{id}"))
-            .with_timeout(10)
-            .send();
+        let _ = send(addr, "DELETE", &format!("/documents/{id}"), b"");
     }
     let store = match (&store, &id) {
         (Ok(text), Some(_)) => Ok(text.chars().take(200).collect()),
@@ -762,26 +516,4 @@ fn cross_replica_http(
         (Err(e), _) => Err(e.clone()),
     };
     checks::cross_replica_http(first, &store, &body, &reads, replicas)
-}
-
-/// Every container's full log into the report directory, before the stack goes away.
-fn save_all_logs(sh: &Shell, compose: &Compose, dir: &std::path::Path) {
-    let logs_dir = dir.join("logs");
-    let _ = std::fs::create_dir_all(&logs_dir);
-    if let Ok(text) = compose.run(sh, &["logs", "--timestamps", "--no-color"]) {
-        let mut by_container: BTreeMap<String, String> = BTreeMap::new();
-        for line in text.lines() {
-            let name = line
-                .split_once(" | ")
-                .or_else(|| line.split_once(" |"))
-                .map(|(p, _)| p.trim())
-                .unwrap_or("compose");
-            let entry = by_container.entry(name.to_string()).or_default();
-            entry.push_str(line);
-            entry.push('\n');
-        }
-        for (name, text) in by_container {
-            let _ = std::fs::write(logs_dir.join(format!("{name}.log")), text);
-        }
-    }
 }

@@ -8,7 +8,7 @@ use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde_json::json;
 
 use super::{Options, ScenarioResult};
-use crate::{images::ImageSet, ui};
+use crate::{host::images::ImageSet, stack::DbState, ui};
 
 #[derive(Debug)]
 pub struct Report {
@@ -62,7 +62,7 @@ impl Report {
     }
 
     /// The check with this id in this scenario (for test-faults' assertions).
-    pub fn check(&self, scenario: super::Scenario, id: &str) -> Option<&super::Check> {
+    pub fn check(&self, scenario: DbState, id: &str) -> Option<&super::Check> {
         self.scenarios
             .iter()
             .find(|s| s.scenario == scenario)?

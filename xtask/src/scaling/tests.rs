@@ -6,12 +6,15 @@ use std::collections::BTreeMap;
 
 use chrono::TimeDelta;
 
-use super::{
-    checks::{self, HttpRead, Scenario, SharedDataResult, WaitOutcome},
-    errored_replica,
-    parse::{self, Container, LogLine, Startup, WriteProbe},
+use super::checks::{self, HttpRead, SharedDataResult};
+use crate::{
+    log_contract as contract,
+    stack::{
+        errored_replica,
+        parse::{self, Container, LogLine, Startup, WriteProbe},
+        DbState, WaitOutcome,
+    },
 };
-use crate::log_contract as contract;
 
 fn testdata(name: &str) -> String {
     let path = format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -459,7 +462,7 @@ fn a_replica_that_could_not_be_probed_fails() {
 #[test]
 fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
     let c = checks::migrations(
-        Scenario::FreshDatabase,
+        DbState::FreshDatabase,
         &ALL,
         &parse::startups(&fresh_lines()),
         &good_records(),
@@ -472,7 +475,7 @@ fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
         c.summary
     );
     let c = checks::migrations(
-        Scenario::ExistingDatabase,
+        DbState::ExistingDatabase,
         &ALL,
         &parse::startups(&existing_lines()),
         &good_records(),
@@ -501,7 +504,7 @@ fn two_lock_acquisitions_fail() {
         .collect();
     lines.extend(extra);
     let c = checks::migrations(
-        Scenario::FreshDatabase,
+        DbState::FreshDatabase,
         &ALL,
         &parse::startups(&lines),
         &good_records(),
@@ -528,13 +531,7 @@ fn several_appliers_without_a_lock_are_counted() {
     for n in ALL {
         s.entry(n).or_default().applied.push((t, 2));
     }
-    let c = checks::migrations(
-        Scenario::FreshDatabase,
-        &ALL,
-        &s,
-        &good_records(),
-        &VERSIONS,
-    );
+    let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &good_records(), &VERSIONS);
     assert!(!c.passed);
     assert_eq!(
         c.summary,
@@ -559,7 +556,7 @@ fn several_appliers_without_a_lock_are_counted() {
 #[test]
 fn the_fresh_run_judged_as_existing_fails_and_the_existing_run_judged_as_fresh_fails() {
     let c = checks::migrations(
-        Scenario::ExistingDatabase,
+        DbState::ExistingDatabase,
         &ALL,
         &parse::startups(&fresh_lines()),
         &good_records(),
@@ -573,7 +570,7 @@ fn the_fresh_run_judged_as_existing_fails_and_the_existing_run_judged_as_fresh_f
         c.summary
     );
     let c = checks::migrations(
-        Scenario::FreshDatabase,
+        DbState::FreshDatabase,
         &ALL,
         &parse::startups(&existing_lines()),
         &good_records(),
@@ -587,19 +584,19 @@ fn the_database_record_must_have_each_version_once_and_successful() {
     let s = parse::startups(&fresh_lines());
     let mut twice = good_records();
     twice.push((VERSIONS[0], true));
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &twice, &VERSIONS);
+    let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &twice, &VERSIONS);
     assert_eq!(
         c.summary,
         format!("_sqlx_migrations has 2 rows for version {}", VERSIONS[0])
     );
     let failed = vec![(VERSIONS[0], true), (VERSIONS[1], false)];
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &failed, &VERSIONS);
+    let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &failed, &VERSIONS);
     assert!(
         c.summary.contains("as failed (success = 0)"),
         "{}",
         c.summary
     );
-    let c = checks::migrations(Scenario::FreshDatabase, &ALL, &s, &[], &VERSIONS);
+    let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &[], &VERSIONS);
     assert!(
         c.summary.contains("has no row for version"),
         "{}",
@@ -614,7 +611,7 @@ fn a_timed_out_replica_is_quoted() {
     timeout.message = format!("ERROR api::migrate: {} lock=3027310f4fd382c2 holder=17 pending=[20250101000001] waited=10.0s", contract::TIMED_OUT);
     lines.push(timeout.clone());
     let c = checks::migrations(
-        Scenario::ExistingDatabase,
+        DbState::ExistingDatabase,
         &ALL,
         &parse::startups(&lines),
         &good_records(),

@@ -1,9 +1,11 @@
-//! A minimal HTTP/1.1 client over `std::net::TcpStream`, one request per connection.
+//! The xtask's one HTTP client: HTTP/1.1 over `std::net::TcpStream`, one request per connection.
 //!
 //! The resilience scenarios need what a general client hides: whether the connection was
 //! refused, closed before any byte of a response, cut part-way, or timed out; and the freedom
-//! to send bytes no well-behaved client would (invalid UTF-8, lying lengths, stalls).
+//! to send bytes no well-behaved client would (invalid UTF-8, lying lengths, stalls). The
+//! scaling check and the benchmark use it for their ordinary requests too.
 
+use anyhow::{bail, Context, Result};
 use std::{
     io::{ErrorKind, Read, Write},
     net::{SocketAddr, TcpStream},
@@ -101,6 +103,27 @@ pub fn request(method: &str, path: &str, extra: &[(&str, &str)], body: &[u8]) ->
     let mut bytes = head.into_bytes();
     bytes.extend_from_slice(body);
     bytes
+}
+
+/// Uploads a document (`POST /documents?name=`) and returns its id.
+pub fn store(addr: SocketAddr, name: &str, body: &[u8], timeout: Duration) -> Result<String> {
+    let outcome = send(
+        addr,
+        &request(
+            "POST",
+            &format!("/documents?name={name}"),
+            &[("Content-Type", "application/octet-stream")],
+            body,
+        ),
+        timeout,
+    );
+    match &outcome {
+        Outcome::Reply(r) if r.status == 201 => r
+            .json()
+            .and_then(|j| j["id"].as_str().map(String::from))
+            .context("a 201 without an id"),
+        other => bail!("storing {name} through {addr} failed: {}", other.describe()),
+    }
 }
 
 pub fn get(addr: SocketAddr, path: &str, timeout: Duration) -> Outcome {

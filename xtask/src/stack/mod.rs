@@ -1,113 +1,396 @@
-//! The scaled stack the scenarios run against: its compose project, its containers, their
-//! published ports, and SQL run as root inside the database container.
+//! A test stack: one compose project of the api's replicas and their database, set up with
+//! this run's passwords, taken down on every exit path, and the operations every command runs
+//! on it (containers, waits, logs, SQL, published ports). Commands use a `Stack`; only this
+//! layer knows which engine runs it (`Engine`); every call to Docker goes through `crate::docker`.
+
+pub mod db;
+pub mod http;
+pub mod parse;
 
 use std::{
     collections::BTreeMap,
     net::SocketAddr,
+    path::{Path, PathBuf},
     process::Output,
     time::{Duration, Instant},
 };
 
 use anyhow::{bail, Context, Result};
+use serde::Serialize;
 use xshell::Shell;
 
-pub use crate::scaling::ContainerFacts;
+use self::parse::{Container, LogLine};
 use crate::{
-    docker::{Compose, Docker},
-    scaling::{
-        self,
-        parse::{self, Container, LogLine},
-    },
-    ui,
+    docker::{Compose, ComposeProgram, Docker, StackGuard, TestStack},
+    host::{images, testdb::random_hex},
+    ui, Project,
 };
 
+/// The api's service name in the compose file.
 pub const API: &str = "api";
+/// The database's service name in the compose file.
 pub const DB: &str = "db";
+/// The port the api listens on inside its container.
 pub const API_PORT: u16 = 8080;
+/// The shared data directory every replica mounts.
+pub const DATA_DIR: &str = "/app/data";
+/// The application database's name.
+pub const DB_NAME: &str = "app";
+/// Replicas a check starts unless told otherwise.
+pub const DEFAULT_REPLICAS: u32 = 4;
+/// Largest allowed start-up spread across replicas, seconds, unless told otherwise.
+pub const DEFAULT_MAX_SPREAD_SECS: f64 = 5.0;
+/// How long to wait for the replicas to be healthy, seconds, unless told otherwise.
+pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
+
+/// What runs the stack. One engine today, Docker Compose; a second one (Docker Swarm) is a new
+/// variant here and new arms in `Stack`'s methods, with no change to the commands.
+#[derive(Clone, Debug)]
+pub enum Engine {
+    Compose(Compose),
+}
+
+/// Which database the replicas start on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DbState {
+    FreshDatabase,
+    ExistingDatabase,
+}
+
+impl DbState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DbState::FreshDatabase => "fresh database",
+            DbState::ExistingDatabase => "existing database",
+        }
+    }
+
+    pub fn slug(self) -> &'static str {
+        match self {
+            DbState::FreshDatabase => "fresh",
+            DbState::ExistingDatabase => "existing",
+        }
+    }
+}
+
+/// How waiting for the replicas ended.
+#[derive(Clone, Debug, PartialEq)]
+pub enum WaitOutcome {
+    AllHealthy {
+        seconds: f64,
+    },
+    /// A replica exited, restarted or (unless tolerated) turned unhealthy: we stopped waiting
+    /// at once.
+    Broken {
+        seconds: f64,
+        reason: String,
+    },
+    TimedOut {
+        seconds: f64,
+    },
+}
+
+/// What `wait_healthy` makes of a replica that is running but not healthy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unhealthy {
+    /// Stop waiting: an `unhealthy` status, or an ERROR logged while not healthy, will not
+    /// mend by itself (a read-only volume, a bad password). For a stack that just started.
+    Stops,
+    /// Keep waiting: it may recover (e.g. after a database outage). Only an exit or a restart
+    /// stops the wait.
+    MayRecover,
+}
+
+/// What `docker inspect` says of a container that `ps` does not.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerFacts {
+    pub id: String,
+    pub started_at: String,
+    pub restarts: u32,
+}
+
+/// How a command wants its stack.
+pub struct Setup<'a> {
+    /// The compose project: the command's own, never the developer's default one.
+    pub name: &'static str,
+    /// How many api replicas the command expects.
+    pub replicas: u32,
+    /// Extra variables for the api (a fault's settings).
+    pub extra: Vec<(String, String)>,
+    /// The env file the compose file reads instead of the project's `.env`.
+    pub env_file: PathBuf,
+    /// Write every variable into `env_file` (so the commands printed for `--keep` work).
+    pub write_vars: bool,
+    pub images: &'a images::ImageSet,
+}
 
 pub struct Stack<'a> {
     pub sh: &'a Shell,
-    pub compose: Compose,
+    engine: Engine,
     pub docker: Docker,
-    /// How many api replicas the scenarios expect.
+    pub project: Project,
+    /// The compose project's name.
+    pub name: &'static str,
+    /// How many api replicas the command expects.
     pub replicas: u32,
-    /// The run's random passwords: they must appear in no image.
+    /// The run's random passwords (the application's, then root's): they must appear in no
+    /// image, and are never stored or printed.
     pub secrets: Vec<String>,
     pub api_image: String,
     pub db_image: String,
 }
 
-impl Stack<'_> {
+impl<'a> Stack<'a> {
+    /// A test stack on the workspace's compose file, with fresh random passwords. Every
+    /// variable comes from the check itself, never from a developer's `.env`.
+    pub fn new(
+        sh: &'a Shell,
+        project: &Project,
+        docker: &Docker,
+        program: ComposeProgram,
+        setup: Setup<'_>,
+    ) -> Result<Stack<'a>> {
+        let secrets = vec![random_hex(16)?, random_hex(16)?];
+        let compose = Compose::test_stack(
+            program,
+            project.compose_file(),
+            TestStack {
+                project: setup.name,
+                image_env: &setup.images.env,
+                db_name: DB_NAME,
+                password: &secrets[0],
+                root_password: &secrets[1],
+                extra: setup.extra,
+                env_file: setup.env_file,
+                write_vars: setup.write_vars,
+            },
+        )?;
+        Ok(Stack {
+            sh,
+            engine: Engine::Compose(compose),
+            docker: docker.clone(),
+            project: project.clone(),
+            name: setup.name,
+            replicas: setup.replicas,
+            secrets,
+            api_image: setup
+                .images
+                .get("API_IMAGE")
+                .unwrap_or(images::API_IMAGE)
+                .to_string(),
+            db_image: setup
+                .images
+                .get("DB_IMAGE")
+                .unwrap_or(images::OFFICIAL_DB_IMAGE)
+                .to_string(),
+        })
+    }
+
+    fn compose(&self) -> &Compose {
+        match &self.engine {
+            Engine::Compose(compose) => compose,
+        }
+    }
+
+    /// Removes any previous state of the project, then returns the guard that takes it down
+    /// on every exit path (Ctrl-C included); with `keep`, the guard leaves it up instead.
+    pub fn begin(&self, keep: bool) -> Result<StackGuard> {
+        ui::step(&format!(
+            "Removing any previous state of project {}",
+            self.name
+        ));
+        self.compose().down(self.sh)?;
+        Ok(StackGuard::new(self.compose(), keep))
+    }
+
+    /// Containers, networks or volumes of the project still present (after the guard ran).
+    pub fn leftovers(&self) -> Result<Vec<String>> {
+        self.docker.project_leftovers(self.sh, self.name)
+    }
+
     pub fn api_containers(&self) -> Result<Vec<Container>> {
-        parse::ps(&self.compose.ps(self.sh, API)?)
+        parse::ps(&self.compose().ps(self.sh, API)?)
     }
 
     pub fn db_container(&self) -> Result<Container> {
-        parse::ps(&self.compose.ps(self.sh, DB)?)?
+        parse::ps(&self.compose().ps(self.sh, DB)?)?
             .into_iter()
             .next()
             .context("the db container does not exist")
     }
 
-    /// `up -d` of the database; waits until it is healthy.
-    pub fn start_db(&self) -> Result<()> {
-        scaling::start_database(self.sh, &self.compose, Duration::from_secs(120))
+    /// `up -d` of the database on a fresh volume; waits until it is healthy.
+    pub fn start_db(&self, timeout: Duration) -> Result<()> {
+        ui::step("Starting the database on a fresh volume");
+        self.compose()
+            .run(self.sh, &["up", "-d", "--no-build", DB])?;
+        self.wait_db_healthy(timeout)?;
+        Ok(())
     }
 
-    /// Polls until the database is healthy; returns when it saw it.
+    /// Stops the database container (the replicas keep running).
+    pub fn stop_db(&self) -> Result<()> {
+        self.compose().run(self.sh, &["stop", DB]).map(drop)
+    }
+
+    /// Starts the stopped database container again.
+    pub fn restart_db(&self) -> Result<()> {
+        self.compose().run(self.sh, &["start", DB]).map(drop)
+    }
+
+    /// Polls until the database is healthy; fails at once if it exits or turns unhealthy.
+    /// Returns when it saw it healthy.
     pub fn wait_db_healthy(&self, timeout: Duration) -> Result<Instant> {
-        scaling::wait_database_healthy(self.sh, &self.compose, timeout)?;
+        let mut wait = ui::Waiting::new("db healthy");
+        loop {
+            let containers = parse::ps(&self.compose().ps(self.sh, DB)?)?;
+            match containers.first() {
+                Some(c) if c.is_healthy() => break,
+                Some(c) if c.is_down() || c.health == "unhealthy" => {
+                    let logs = self
+                        .compose()
+                        .run(self.sh, &["logs", "--tail", "20", "--no-color", DB])
+                        .unwrap_or_default();
+                    bail!(
+                        "the database container is {} ({}); its last log lines:\n{logs}",
+                        c.state,
+                        c.status
+                    );
+                }
+                Some(c) => wait.update(&format!("{} {}", c.state, c.health)),
+                None => wait.update("no container yet"),
+            }
+            if wait.elapsed() > timeout {
+                bail!("the database was not healthy after {} s", timeout.as_secs());
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        wait.finish("healthy");
         Ok(Instant::now())
     }
 
     /// `up -d --scale api=n api` (no recreation of running replicas).
     pub fn scale_api(&self, n: u32) -> Result<()> {
-        self.compose.up_scaled(self.sh, API, n)
+        self.compose().up_scaled(self.sh, API, n)
     }
 
-    /// Waits until exactly `n` api replicas run and are healthy. Stops at once when one exits
-    /// or restarts (an unhealthy one may recover, e.g. after a database outage).
-    pub fn wait_healthy(&self, n: u32, timeout: Duration) -> Result<f64> {
+    /// Stops and removes every api replica; the database keeps its schema.
+    pub fn remove_api(&self) -> Result<()> {
+        self.compose()
+            .run(self.sh, &["rm", "--stop", "--force", API])
+            .map(drop)
+    }
+
+    /// Runs a shell script once as root in a new api container with the shared volume
+    /// mounted (`run --rm --no-deps --user 0`), with the capabilities to change ownership.
+    pub fn run_api_as_root(&self, script: &str) -> Result<()> {
+        self.compose()
+            .run(
+                self.sh,
+                &[
+                    "run",
+                    "--rm",
+                    "--no-deps",
+                    "--user",
+                    "0",
+                    "--cap-add",
+                    "CHOWN",
+                    "--cap-add",
+                    "FOWNER",
+                    "--entrypoint",
+                    "sh",
+                    API,
+                    "-c",
+                    script,
+                ],
+            )
+            .map(drop)
+    }
+
+    /// Polls until exactly `n` api replicas run and are healthy. Stops at once when one exits
+    /// or restarts; what a running but unhealthy one does is the `unhealthy` policy's call.
+    pub fn wait_healthy(
+        &self,
+        n: u32,
+        timeout: Duration,
+        since: Instant,
+        unhealthy: Unhealthy,
+    ) -> Result<WaitOutcome> {
         let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
+        let mut polls = 0u32;
         loop {
+            polls += 1;
+            let seconds = since.elapsed().as_secs_f64();
             let containers = self.api_containers()?;
-            if let Some(c) = containers.iter().find(|c| c.is_down()) {
-                let logs = self
-                    .compose
-                    .run(self.sh, &["logs", "--tail", "15", "--no-color", API])
-                    .unwrap_or_default();
-                bail!(
-                    "{} is {} ({}); the api's last log lines:\n{logs}",
+            let restarts = self.restart_counts(&containers)?;
+            let stops = |c: &Container| {
+                c.is_down() || (unhealthy == Unhealthy::Stops && c.health == "unhealthy")
+            };
+            if let Some(c) = containers.iter().find(|c| stops(c)) {
+                let reason = format!(
+                    "{} is {} ({})",
                     c.label(),
-                    c.state,
+                    if c.health == "unhealthy" {
+                        "unhealthy"
+                    } else {
+                        &c.state
+                    },
                     c.status
                 );
+                wait.finish(&format!("stopped: {reason}"));
+                return Ok(WaitOutcome::Broken { seconds, reason });
             }
-            if let Some((num, count)) = self
-                .restart_counts(&containers)?
-                .into_iter()
-                .find(|(_, count)| *count > 0)
-            {
-                bail!("api-{num} restarted {count} time(s)");
+            if let Some((num, count)) = restarts.iter().find(|(_, count)| **count > 0) {
+                let reason = format!("api-{num} restarted {count} time(s)");
+                wait.finish(&format!("stopped: {reason}"));
+                return Ok(WaitOutcome::Broken { seconds, reason });
             }
             let healthy = containers.iter().filter(|c| c.is_healthy()).count() as u32;
             if healthy == n && containers.len() as u32 == n {
-                let seconds = wait.elapsed().as_secs_f64();
                 wait.finish("all healthy");
-                return Ok(seconds);
+                return Ok(WaitOutcome::AllHealthy { seconds });
+            }
+            // Every few polls, read the logs: a replica that logged an error and is still not
+            // healthy will not become healthy by itself (a read-only volume, a bad password).
+            if unhealthy == Unhealthy::Stops && polls.is_multiple_of(4) {
+                let lines = parse::logs(&self.compose().logs(self.sh, API)?);
+                if let Some(reason) = errored_replica(&lines, &containers) {
+                    wait.finish(&format!("stopped: {reason}"));
+                    return Ok(WaitOutcome::Broken { seconds, reason });
+                }
             }
             wait.update(&format!(
                 "{healthy}/{n} healthy, {} containers",
                 containers.len()
             ));
-            if wait.elapsed() > timeout {
-                bail!(
-                    "{healthy} of {n} replicas healthy after {} s",
-                    timeout.as_secs()
-                );
+            if since.elapsed() > timeout {
+                wait.finish("timed out");
+                return Ok(WaitOutcome::TimedOut { seconds });
             }
             std::thread::sleep(Duration::from_millis(500));
         }
+    }
+
+    /// The api's last log lines, for an error message.
+    pub fn api_log_tail(&self, lines: u32) -> String {
+        self.compose()
+            .run(
+                self.sh,
+                &["logs", "--tail", &lines.to_string(), "--no-color", API],
+            )
+            .unwrap_or_default()
+    }
+
+    /// `ps --all --format json` of every service, as the tool printed it.
+    pub fn all_containers_text(&self) -> Result<String> {
+        self.compose()
+            .run(self.sh, &["ps", "--all", "--format", "json"])
+    }
+
+    /// Published address of one replica's api port, as `compose port` prints it.
+    pub fn port(&self, number: u32) -> Result<String> {
+        self.compose().port(self.sh, API, number, API_PORT)
     }
 
     /// Published address of each running replica, by container number.
@@ -118,7 +401,7 @@ impl Stack<'_> {
             .iter()
             .filter(|c| c.state == "running")
         {
-            let addr = self.compose.port(self.sh, API, c.number, API_PORT)?;
+            let addr = self.port(c.number)?;
             let addr: SocketAddr = addr
                 .parse()
                 .with_context(|| format!("published address of {}: {addr:?}", c.label()))?;
@@ -132,23 +415,56 @@ impl Stack<'_> {
         Ok(facts.into_iter().map(|(n, f)| (n, f.restarts)).collect())
     }
 
-    /// Id, start time and restart count of each container, by number.
+    /// Id, start time and restart count of each container, by container number.
     pub fn container_facts(
         &self,
         containers: &[Container],
     ) -> Result<BTreeMap<u32, ContainerFacts>> {
-        scaling::container_facts(self.sh, &self.docker, containers)
+        let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+        let out = self.docker.inspect(
+            self.sh,
+            &ids,
+            "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}",
+        )?;
+        let mut facts = BTreeMap::new();
+        for line in out.lines() {
+            let mut parts = line.split_whitespace();
+            let (Some(id), Some(started), Some(count)) = (parts.next(), parts.next(), parts.next())
+            else {
+                continue;
+            };
+            if let Some(c) = containers
+                .iter()
+                .find(|c| id.starts_with(&c.id) || c.id.starts_with(id))
+            {
+                facts.insert(
+                    c.number,
+                    ContainerFacts {
+                        id: id.to_string(),
+                        started_at: started.to_string(),
+                        restarts: count.parse().unwrap_or(0),
+                    },
+                );
+            }
+        }
+        Ok(facts)
     }
 
     /// `exec -T --index=i api argv...`.
     pub fn exec_api(&self, number: u32, argv: &[&str]) -> Result<Output> {
-        self.compose.exec(self.sh, API, number, argv)
+        self.compose().exec(self.sh, API, number, argv)
     }
 
     /// Runs SQL as root on the application database inside the db container (the password
-    /// never leaves the container's environment); returns `-N -B` output.
+    /// never leaves the container's environment); the raw output, for callers that read
+    /// its status and stderr.
+    pub fn sql_output(&self, sql: &str) -> Result<Output> {
+        self.compose().db_sql(self.sh, DB, sql)
+    }
+
+    /// Runs SQL as root on the application database; returns `-N -B` output.
     pub fn sql(&self, sql: &str) -> Result<String> {
-        let out = self.compose.db_sql(self.sh, DB, sql)?;
+        let out = self.sql_output(sql)?;
         if !out.status.success() {
             bail!(
                 "SQL failed ({sql}): {}",
@@ -160,10 +476,64 @@ impl Stack<'_> {
 
     /// Starts SQL in the background (an outside client that must stay connected).
     pub fn spawn_sql(&self, sql: &str) -> Result<std::process::Child> {
-        self.compose.spawn_db_sql(self.sh, DB, sql)
+        self.compose().spawn_db_sql(self.sh, DB, sql)
+    }
+
+    /// The api replicas' logs, with timestamps, as the tool printed them.
+    pub fn logs_text(&self) -> Result<String> {
+        self.compose().logs(self.sh, API)
     }
 
     pub fn logs(&self) -> Result<Vec<LogLine>> {
-        Ok(parse::logs(&self.compose.logs(self.sh, API)?))
+        Ok(parse::logs(&self.logs_text()?))
     }
+
+    /// Every container's log, with timestamps, as the tool printed them.
+    pub fn all_logs_text(&self) -> Result<String> {
+        self.compose()
+            .run(self.sh, &["logs", "--timestamps", "--no-color"])
+    }
+
+    /// Every container's full log into `dir/logs/<container>.log`, before the stack goes away.
+    pub fn save_logs_by_container(&self, dir: &Path) {
+        let logs_dir = dir.join("logs");
+        let _ = std::fs::create_dir_all(&logs_dir);
+        if let Ok(text) = self.all_logs_text() {
+            let mut by_container: BTreeMap<String, String> = BTreeMap::new();
+            for line in text.lines() {
+                let name = line
+                    .split_once(" | ")
+                    .or_else(|| line.split_once(" |"))
+                    .map(|(p, _)| p.trim())
+                    .unwrap_or("compose");
+                let entry = by_container.entry(name.to_string()).or_default();
+                entry.push_str(line);
+                entry.push('\n');
+            }
+            for (name, text) in by_container {
+                let _ = std::fs::write(logs_dir.join(format!("{name}.log")), text);
+            }
+        }
+    }
+}
+
+/// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
+/// one: it names the cause; later ones are often its echoes, like failed probes).
+pub fn errored_replica(lines: &[LogLine], containers: &[Container]) -> Option<String> {
+    let latest = lines.iter().map(|l| l.time).max()?;
+    containers.iter().filter(|c| !c.is_healthy()).find_map(|c| {
+        let error = lines
+            .iter()
+            .filter(|l| l.number == Some(c.number) && l.message.contains(" ERROR "))
+            .min_by_key(|l| l.time)?;
+        (latest.signed_duration_since(error.time).num_milliseconds() >= 5000 || c.is_down()).then(
+            || {
+                format!(
+                    "{} is not healthy and logged: {}",
+                    c.label(),
+                    error.message.trim()
+                )
+            },
+        )
+    })
 }

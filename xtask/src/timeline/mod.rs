@@ -4,7 +4,7 @@
 //! (drawn with plotters; no script, no network) into every `test-scaling` report directory
 //! and, per replica count, by `cargo xtask bench`.
 //!
-//! The times come from the log-line contract (`scaling::parse::startups`) and from Docker
+//! The times come from the log-line contract (`stack::parse::startups`) and from Docker
 //! (`.State.StartedAt` and the health log). Parsing and shaping are pure functions tested on
 //! recorded output; only `capture` asks Docker.
 
@@ -26,9 +26,9 @@ use xshell::Shell;
 
 use crate::{
     docker::Docker,
-    scaling::{
-        checks::Scenario,
+    stack::{
         parse::{Container, Startup},
+        DbState,
     },
     ui,
 };
@@ -597,7 +597,7 @@ pub fn capture(
 pub fn add_to_report(
     sh: &Shell,
     docker: &Docker,
-    scenario: Scenario,
+    scenario: DbState,
     containers: &[Container],
     startups: &BTreeMap<u32, Startup>,
     up: Instant,
@@ -663,7 +663,7 @@ pub fn svg_texts(svg: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::scaling::parse;
+    use crate::stack::parse;
 
     fn testdata(name: &str) -> String {
         std::fs::read_to_string(format!("{}/testdata/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
