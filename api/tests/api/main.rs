@@ -6,6 +6,7 @@ mod documents;
 mod errors;
 mod health;
 mod helpers;
+mod migration_lock;
 mod migrations;
 mod shared_storage;
 mod slow_clients;
