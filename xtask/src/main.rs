@@ -4,6 +4,8 @@ mod bench;
 mod docker;
 mod flags;
 mod host;
+#[cfg(test)]
+mod layering;
 // The xtask reads a subset of the contract; the rest is used by the api and the tests.
 #[allow(dead_code)]
 #[path = "../../api/src/log_contract.rs"]
