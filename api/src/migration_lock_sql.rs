@@ -3,7 +3,7 @@
 //! The api derives the name in Rust (`migrate::lock_name`, sqlx's derivation: the CRC-32 of
 //! the database name times 0x3d32ad9e = 1026731422, in lower-case hex). The xtask includes
 //! this file (`#[path]`) to take, hold or watch that lock from inside the database container,
-//! and the api's test `api/tests/api/migration_lock_sql.rs` runs this expression on a real
+//! and the api's test `api/tests/api/migration_lock.rs` runs this expression on a real
 //! server and compares it with the Rust function, so the two cannot drift apart. It must stay
 //! dependency-free for that reason.
 

@@ -1,5 +1,5 @@
 //! `cargo xtask images`: get every image the stack needs, from a registry when one answers,
-//! otherwise built locally from Debian's packages (see docs: docker-on-ci.md).
+//! otherwise built locally from Debian's packages (see docs/docker-on-ci.md).
 //!
 //! Each local image carries a label with a hash of its inputs and is rebuilt only when they
 //! change, so a second run takes seconds.

