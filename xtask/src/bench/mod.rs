@@ -117,14 +117,12 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         project,
         &docker,
         compose_program,
-        Setup {
-            name: PROJECT_NAME,
-            replicas: counts.iter().copied().max().unwrap_or(1),
-            extra: vec![],
-            env_file: report_dir.join("empty.env"),
-            write_vars: false,
-            images: &image_set,
-        },
+        Setup::new(
+            PROJECT_NAME,
+            counts.iter().copied().max().unwrap_or(1),
+            &image_set,
+            report_dir.join("empty.env"),
+        ),
     )?;
     let api_image = stack.api_image.clone();
     let bench = Bench {

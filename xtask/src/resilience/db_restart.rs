@@ -14,7 +14,6 @@ use std::{
 
 use anyhow::{bail, Context, Result};
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
 
 use super::{
     pseudo_random_bytes, sha256_hex, wait_all_healthy, writers::store, Verdict, HEALTHY_TIMEOUT,
@@ -24,7 +23,7 @@ use crate::{
         http::{self, Outcome},
         ContainerFacts, Stack,
     },
-    ui,
+    timeline, ui,
 };
 
 const DOCUMENTS: u32 = 24;
@@ -154,14 +153,6 @@ impl ReadinessWatch {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct Probe {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-    exit_code: i64,
-}
-
 /// When the database's first passing healthcheck after `since` ended (Docker's own record).
 fn db_healthy_time(stack: &Stack, since: DateTime<Utc>) -> Result<DateTime<Utc>> {
     let db = stack.db_container()?;
@@ -172,9 +163,7 @@ fn db_healthy_time(stack: &Stack, since: DateTime<Utc>) -> Result<DateTime<Utc>>
 }
 
 pub fn first_pass_after(json: &str, since: DateTime<Utc>) -> Result<DateTime<Utc>> {
-    let probes: Vec<Probe> =
-        serde_json::from_str(json.trim()).context("parsing the database's health log")?;
-    match probes
+    match timeline::parse_health_log(json)?
         .iter()
         .filter(|p| p.exit_code == 0 && p.start >= since)
         .map(|p| p.end)

@@ -233,14 +233,12 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         project,
         &docker,
         compose_program,
-        Setup {
-            name: PROJECT_NAME,
-            replicas: opts.replicas,
-            extra: vec![],
-            env_file: report_dir.join("empty.env"),
-            write_vars: false,
-            images: &image_set,
-        },
+        Setup::new(
+            PROJECT_NAME,
+            opts.replicas,
+            &image_set,
+            report_dir.join("empty.env"),
+        ),
     )?;
     let guard = stack.begin(false)?;
     let setup = stack.start_db(Duration::from_secs(120));

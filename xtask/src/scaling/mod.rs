@@ -210,16 +210,18 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         &docker,
         compose_program,
         Setup {
-            name: PROJECT_NAME,
-            replicas: opts.replicas,
             extra,
-            env_file: report_dir.join(if opts.keep {
-                "compose.env"
-            } else {
-                "empty.env"
-            }),
             write_vars: opts.keep,
-            images: &image_set,
+            ..Setup::new(
+                PROJECT_NAME,
+                opts.replicas,
+                &image_set,
+                report_dir.join(if opts.keep {
+                    "compose.env"
+                } else {
+                    "empty.env"
+                }),
+            )
         },
     )?;
     let guard = stack.begin(opts.keep)?;

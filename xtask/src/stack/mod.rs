@@ -125,6 +125,26 @@ pub struct Setup<'a> {
     pub images: &'a images::ImageSet,
 }
 
+impl<'a> Setup<'a> {
+    /// A stack with no extra variables whose env file stays empty (the variables travel only
+    /// in compose's environment).
+    pub fn new(
+        name: &'static str,
+        replicas: u32,
+        images: &'a images::ImageSet,
+        env_file: PathBuf,
+    ) -> Setup<'a> {
+        Setup {
+            name,
+            replicas,
+            extra: vec![],
+            env_file,
+            write_vars: false,
+            images,
+        }
+    }
+}
+
 pub struct Stack<'a> {
     pub sh: &'a Shell,
     engine: Engine,

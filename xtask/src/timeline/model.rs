@@ -53,13 +53,34 @@ struct InspectProbe {
     exit_code: i64,
 }
 
+fn time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The probes whose times parse, in Docker's order (oldest first).
+fn probes(log: Vec<InspectProbe>) -> Vec<Probe> {
+    log.into_iter()
+        .filter_map(|p| {
+            Some(Probe {
+                start: time(&p.start)?,
+                end: time(&p.end)?,
+                exit_code: p.exit_code,
+            })
+        })
+        .collect()
+}
+
+/// Parses a container's `{{json .State.Health.Log}}`: the probes Docker kept, oldest first.
+pub fn parse_health_log(json: &str) -> Result<Vec<Probe>> {
+    let log: Vec<InspectProbe> =
+        serde_json::from_str(json.trim()).context("parsing a container's health log")?;
+    Ok(probes(log))
+}
+
 /// Parses `Docker::start_and_health`: one JSON object per line.
 pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
-    let time = |s: &str| {
-        DateTime::parse_from_rfc3339(s)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
-    };
     text.lines()
         .filter(|l| !l.trim().is_empty())
         .map(|line| {
@@ -71,19 +92,7 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
                 .with_context(|| format!("container number {:?} in {line}", entry.number))?;
             // A container that never started reports year 1.
             let started_at = time(&entry.started_at).filter(|t| t.timestamp() > 0);
-            let probes = entry
-                .health
-                .and_then(|h| h.log)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|p| {
-                    Some(Probe {
-                        start: time(&p.start)?,
-                        end: time(&p.end)?,
-                        exit_code: p.exit_code,
-                    })
-                })
-                .collect();
+            let probes = probes(entry.health.and_then(|h| h.log).unwrap_or_default());
             Ok(ContainerTimes {
                 number,
                 started_at,
