@@ -4,6 +4,8 @@
 use anyhow::{Context, Result};
 use std::path::Path;
 
+use crate::ui;
+
 /// Every check ran and passed.
 pub const EXIT_PASSED: i32 = 0;
 /// The checks ran and one failed (`Failed`).
@@ -44,6 +46,31 @@ pub fn exit_code(result: &Result<()>) -> i32 {
     }
 }
 
+/// PASS or FAIL for a table on stdout (coloured only on a terminal).
+pub fn pass_fail(passed: bool) -> String {
+    if passed {
+        ui::paint_stdout("PASS", "1;32")
+    } else {
+        ui::paint_stdout("FAIL", "1;31")
+    }
+}
+
+/// One line of a table: each cell but the last left-aligned in its column's width, one space
+/// between columns. Every table the commands print goes through here.
+pub fn row(widths: &[usize], cells: &[&str]) -> String {
+    let mut line = String::new();
+    for (i, cell) in cells.iter().enumerate() {
+        if i > 0 {
+            line.push(' ');
+        }
+        match widths.get(i) {
+            Some(&w) if i + 1 < cells.len() => line.push_str(&format!("{cell:<w$}")),
+            _ => line.push_str(cell),
+        }
+    }
+    line
+}
+
 /// Empties a report directory (a previous run's files must not pass for this run's).
 pub fn fresh_dir(dir: &Path) -> Result<()> {
     if dir.exists() {
@@ -63,5 +90,13 @@ mod tests {
         assert_eq!(exit_code(&Err(Failed("x".into()).into())), 1);
         assert_eq!(exit_code(&Err(CannotRun("x".into()).into())), 2);
         assert_eq!(exit_code(&Err(anyhow::anyhow!("x"))), 2);
+    }
+
+    #[test]
+    fn rows_pad_every_cell_but_the_last() {
+        assert_eq!(row(&[5, 3], &["ab", "c", "rest"]), "ab    c   rest");
+        assert_eq!(row(&[5, 3], &["ab", "c"]), "ab    c");
+        assert_eq!(row(&[2], &["toolong", "x"]), "toolong x");
+        assert_eq!(pass_fail(true), "PASS");
     }
 }

@@ -7,7 +7,14 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use xshell::{cmd, Shell};
 
-use crate::{host::testdb, outcome::Failed, resilience, scaling, ui, Project};
+use crate::{
+    host::testdb,
+    outcome::{self, Failed},
+    resilience, scaling, ui, Project,
+};
+
+/// The stage table's columns: stage, time (the result takes the rest).
+const COLUMNS: &[usize] = &[34, 8];
 
 pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
@@ -53,7 +60,7 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
         });
     }
 
-    println!("\n{:<34} {:<8} result", "stage", "time");
+    println!("\n{}", outcome::row(COLUMNS, &["stage", "time", "result"]));
     let mut failed = 0;
     for (name, result, seconds) in &results {
         let verdict = if result.is_ok() {
@@ -62,7 +69,8 @@ pub fn run(sh: &Shell, project: &Project, no_docker: bool) -> Result<()> {
             failed += 1;
             ui::paint_stdout("FAILED", "1;31")
         };
-        println!("{name:<34} {:<8} {verdict}", format!("{seconds:.0} s"));
+        let time = format!("{seconds:.0} s");
+        println!("{}", outcome::row(COLUMNS, &[name, &time, &verdict]));
     }
     println!("stages: {} passed, {failed} failed", results.len() - failed);
     if failed > 0 {

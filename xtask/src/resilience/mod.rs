@@ -367,11 +367,7 @@ fn failed_outcome(scenario: Scenario, reason: String) -> ScenarioResult {
 fn print_table(outcomes: &[ScenarioResult]) {
     println!();
     for o in outcomes {
-        let verdict = if o.passed {
-            ui::paint_stdout("PASS", "1;32")
-        } else {
-            ui::paint_stdout("FAIL", "1;31")
-        };
+        let verdict = outcome::pass_fail(o.passed);
         println!(
             "{verdict} {} {} ({:.0} s)",
             o.number,

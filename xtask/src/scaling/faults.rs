@@ -11,11 +11,14 @@ use xshell::Shell;
 use super::{report::Report, Fault, Options};
 use crate::{
     docker::Docker,
-    outcome::{CannotRun, Failed},
+    outcome::{self, CannotRun, Failed},
     scaling,
     stack::DbState,
     ui, Project,
 };
+
+/// The summary table's columns: fault, caught by, time (the verdict takes the rest).
+const COLUMNS: &[usize] = &[20, 10, 8];
 
 /// What a fault must do to the report.
 struct Expectation {
@@ -91,14 +94,10 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
         ));
         let started = Instant::now();
         let opts = Options {
-            replicas: 4,
-            max_spread: 5.0,
-            timeout: std::time::Duration::from_secs(180),
             // Images are built once, by the first run.
             no_build: i > 0,
-            keep: false,
             fault: Some(exp.fault),
-            report_dir: None,
+            ..Options::default()
         };
         let verdict = scaling::execute(sh, project, &opts).and_then(|report| {
             report.print_table();
@@ -117,26 +116,20 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
     }
 
     println!(
-        "\n{:<20} {:<10} {:<8} verdict",
-        "fault", "caught by", "time"
+        "\n{}",
+        outcome::row(COLUMNS, &["fault", "caught by", "time", "verdict"])
     );
     let mut failed = 0;
     for (name, check, verdict, seconds) in &outcomes {
-        match verdict {
-            Ok(()) => println!(
-                "{name:<20} {check:<10} {:<8} {}",
-                format!("{seconds:.0} s"),
-                ui::paint_stdout("caught", "1;32")
-            ),
+        let time = format!("{seconds:.0} s");
+        let said = match verdict {
+            Ok(()) => ui::paint_stdout("caught", "1;32"),
             Err(e) => {
                 failed += 1;
-                println!(
-                    "{name:<20} {check:<10} {:<8} {} {e:#}",
-                    format!("{seconds:.0} s"),
-                    ui::paint_stdout("NOT CAUGHT", "1;31")
-                );
+                format!("{} {e:#}", ui::paint_stdout("NOT CAUGHT", "1;31"))
             }
-        }
+        };
+        println!("{}", outcome::row(COLUMNS, &[name, check, &time, &said]));
     }
     println!(
         "faults: {} passed, {failed} failed",

@@ -8,7 +8,10 @@ use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
 use serde_json::json;
 
 use super::{Options, ScenarioResult};
-use crate::{host::images::ImageSet, stack::DbState, ui};
+use crate::{host::images::ImageSet, outcome, stack::DbState, ui};
+
+/// The table's columns: scenario, check, name, result (the summary takes the rest).
+const COLUMNS: &[usize] = &[18, 8, 26, 6];
 
 #[derive(Debug)]
 pub struct Report {
@@ -74,28 +77,24 @@ impl Report {
     pub fn print_table(&self) {
         println!();
         println!(
-            "{:<18} {:<8} {:<26} {:<6} summary",
-            "scenario", "check", "name", "result"
+            "{}",
+            outcome::row(COLUMNS, &["scenario", "check", "name", "result", "summary"])
         );
         println!("{}", "-".repeat(100));
         for s in &self.scenarios {
             for c in &s.checks {
-                let result = if c.passed {
-                    ui::paint_stdout("PASS", "1;32")
-                } else {
-                    ui::paint_stdout("FAIL", "1;31")
-                };
+                let result = outcome::pass_fail(c.passed);
                 println!(
-                    "{:<18} {:<8} {:<26} {:<6} {}",
-                    s.scenario.name(),
-                    c.id,
-                    c.name,
-                    result,
-                    c.summary
+                    "{}",
+                    outcome::row(
+                        COLUMNS,
+                        &[s.scenario.name(), c.id, c.name, &result, &c.summary]
+                    )
                 );
                 if !c.passed {
                     for line in &c.evidence {
-                        println!("{:<18} {:<8} {:<26} {:<6}   {line}", "", "", "", "");
+                        let line = format!("  {line}");
+                        println!("{}", outcome::row(COLUMNS, &["", "", "", "", &line]));
                     }
                 }
             }
