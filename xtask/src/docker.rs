@@ -216,6 +216,68 @@ impl Docker {
         }
         Ok(left)
     }
+
+    /// One JSON object per container: its compose number, when it started and its health log
+    /// (`.State.Health`: status and Docker's last five probe results). Parsed by
+    /// `timeline::parse_inspect`.
+    pub fn start_and_health(&self, sh: &Shell, ids: &[String]) -> Result<String> {
+        let format = concat!(
+            r#"{"number":{{json (index .Config.Labels "com.docker.compose.container-number")}},"#,
+            r#""started_at":{{json .State.StartedAt}},"health":{{json .State.Health}}}"#
+        );
+        self.inspect(sh, ids, format)
+    }
+
+    /// `docker stats --no-stream`, one JSON object per container (`{{json .}}`, which every
+    /// CLI version understands). Parsed by `bench::figures::parse_stats`.
+    pub fn stats(&self, sh: &Shell, ids: &[String]) -> Result<String> {
+        if ids.is_empty() {
+            return Ok(String::new());
+        }
+        let docker = &self.program;
+        let format = "{{json .}}";
+        cmd!(sh, "{docker} stats --no-stream --format {format} {ids...}")
+            .quiet()
+            .read()
+            .context("running `docker stats --no-stream`")
+    }
+
+    /// `docker history --no-trunc`: the command that made each layer, one per line.
+    pub fn history(&self, sh: &Shell, image: &str) -> Result<String> {
+        let docker = &self.program;
+        let format = "{{.CreatedBy}}";
+        cmd!(sh, "{docker} history --no-trunc --format {format} {image}")
+            .quiet()
+            .read()
+            .with_context(|| format!("running `docker history {image}`"))
+    }
+
+    /// `docker image inspect` of one image with a Go template.
+    pub fn image_inspect(&self, sh: &Shell, image: &str, format: &str) -> Result<String> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} image inspect --format {format} {image}")
+            .quiet()
+            .read()
+            .with_context(|| format!("inspecting image {image}"))
+    }
+
+    /// Container events of a compose project between two instants (already past, so this
+    /// returns at once), one line per event in the given Go template.
+    pub fn project_events(
+        &self,
+        sh: &Shell,
+        project: &str,
+        since: &str,
+        until: &str,
+        format: &str,
+    ) -> Result<String> {
+        let docker = &self.program;
+        let label = format!("label=com.docker.compose.project={project}");
+        cmd!(sh, "{docker} events --since {since} --until {until} --filter type=container --filter {label} --format {format}")
+            .quiet()
+            .read()
+            .context("running `docker events`")
+    }
 }
 
 /// `exec -T [-e KEY]... service argv...`: the values of `env` travel in the environment of the
@@ -484,151 +546,4 @@ fn first_line(bytes: &[u8]) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
-}
-
-/// What the benchmark and the start-up timeline ask of Docker.
-impl Docker {
-    /// One JSON object per container: its compose number, when it started and its health log
-    /// (`.State.Health`: status and Docker's last five probe results). Parsed by
-    /// `timeline::parse_inspect`.
-    pub fn start_and_health(&self, sh: &Shell, ids: &[String]) -> Result<String> {
-        let format = concat!(
-            r#"{"number":{{json (index .Config.Labels "com.docker.compose.container-number")}},"#,
-            r#""started_at":{{json .State.StartedAt}},"health":{{json .State.Health}}}"#
-        );
-        self.inspect(sh, ids, format)
-    }
-
-    /// `docker stats --no-stream`, one JSON object per container (`{{json .}}`, which every
-    /// CLI version understands). Parsed by `bench::figures::parse_stats`.
-    pub fn stats(&self, sh: &Shell, ids: &[String]) -> Result<String> {
-        if ids.is_empty() {
-            return Ok(String::new());
-        }
-        let docker = &self.program;
-        let format = "{{json .}}";
-        cmd!(sh, "{docker} stats --no-stream --format {format} {ids...}")
-            .quiet()
-            .read()
-            .context("running `docker stats --no-stream`")
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Added for `test-resilience`: image facts, events, and the stack guard shared by the checks.
-
-impl Docker {
-    /// `docker history --no-trunc`: the command that made each layer, one per line.
-    pub fn history(&self, sh: &Shell, image: &str) -> Result<String> {
-        let docker = &self.program;
-        let format = "{{.CreatedBy}}";
-        cmd!(sh, "{docker} history --no-trunc --format {format} {image}")
-            .quiet()
-            .read()
-            .with_context(|| format!("running `docker history {image}`"))
-    }
-
-    /// `docker image inspect` of one image with a Go template.
-    pub fn image_inspect(&self, sh: &Shell, image: &str, format: &str) -> Result<String> {
-        let docker = &self.program;
-        cmd!(sh, "{docker} image inspect --format {format} {image}")
-            .quiet()
-            .read()
-            .with_context(|| format!("inspecting image {image}"))
-    }
-
-    /// Container events of a compose project between two instants (already past, so this
-    /// returns at once), one line per event in the given Go template.
-    pub fn project_events(
-        &self,
-        sh: &Shell,
-        project: &str,
-        since: &str,
-        until: &str,
-        format: &str,
-    ) -> Result<String> {
-        let docker = &self.program;
-        let label = format!("label=com.docker.compose.project={project}");
-        cmd!(sh, "{docker} events --since {since} --until {until} --filter type=container --filter {label} --format {format}")
-            .quiet()
-            .read()
-            .context("running `docker events`")
-    }
-}
-
-/// Compose stacks to take down on Ctrl-C, whatever the main thread is doing. One registry
-/// and one handler for every check, so a run of several checks in one process (`cargo xtask
-/// test`) cleans up whichever stack is up.
-static LIVE_STACKS: std::sync::Mutex<Vec<Compose>> = std::sync::Mutex::new(Vec::new());
-
-fn install_interrupt_handler() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            eprintln!("\ninterrupted: removing the test stack");
-            let stacks = LIVE_STACKS
-                .lock()
-                .map(|mut live| std::mem::take(&mut *live))
-                .unwrap_or_default();
-            if let Ok(sh) = Shell::new() {
-                for compose in stacks {
-                    let _ = compose.down(&sh);
-                }
-            }
-            std::process::exit(130);
-        });
-    });
-}
-
-/// Takes a compose project down (`down -v --remove-orphans`) when dropped: on success,
-/// failure, error and panic alike, and on Ctrl-C through the shared handler. With `keep`,
-/// leaves it up and prints how to inspect and remove it.
-pub struct StackGuard {
-    compose: Compose,
-    keep: bool,
-}
-
-impl StackGuard {
-    pub fn new(compose: &Compose, keep: bool) -> StackGuard {
-        install_interrupt_handler();
-        if let Ok(mut live) = LIVE_STACKS.lock() {
-            live.push(compose.clone());
-        }
-        StackGuard {
-            compose: compose.clone(),
-            keep,
-        }
-    }
-}
-
-impl Drop for StackGuard {
-    fn drop(&mut self) {
-        let still_ours = LIVE_STACKS
-            .lock()
-            .map(|mut live| {
-                let before = live.len();
-                live.retain(|c| c.project != self.compose.project);
-                live.len() < before
-            })
-            .unwrap_or(true);
-        if !still_ours {
-            return;
-        }
-        if self.keep {
-            eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
-            eprintln!("  {}", self.compose.user_command("ps"));
-            eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
-            eprintln!(
-                "  {}",
-                self.compose.user_command("down -v --remove-orphans")
-            );
-            return;
-        }
-        crate::ui::step("Cleaning up: down -v --remove-orphans");
-        if let Ok(sh) = Shell::new() {
-            if let Err(e) = self.compose.down(&sh) {
-                crate::ui::warn(&format!("cleanup failed: {e:#}"));
-            }
-        }
-    }
 }

@@ -4,6 +4,7 @@
 //! layer knows which engine runs it (`Engine`); every call to Docker goes through `crate::docker`.
 
 pub mod db;
+mod guard;
 pub mod http;
 pub mod parse;
 
@@ -19,9 +20,10 @@ use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use xshell::Shell;
 
+pub use self::guard::StackGuard;
 use self::parse::{Container, LogLine};
 use crate::{
-    docker::{Compose, ComposeProgram, Docker, StackGuard, TestStack},
+    docker::{Compose, ComposeProgram, Docker, TestStack},
     host::{images, testdb::random_hex},
     ui, Project,
 };
