@@ -7,6 +7,7 @@ mod errors;
 mod health;
 mod helpers;
 mod migrations;
+mod servers;
 mod shared_storage;
 mod slow_clients;
 mod startup;
