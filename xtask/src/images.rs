@@ -355,11 +355,27 @@ fn build_db(
         let docker_program = &docker.program;
         let base_arg = format!("BASE_IMAGE={base}");
         let label_arg = format!("{INPUTS_LABEL}={}", labels[0].1);
-        cmd!(sh, "{docker_program} build --quiet -t {tag} -f {dockerfile} --build-arg {base_arg} --label {label_arg} {docker_dir}")
+        // Not --quiet: the legacy builder then hides why a step failed (e.g. apt refusing
+        // sid's Release file), so keep the output and show its end on failure.
+        let out = cmd!(sh, "{docker_program} build -t {tag} -f {dockerfile} --build-arg {base_arg} --label {label_arg} {docker_dir}")
             .quiet()
-            .ignore_stdout()
-            .run()
-            .with_context(|| format!("building image {tag} from {}", dockerfile.display()))?;
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running docker build of {tag}"))?;
+        if !out.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "building image {tag} from {} failed ({}); the build's output ends:\n{}",
+                dockerfile.display(),
+                out.status,
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
     } else {
         docker.build(sh, &own_dir, tag, &build_args, &labels)?;
     }
