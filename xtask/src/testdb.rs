@@ -71,7 +71,7 @@ pub fn start_for(sh: &Shell, project: &Project, db: Option<&DbChoice>) -> Result
     }
 }
 
-/// Whether the host's `mariadbd` (installed when missing) is this server's version.
+/// Whether the host's `mariadbd` is this server's version, or would be once `start` installs it.
 fn host_server_is(server: &Server) -> bool {
     let Some(mariadbd) = provision::find_program("mariadbd") else {
         // start() installs it when root on Debian; Debian 12's (bookworm) is 10.11.
@@ -102,14 +102,14 @@ pub fn start_container(sh: &Shell, project: &Project, choice: &DbChoice) -> Resu
     let password = random_hex(12)?;
     let name = format!("scaling-testdb-{}", std::process::id());
     let program = &docker.program;
-    let root_password = format!("MYSQL_ROOT_PASSWORD={password}");
     // The same settings as the host server's (see start below): many test pools, no binary log.
+    // The password goes through the environment, not the command line `ps` shows.
     let id = cmd!(
         sh,
-        "{program} run --detach --name {name} --publish 127.0.0.1::3306 --env {root_password} {image} --max-connections=1000 --innodb-flush-log-at-trx-commit=2 --skip-log-bin"
+        "{program} run --detach --name {name} --publish 127.0.0.1::3306 --env MYSQL_ROOT_PASSWORD {image} --max-connections=1000 --innodb-flush-log-at-trx-commit=2 --skip-log-bin"
     )
+    .env("MYSQL_ROOT_PASSWORD", &password)
     .quiet()
-    .secret()
     .read()
     .with_context(|| format!("starting a container of {image}"))?;
     let mut db = TestDb {
