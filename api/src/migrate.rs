@@ -194,7 +194,11 @@ impl Coordinator<'_> {
                         Ok(outcome)
                     }
                     Err(e) => {
-                        // Closing the session is what releases a named lock for certain.
+                        // RELEASE_LOCK first: MySQL frees a closed session's named locks only
+                        // when its server thread gets to it, after close() has returned, so a
+                        // replica polling right then would still see the lock held (MariaDB
+                        // frees them at once). Closing is the backstop if the release fails.
+                        let _ = release(&mut conn, &self.lock).await;
                         let _ = conn.close().await;
                         tracing::error!(lock = %self.lock, "migration failed; closed the lock's connection so the server releases the lock");
                         Err(e)

@@ -8,6 +8,7 @@ mod health;
 mod helpers;
 mod migration_lock;
 mod migrations;
+mod servers;
 mod shared_storage;
 mod slow_clients;
 mod startup;
