@@ -120,26 +120,9 @@ fn decodes_to_utf8(query: &str) -> bool {
         .split('&')
         .flat_map(|pair| pair.split('='))
         .all(|part| {
-            let bytes = part.as_bytes();
-            let mut decoded = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match (bytes[i], hex) {
-                    (b'%', Some(byte)) => {
-                        decoded.push(byte);
-                        i += 3;
-                    }
-                    (other, _) => {
-                        decoded.push(other);
-                        i += 1;
-                    }
-                }
-            }
-            std::str::from_utf8(&decoded).is_ok()
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .is_ok()
         })
 }
 

@@ -12,7 +12,7 @@ use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::startup::AppState;
+use crate::state::AppState;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const MAX_NAME_CHARS: usize = 255;
@@ -60,9 +60,10 @@ pub async fn create(
     // Stream to a temporary file so memory stays flat whatever the upload size.
     let mut upload = state.storage.begin_upload().await?;
     let mut stream = body.into_data_stream();
-    // A client that stops sending mid-upload must not hold its connection, its temp file and
-    // a stopping replica's shutdown forever.
+    // A client that stops sending mid-upload, or drips a byte now and then, must not hold its
+    // connection, its temp file and a stopping replica's shutdown forever.
     let idle = state.client_timeout;
+    let started = std::time::Instant::now();
     while let Some(chunk) = tokio::time::timeout(idle, stream.next())
         .await
         .map_err(|_| stalled(idle))?
@@ -77,22 +78,46 @@ pub async fn create(
             return Err(too_large(limit));
         }
         upload.write(&chunk).await?;
+        let elapsed = started.elapsed();
+        if elapsed > idle
+            && (upload.size() as f64) < state.min_upload_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(too_slow(state.min_upload_rate));
+        }
     }
     if upload.size() == 0 {
         return Err(empty_body());
     }
 
+    // From here on the client may hang up (hyper then drops this handler): the rename and the
+    // INSERT run to completion in a task of their own, so bytes never stay without their row.
     let id = Uuid::new_v4();
-    let stored = upload.commit(&state.storage, id).await?;
-    let document = Document {
-        id: id.hyphenated().to_string(),
-        name,
-        size: i64::try_from(stored.size).map_err(|e| ApiError::Internal(e.into()))?,
-        sha256: stored.sha256,
-        content_type,
-        created_at: Utc::now().naive_utc().trunc_subsecs(6),
-        stored_by: state.instance.hostname.clone(),
-    };
+    let stored_by = state.instance.hostname.clone();
+    let finishing = tokio::spawn(async move {
+        let stored = upload.commit(&state.storage, id).await?;
+        let document = Document {
+            id: id.hyphenated().to_string(),
+            name,
+            size: i64::try_from(stored.size).map_err(|e| ApiError::Internal(e.into()))?,
+            sha256: stored.sha256,
+            content_type,
+            created_at: Utc::now().naive_utc().trunc_subsecs(6),
+            stored_by,
+        };
+        insert(&state, &document).await?;
+        Ok::<_, ApiError>(document)
+    });
+    let document = finishing
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("storing the upload")))??;
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+/// Insert the row of bytes already in `documents/`. An error does not prove the row is absent:
+/// the server may have committed and only its reply was lost (a restart, a reset connection).
+/// So look before removing the bytes; if even that fails, keep them (a file without a row is
+/// harmless, a row without its file is a broken document).
+async fn insert(state: &AppState, document: &Document) -> Result<(), ApiError> {
     let inserted = sqlx::query(
         "INSERT INTO documents (id, name, size, sha256, content_type, created_at, stored_by) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -106,14 +131,33 @@ pub async fn create(
     .bind(&document.stored_by)
     .execute(&state.pool)
     .await;
-    if let Err(e) = inserted {
-        // A row must never point at missing bytes, and bytes without a row are garbage.
-        if let Err(remove) = state.storage.remove(id).await {
-            tracing::warn!(%id, error = %remove, "could not remove bytes after a failed insert");
+    let Err(error) = inserted else {
+        return Ok(());
+    };
+    let id = &document.id;
+    let exists: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT CAST(1 AS SIGNED) FROM documents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await;
+    match exists {
+        Ok(Some(_)) => {
+            tracing::warn!(%id, error = %error, "the INSERT reported an error but its row is there (the reply was lost); the document is stored");
+            Ok(())
         }
-        return Err(e.into());
+        Ok(None) => {
+            if let Ok(uuid) = Uuid::try_parse(id) {
+                if let Err(remove) = state.storage.remove(uuid).await {
+                    tracing::warn!(%id, error = %remove, "could not remove bytes after a failed insert");
+                }
+            }
+            Err(error.into())
+        }
+        Err(check) => {
+            tracing::warn!(%id, error = %error, check = %check, "cannot tell whether the row was inserted; keeping its bytes");
+            Err(error.into())
+        }
     }
-    Ok((StatusCode::CREATED, Json(document)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -331,6 +375,16 @@ fn stalled(idle: std::time::Duration) -> ApiError {
         format!(
             "no bytes of the upload arrived for {} s (API_CLIENT_TIMEOUT_SECS); send the body without pauses",
             idle.as_secs()
+        ),
+    )
+}
+
+fn too_slow(rate: u64) -> ApiError {
+    ApiError::client(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the upload arrives slower than {rate} bytes/s on average (API_MIN_UPLOAD_BYTES_PER_SEC)"
         ),
     )
 }

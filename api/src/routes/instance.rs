@@ -1,7 +1,9 @@
+//! `/instance`: which replica answered and how its startup went.
+
 use axum::extract::State;
 use axum::Json;
 
-use crate::startup::{AppState, InstanceInfo};
+use crate::state::{AppState, InstanceInfo};
 
 /// Which replica answered, and how its startup went.
 pub async fn instance(State(state): State<AppState>) -> Json<InstanceInfo> {

@@ -4,15 +4,21 @@ mod documents;
 mod health;
 mod instance;
 
+use std::time::Duration;
+
 use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
 use axum::routing::get;
 use axum::Router;
+use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::error;
-use crate::startup::AppState;
+use crate::state::AppState;
 
-pub fn router(state: AppState) -> Router {
+/// The api's routes; a request not answered within `request_timeout` (`API_REQUEST_TIMEOUT_SECS`,
+/// an upload included) gets 408 `request_timeout`.
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
@@ -29,6 +35,10 @@ pub fn router(state: AppState) -> Router {
         // buffering extractor so nothing reads an unbounded body.
         .layer(DefaultBodyLimit::max(
             usize::try_from(state.max_upload_bytes).unwrap_or(usize::MAX),
+        ))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            request_timeout,
         ))
         .layer(axum::middleware::map_response(error::json_errors))
         .layer(TraceLayer::new_for_http())

@@ -3,9 +3,12 @@
 
 mod cli;
 mod documents;
+mod documents_safety;
 mod errors;
 mod health;
 mod helpers;
+mod limits;
+mod migration_safety;
 mod migrations;
 mod shared_storage;
 mod slow_clients;
