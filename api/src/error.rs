@@ -56,6 +56,19 @@ impl From<std::io::Error> for ApiError {
     }
 }
 
+/// The shape of every error response, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `not_found` or `not_ready`.
+    pub code: String,
+    pub message: String,
+}
+
 /// The JSON error body.
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
     (

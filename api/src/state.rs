@@ -25,10 +25,12 @@ pub struct AppState {
 }
 
 /// What `GET /instance` serves.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct InstanceInfo {
     pub hostname: String,
     pub version: &'static str,
     pub started_at: DateTime<Utc>,
+    /// Role (leader, follower, fast_path, unlocked), time waited, migrations applied.
+    #[schema(value_type = Object)]
     pub startup: StartupReport,
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiPath, ApiQuery};
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::state::AppState;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -20,7 +20,7 @@ const MAX_CONTENT_TYPE_LEN: usize = 255;
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Document {
     pub id: String,
     pub name: String,
@@ -42,6 +42,19 @@ pub struct CreateParams {
     name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/documents",
+    tag = "documents",
+    params(("name" = String, Query, description = "the document's name (no path separators)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the document's bytes; its Content-Type is kept"),
+    responses(
+        (status = 201, description = "stored", body = Document),
+        (status = 400, description = "bad name, empty body or bad query", body = ErrorBody),
+        (status = 408, description = "the upload stalled, was too slow or outlasted the request deadline", body = ErrorBody),
+        (status = 413, description = "larger than API_MAX_UPLOAD_BYTES", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<CreateParams>,
@@ -166,7 +179,7 @@ pub struct ListParams {
     offset: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentPage {
     documents: Vec<Document>,
     limit: i64,
@@ -174,6 +187,19 @@ pub struct DocumentPage {
     total: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents",
+    tag = "documents",
+    params(
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, description = "at least 0, default 0"),
+    ),
+    responses(
+        (status = 200, description = "a page of documents, newest first", body = DocumentPage),
+        (status = 400, description = "bad pagination", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -219,6 +245,17 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 200, description = "the document's metadata", body = Document),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -227,6 +264,17 @@ pub async fn get_one(
     Ok(Json(find(&state, id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/content",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 200, description = "the bytes, with the Content-Type they were stored with", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn content(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -268,6 +316,17 @@ pub async fn content(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/documents/{id}",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

@@ -8,13 +8,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde_json::json;
 
-use crate::error::error_body;
+use crate::error::{error_body, ErrorBody};
 use crate::state::AppState;
 
 /// The container healthcheck gives up after a few seconds; answer well before that.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Liveness: the process answers. No dependencies, on purpose.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "the process is up", body = Object)))]
 pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
@@ -24,6 +25,15 @@ pub async fn healthz() -> Json<serde_json::Value> {
 /// Any client can call this, so the answer names only what is wrong, in short codes
 /// (`database_unavailable`, `data_dir_unwritable`); the detail (the server's error, paths,
 /// uids, the fix) goes to the log.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "health",
+    responses(
+        (status = 200, description = "ready", body = Object),
+        (status = 503, description = "not ready: short codes only", body = ErrorBody),
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     let database = async {
         match tokio::time::timeout(PROBE_TIMEOUT, sqlx::query("SELECT 1").execute(&state.pool))

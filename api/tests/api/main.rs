@@ -10,6 +10,7 @@ mod helpers;
 mod limits;
 mod migration_safety;
 mod migrations;
+mod openapi;
 mod shared_storage;
 mod slow_clients;
 mod startup;
