@@ -36,9 +36,16 @@ impl Storage {
     fn prepare_blocking(&self) -> Result<(), DataDirError> {
         for dir in [&self.documents, &self.tmp] {
             std::fs::create_dir_all(dir).map_err(|e| DataDirError::new(&self.root, dir, e))?;
-            probe_blocking(dir).map_err(|e| DataDirError::new(&self.root, dir, e))?;
         }
-        Ok(())
+        probe_blocking(&self.tmp).map_err(|e| DataDirError::new(&self.root, &self.tmp, e))?;
+        // In documents/ a directory, not a file: creating it needs the same write permission,
+        // and whoever lists the documents' files (an audit, a backup) never meets a probe.
+        let probe = self
+            .documents
+            .join(format!(".probe-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir(&probe)
+            .and_then(|()| std::fs::remove_dir(&probe))
+            .map_err(|e| DataDirError::new(&self.root, &self.documents, e))
     }
 
     pub fn root(&self) -> &Path {
