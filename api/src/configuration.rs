@@ -214,7 +214,7 @@ impl DatabaseSettings {
 }
 
 /// A URL with its password replaced by `***`; an unparsable URL is not echoed at all.
-pub fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {

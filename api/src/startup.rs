@@ -194,11 +194,7 @@ impl Application {
         })
     }
 
-    /// The bound address (port 0 in the settings means the OS picked this one).
-    pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
-    }
-
+    /// The bound port (port 0 in the settings means the OS picked this one).
     pub fn port(&self) -> u16 {
         self.local_addr.port()
     }
