@@ -13,6 +13,9 @@ mod preflight;
 mod provision;
 mod resilience;
 mod scaling;
+// Issue 16: the Swarm engine's pieces, plugged into the stack layer's engine seam later.
+#[allow(dead_code)]
+mod swarm;
 mod test;
 mod testdb;
 mod timeline;
