@@ -5,4 +5,9 @@
 //! the Compose path. Measured behaviour of this machine's engine is in the module docs of
 //! `engine.rs`.
 
+pub mod engine;
+pub mod judge;
+pub mod parse;
+#[cfg(test)]
+mod proof;
 pub mod stack_file;
