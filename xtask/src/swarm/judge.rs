@@ -33,6 +33,16 @@ fn at(task: &Task) -> String {
     format!("{} (node {})", task.label(), task.node)
 }
 
+/// `Failed 7 seconds ago (task: non-zero exit (1))`.
+fn describe(task: &Task) -> String {
+    let error = task.error.trim_matches('"');
+    if error.is_empty() {
+        task.state_text.clone()
+    } else {
+        format!("{} ({error})", task.state_text)
+    }
+}
+
 /// TEST-01 on Swarm: exactly `expected` current tasks of the service, slots 1..=N, each
 /// Running with a healthy container; and in the service's whole history no task failed, was
 /// rejected, or was replaced (a slot with more than one task is a restart: Swarm replaces a
@@ -71,7 +81,7 @@ pub fn tasks_healthy(expected: u32, tasks: &[Task], containers: &[TaskContainer]
     for t in &current {
         let container = containers.iter().find(|k| k.task_id == t.id);
         let why = match container {
-            _ if !t.is_running() => Some(format!("is {}", t.state_text)),
+            _ if !t.is_running() => Some(format!("is {}", describe(t))),
             None => Some("has no container".to_string()),
             Some(k) if !k.is_healthy() => Some(format!(
                 "container is {} ({})",
@@ -89,48 +99,38 @@ pub fn tasks_healthy(expected: u32, tasks: &[Task], containers: &[TaskContainer]
         }
     }
 
-    let failures: Vec<&Task> = tasks.iter().filter(|t| t.is_failure()).collect();
-    c.figures
-        .insert("failed_tasks".into(), failures.len() as f64);
-    for t in &failures {
-        let error = if t.error.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", t.error)
-        };
-        fail(
-            &mut c,
-            format!("{} had a task {} ({}){error}", at(t), t.state, t.state_text),
-        );
-    }
+    // Each slot's history: any task before the current one is a restart (Swarm replaces a
+    // task whose container exited or turned unhealthy, where Compose restarts the container).
+    let failures = tasks.iter().filter(|t| t.is_failure()).count();
+    c.figures.insert("failed_tasks".into(), failures as f64);
     let mut per_slot: BTreeMap<u32, Vec<&Task>> = BTreeMap::new();
     for t in tasks {
         per_slot.entry(t.slot).or_default().push(t);
     }
     let mut restarts = 0;
     for (slot, history) in &per_slot {
-        if history.len() > 1 {
-            restarts += history.len() - 1;
-            let earlier: Vec<String> = history
-                .iter()
-                .filter(|t| !t.is_current())
-                .map(|t| t.state_text.clone())
-                .collect();
-            let node = history
-                .iter()
-                .find(|t| t.is_current())
-                .unwrap_or(&history[0])
-                .node
-                .clone();
-            fail(
-                &mut c,
-                format!(
-                    "api.{slot} (node {node}) was restarted: {} earlier task(s): {}",
-                    history.len() - 1,
-                    earlier.join("; ")
-                ),
-            );
+        let earlier: Vec<String> = history
+            .iter()
+            .filter(|t| !t.is_current())
+            .map(|t| describe(t))
+            .collect();
+        if earlier.is_empty() {
+            continue;
         }
+        restarts += earlier.len();
+        let node = &history
+            .iter()
+            .find(|t| t.is_current())
+            .unwrap_or(&history[0])
+            .node;
+        fail(
+            &mut c,
+            format!(
+                "api.{slot} (node {node}) was restarted: {} earlier task(s): {}",
+                earlier.len(),
+                earlier.join("; ")
+            ),
+        );
     }
     c.figures.insert("restarts".into(), restarts as f64);
 
@@ -286,8 +286,17 @@ mod tests {
         let c = tasks_healthy(4, &tasks, &containers);
         assert!(!c.passed);
         let all = format!("{} {}", c.summary, c.evidence.join("\n"));
-        assert!(all.contains("Rejected"), "{all}");
-        assert!(all.contains("No such image"), "{all}");
+        assert!(
+            c.summary.starts_with("api.2 (node vm) is Rejected")
+                && c.summary
+                    .ends_with("(No such image: localhost/scaling-api:no-such-tag)"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            all.contains("api.2 (node vm) was restarted: 4 earlier task(s)"),
+            "{all}"
+        );
     }
 
     #[test]
@@ -297,7 +306,14 @@ mod tests {
         let c = tasks_healthy(4, &tasks, &containers);
         assert!(!c.passed);
         let all = format!("{} {}", c.summary, c.evidence.join("\n"));
-        assert!(all.contains("Failed"), "{all}");
+        assert!(
+            all.contains("api.3 (node vm) was restarted: 2 earlier task(s): Failed 6 seconds ago (task: non-zero exit (137))"),
+            "{all}"
+        );
+        assert!(
+            all.contains("api.3 (node vm) is Starting less than a second ago"),
+            "{all}"
+        );
     }
 
     #[test]
