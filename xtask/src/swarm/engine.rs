@@ -117,8 +117,11 @@ fn network_exists(sh: &Shell, docker: &Path, name: &str) -> Result<bool> {
 pub enum Converged {
     /// All N current tasks running with healthy containers, after this many seconds.
     Healthy { seconds: f64 },
-    /// The timeout passed; the last tasks seen are in the error.
+    /// The timeout passed with this many healthy.
     TimedOut { seconds: f64, healthy: usize },
+    /// A task failed or was rejected, and the caller asked to stop at the first one (as the
+    /// Compose path stops when a replica exits): `api.2 (node vm): Failed … (error)`.
+    TaskFailed { seconds: f64, task: String },
 }
 
 /// One stack on the swarm.
@@ -192,13 +195,15 @@ impl SwarmStack {
         parse::task_containers(&text)
     }
 
-    /// Polls until `n` current tasks of the service run with healthy containers.
+    /// Polls until `n` current tasks of the service run with healthy containers; with
+    /// `stop_on_failure`, returns at the first failed or rejected task instead.
     pub fn wait_healthy(
         &self,
         sh: &Shell,
         short: &str,
         n: u32,
         timeout: Duration,
+        stop_on_failure: bool,
     ) -> Result<Converged> {
         let start = Instant::now();
         loop {
@@ -214,6 +219,22 @@ impl SwarmStack {
                 })
                 .count();
             let seconds = start.elapsed().as_secs_f64();
+            if let Some(t) = tasks
+                .iter()
+                .find(|t| t.is_failure())
+                .filter(|_| stop_on_failure)
+            {
+                let error = t.error.trim_matches('"');
+                return Ok(Converged::TaskFailed {
+                    seconds,
+                    task: format!(
+                        "{} (node {}): {} ({error})",
+                        t.label(),
+                        t.node,
+                        t.state_text
+                    ),
+                });
+            }
             if healthy == n as usize
                 && tasks.iter().filter(|t| t.is_current()).count() == n as usize
             {

@@ -251,6 +251,17 @@ pub fn service_logs(text: &str) -> Vec<TaskLogLine> {
         .collect()
 }
 
+/// The slots whose probe files `<prefix><slot>` an `ls -a` of the shared directory lists.
+pub fn probe_slots(ls_output: &str, prefix: &str) -> Vec<u32> {
+    let mut slots: Vec<u32> = ls_output
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix(prefix)?.parse().ok())
+        .collect();
+    slots.sort_unstable();
+    slots.dedup();
+    slots
+}
+
 /// `docker info --format '{{.Swarm.LocalNodeState}} {{.Swarm.ControlAvailable}}'`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SwarmState {
@@ -381,6 +392,12 @@ mod tests {
     #[test]
     fn raw_service_logs_cannot_be_attributed_to_a_task() {
         assert!(service_logs(&load("service-logs-raw.txt")).is_empty());
+    }
+
+    #[test]
+    fn probe_files_are_read_back_as_slots() {
+        let ls = ".\n..\n.swarm-probe-1a2b-3\n.swarm-probe-1a2b-1\n.swarm-probe-ffff-2\ndocuments\ntmp\n";
+        assert_eq!(probe_slots(ls, ".swarm-probe-1a2b-"), vec![1, 3]);
     }
 
     #[test]

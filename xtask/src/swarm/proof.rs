@@ -7,8 +7,10 @@
 //!
 //! It deploys the stack with `SWARM_REPLICAS` api tasks (default 4), waits until all are
 //! healthy, has every task write and read the shared directory, judges TEST-01 and TEST-03 on
-//! Swarm's terms, prints the figures (time to healthy, spread of the containers' start), and
+//! Swarm's terms, prints the figures (time to healthy, spread of the containers' start), asks
+//! every task for `/instance` from a client container on the stack's overlay network, and
 //! always removes the stack, its networks and volumes, and leaves the swarm if it created it.
+//! With `SWARM_DB_FIRST=1` the database is deployed alone and healthy before the api tasks.
 
 use std::{
     path::PathBuf,
@@ -42,17 +44,17 @@ fn env_or(key: &str, default: &str) -> String {
     std::env::var(key).unwrap_or_else(|_| default.to_string())
 }
 
-fn stack_file(sh: &Shell, replicas: u32) -> Result<stack_file::StackFile> {
+/// `password` must be the same for every deploy of a run: a changed value updates (restarts)
+/// the db service, whose data directory keeps the first one.
+fn stack_file(sh: &Shell, replicas: u32, pw: &str) -> Result<stack_file::StackFile> {
     let compose = compose_program();
     let project = crate::Project::locate();
     let file = project.compose_file();
-    // Throwaway passwords for this run only; never printed.
-    let pw = format!("p{:x}", rand_seed());
     let config = cmd!(
         sh,
         "{compose} -f {file} -p {STACK} --env-file /dev/null config --format json"
     )
-    .env("DB_PASSWORD", &pw)
+    .env("DB_PASSWORD", pw)
     .env("DB_ROOT_PASSWORD", format!("r{pw}"))
     .env(
         "API_IMAGE",
@@ -76,15 +78,28 @@ fn rand_seed() -> u128 {
 }
 
 fn run(sh: &Shell, stack: &SwarmStack, replicas: u32) -> Result<()> {
-    let file = stack_file(sh, replicas)?;
+    // Throwaway passwords for this run only; never printed.
+    let pw = format!("p{:x}", rand_seed());
+    let file = stack_file(sh, replicas, &pw)?;
     eprintln!(
         "swarm ignores, dropped from the stack file: {:?}",
         file.dropped
     );
+    if std::env::var_os("SWARM_DB_FIRST").is_some() {
+        // What Compose's depends_on does: the database alone (api at 0 replicas) until healthy,
+        // then the same stack with N api tasks.
+        let t = Instant::now();
+        stack.deploy(sh, &stack_file(sh, 0, &pw)?)?;
+        let db = stack.wait_healthy(sh, "db", 1, Duration::from_secs(180), false)?;
+        eprintln!(
+            "db first: {db:?} ({:.2} s from deploy)",
+            t.elapsed().as_secs_f64()
+        );
+    }
     let t0 = Instant::now();
     stack.deploy(sh, &file)?;
     let deployed = t0.elapsed().as_secs_f64();
-    let converged = stack.wait_healthy(sh, "api", replicas, Duration::from_secs(240))?;
+    let converged = stack.wait_healthy(sh, "api", replicas, Duration::from_secs(240), false)?;
     eprintln!("deploy returned after {deployed:.2} s; {converged:?} (from deploy's return)");
     let tasks = stack.tasks(sh, "api")?;
     let containers = stack.containers(sh, "api")?;
@@ -154,10 +169,7 @@ fn run(sh: &Shell, stack: &SwarmStack, replicas: u32) -> Result<()> {
     for (probe, (_, container)) in probes.iter_mut().zip(&by_slot) {
         let out = stack.exec(sh, &container.id, &["ls", "-a", DATA_DIR])?;
         let prefix = format!(".swarm-probe-{tag}-");
-        probe.seen = String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .filter_map(|l| l.strip_prefix(&prefix)?.parse().ok())
-            .collect();
+        probe.seen = parse::probe_slots(&String::from_utf8_lossy(&out.stdout), &prefix);
     }
     let test03 = judge::shared_data(&probes, DATA_DIR);
     eprintln!(
@@ -165,9 +177,38 @@ fn run(sh: &Shell, stack: &SwarmStack, replicas: u32) -> Result<()> {
         if test03.passed { "PASS" } else { "FAIL" },
         test03.summary
     );
+    // The other way in: a client container on the stack's attachable overlay network reaches
+    // every task by its own address (dnsrr: the service name resolves to all task IPs).
+    let network = format!("{STACK}_default");
+    let client = env_or("SWARM_CLIENT_IMAGE", "localhost/scaling-debian:bookworm");
+    let script = "for ip in $(getent ahostsv4 api | cut -d' ' -f1 | sort -u); do \
+        exec 3<>/dev/tcp/$ip/8080 || continue; \
+        printf 'GET /instance HTTP/1.0\\r\\nHost: api\\r\\n\\r\\n' >&3; \
+        echo \"$ip $(tail -n1 <&3)\"; exec 3>&-; done";
+    let docker = &stack.docker;
+    let t = Instant::now();
+    let answers = cmd!(
+        sh,
+        "{docker} run --rm --network {network} {client} bash -c {script}"
+    )
+    .quiet()
+    .read()
+    .context("client container on the overlay")?;
+    let hosts: std::collections::BTreeSet<&str> = answers
+        .lines()
+        .filter_map(|l| l.split("\"hostname\":\"").nth(1)?.split('"').next())
+        .collect();
+    eprintln!(
+        "client container on {network}: {} task addresses answered /instance from {} distinct hostnames in {:.2} s",
+        answers.lines().count(),
+        hosts.len(),
+        t.elapsed().as_secs_f64()
+    );
+    anyhow::ensure!(hosts.len() == replicas as usize, "client saw {answers}");
     match converged {
         Converged::Healthy { .. } => Ok(()),
         Converged::TimedOut { healthy, .. } => anyhow::bail!("only {healthy} healthy tasks"),
+        Converged::TaskFailed { task, .. } => anyhow::bail!("{task}"),
     }
     .and_then(|()| {
         anyhow::ensure!(test03.passed, "TEST-03 failed");
