@@ -251,6 +251,25 @@ pub fn service_logs(text: &str) -> Vec<TaskLogLine> {
         .collect()
 }
 
+/// The lines of the given tasks (the current ones, say) in the Compose parser's shape, named
+/// `api.<slot>` and numbered by slot, so that the start-up and migration checks
+/// (`scaling::parse::startups`) run on Swarm's logs unchanged.
+pub fn as_replica_lines(
+    lines: &[TaskLogLine],
+    task_ids: &[&str],
+) -> Vec<crate::scaling::parse::LogLine> {
+    lines
+        .iter()
+        .filter(|l| task_ids.contains(&l.task_id.as_str()))
+        .map(|l| crate::scaling::parse::LogLine {
+            container: format!("api.{}", l.slot),
+            number: Some(l.slot),
+            time: l.time,
+            message: l.message.clone(),
+        })
+        .collect()
+}
+
 /// The slots whose probe files `<prefix><slot>` an `ls -a` of the shared directory lists.
 pub fn probe_slots(ls_output: &str, prefix: &str) -> Vec<u32> {
     let mut slots: Vec<u32> = ls_output
@@ -387,6 +406,31 @@ mod tests {
         assert!(lines
             .iter()
             .any(|l| l.slot == 3 && l.message.contains("Listening on 0.0.0.0:8080")));
+    }
+
+    #[test]
+    fn the_current_tasks_lines_feed_the_compose_start_up_parser() {
+        let lines = service_logs(&load("service-logs.txt"));
+        let tasks = tasks(&load("service-ps-api-converged.jsonl")).unwrap();
+        let current: Vec<&str> = tasks
+            .iter()
+            .filter(|t| t.is_current())
+            .map(|t| t.id.as_str())
+            .collect();
+        let replica_lines = as_replica_lines(&lines, &current);
+        assert!(replica_lines.iter().all(|l| !l.message.contains("lookup")));
+        let startups = crate::scaling::parse::startups(&replica_lines);
+        assert_eq!(
+            startups.keys().copied().collect::<Vec<_>>(),
+            vec![1, 2, 3, 4]
+        );
+        for (slot, s) in &startups {
+            assert_eq!(
+                (s.pool_created.len(), s.listening.len()),
+                (1, 1),
+                "api.{slot}"
+            );
+        }
     }
 
     #[test]
