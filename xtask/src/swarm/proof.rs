@@ -2,8 +2,10 @@
 //! images of `cargo xtask images` and Compose v2):
 //!
 //! ```sh
-//! flock /tmp/docker-test.lock cargo test -p xtask swarm::proof -- --ignored --nocapture
+//! cargo test -p xtask swarm::proof -- --ignored --nocapture
 //! ```
+//!
+//! Run it when nothing else uses the engine: while it runs, the engine is in swarm mode.
 //!
 //! It deploys the stack with `SWARM_REPLICAS` api tasks (default 4), waits until all are
 //! healthy, has every task write and read the shared directory, judges TEST-01 and TEST-03 on
@@ -217,7 +219,7 @@ fn run(sh: &Shell, stack: &SwarmStack, replicas: u32) -> Result<()> {
 }
 
 #[test]
-#[ignore = "needs Docker, local images and Compose v2; run under the docker lock"]
+#[ignore = "needs Docker, local images and Compose v2, and the engine to itself"]
 fn a_stack_deploys_converges_shares_its_data_and_is_removed_without_a_trace() {
     let replicas: u32 = env_or("SWARM_REPLICAS", "4").parse().unwrap();
     let sh = Shell::new().unwrap();
