@@ -12,7 +12,13 @@
 //!   `docker exec` into their task containers (see `SwarmStack::exec`);
 //! - `stack rm` returns before the tasks, containers and networks are gone, and the volumes
 //!   stay in use until the containers are: `SwarmStack::remove` waits for both;
-//! - `swarm init` creates the `docker_gwbridge` network, which `swarm leave` keeps.
+//! - `swarm init` creates the `docker_gwbridge` network, which `swarm leave` keeps;
+//! - `stack deploy` ignores `depends_on`: today's api exits 1 when it starts before the database
+//!   has a DNS name, and Swarm replaces the task after its default 5 s delay. Deploying the
+//!   database alone first (api at 0 replicas, same stack file otherwise) avoids it.
+//!
+//! Seen on 2 cores with `swarm::proof` (database deployed first): 4 api tasks healthy 3.5 s
+//! after deploy, their containers started within 0.55 s; 16 tasks in 8.4 s, within 3.7 s.
 
 use std::{
     path::{Path, PathBuf},
