@@ -3,9 +3,10 @@
 mod documents;
 mod health;
 mod instance;
+mod labels;
 
 use axum::extract::DefaultBodyLimit;
-use axum::routing::get;
+use axum::routing::{get, put};
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
@@ -23,6 +24,8 @@ pub fn router(state: AppState) -> Router {
             get(documents::get_one).delete(documents::delete),
         )
         .route("/documents/{id}/content", get(documents::content))
+        .route("/documents/{id}/labels", put(labels::put).get(labels::get))
+        .route("/labels/{label}/documents", get(labels::documents))
         .fallback(error::not_found_fallback)
         .method_not_allowed_fallback(error::method_not_allowed_fallback)
         // Uploads stream with their own limit (API_MAX_UPLOAD_BYTES); this one covers any

@@ -4,8 +4,10 @@
 mod cli;
 mod documents;
 mod errors;
+mod expand_contract;
 mod health;
 mod helpers;
+mod labels;
 mod migrations;
 mod shared_storage;
 mod slow_clients;
