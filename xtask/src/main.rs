@@ -17,6 +17,9 @@ mod test;
 mod testdb;
 mod timeline;
 mod ui;
+// Judges of the upgrade scenario, used by their tests until the scenario drives them.
+#[cfg_attr(not(test), allow(dead_code))]
+mod upgrade;
 
 use std::path::{Path, PathBuf};
 

@@ -1,0 +1,12 @@
+//! The upgrade scenario of `test-scaling` (issue 13): N replicas of the previous version, this
+//! version rolled in beside them, the old ones stopped one at a time, then a rollback replica.
+//!
+//! So far the evidence parsers (`facts`) and the judges U-01..U-05 (`judge`), tested on a real
+//! run recorded into `xtask/testdata/upgrade/` (see its `record.py`); the scenario's driver is
+//! the next step.
+
+pub mod facts;
+pub mod judge;
+
+#[cfg(test)]
+mod tests;
