@@ -4,6 +4,7 @@
 mod documents;
 mod health;
 mod instance;
+mod labels;
 
 use std::time::Duration;
 
@@ -37,6 +38,8 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(documents::list, documents::create))
         .routes(routes!(documents::get_one, documents::delete))
         .routes(routes!(documents::content))
+        .routes(routes!(labels::put, labels::get))
+        .routes(routes!(labels::documents))
         .routes(routes!(openapi_json))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();

@@ -172,6 +172,19 @@ pub fn slow_ddl_migrations() -> Migrator {
     sqlx::migrate!("./tests/slow_ddl_migrations")
 }
 
+/// How many migrations the api ships, so the tests need no edit when one is added.
+pub fn shipped() -> usize {
+    real_migrations().iter().count()
+}
+
+/// `(version, true)` for every migration the api ships: `_sqlx_migrations` once all applied.
+pub fn shipped_applied() -> Vec<(i64, bool)> {
+    real_migrations()
+        .iter()
+        .map(|m| (m.version, true))
+        .collect()
+}
+
 /// Version 1 sleeps 3 s, so a test can kill its runner part-way.
 pub fn slow_migrations() -> Migrator {
     sqlx::migrate!("./tests/slow_migrations")

@@ -60,6 +60,9 @@ async fn every_documented_route_is_served_and_every_other_method_on_its_path_is_
         "GET /documents/{id}",
         "DELETE /documents/{id}",
         "GET /documents/{id}/content",
+        "GET /documents/{id}/labels",
+        "PUT /documents/{id}/labels",
+        "GET /labels/{label}/documents",
         "GET /openapi.json",
     ];
     served.sort();

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::instrument::WithSubscriber;
 
 use crate::helpers::{
-    real_migrations, spawn_app, spawn_app_with, Captured, Fault, Proxy, TempDir, TestDb,
+    real_migrations, shipped, spawn_app, spawn_app_with, Captured, Fault, Proxy, TempDir, TestDb,
 };
 
 #[tokio::test]
@@ -145,7 +145,7 @@ async fn the_password_can_come_from_a_file_as_compose_secrets_provide_it() {
     let app = Application::build(settings, real_migrations(), CancellationToken::new())
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(app.startup_report().migrations_applied, 2);
+    assert_eq!(app.startup_report().migrations_applied, shipped());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -178,7 +178,7 @@ async fn startup_waits_for_a_database_that_is_not_up_yet_and_says_why_each_attem
             logs.text()
         )
     });
-    assert_eq!(app.startup_report().migrations_applied, 2);
+    assert_eq!(app.startup_report().migrations_applied, shipped());
     let text = logs.text();
     let attempts: Vec<&str> = text
         .lines()
