@@ -22,8 +22,9 @@ xflags::xflags! {
         cmd test-scaling {
             /// Number of api replicas (default 4).
             optional --replicas n: u32
-            /// Largest allowed spread, in seconds, of start-up times across replicas (default 5).
-            optional --max-spread seconds: f64
+            /// Largest allowed start-up of one replica, in seconds, from its container's start (or the
+            /// database's release) to listening (default 5).
+            optional --max-startup seconds: f64
             /// Seconds to wait for the replicas to become healthy (default 180).
             optional --timeout seconds: u64
             /// Do not build images; use the ones already present.

@@ -62,7 +62,7 @@ fn a_command_s_help_shows_its_flags_and_defaults() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--replicas",
-        "--max-spread",
+        "--max-startup",
         "--timeout",
         "--fault",
         "--keep",
@@ -83,7 +83,7 @@ fn unknown_flags_commands_and_values_exit_2_with_one_error_line() {
 fn out_of_range_values_exit_2_before_docker() {
     assert_cannot_run(&["test-scaling", "--replicas", "0"], "between 1 and 32");
     assert_cannot_run(&["test-scaling", "--replicas", "33"], "between 1 and 32");
-    assert_cannot_run(&["test-scaling", "--max-spread", "0"], "--max-spread 0");
+    assert_cannot_run(&["test-scaling", "--max-startup", "0"], "--max-startup 0");
     assert_cannot_run(&["test-scaling", "--timeout", "0"], "--timeout 0");
     assert_cannot_run(
         &["test-scaling", "--fault", "nope"],

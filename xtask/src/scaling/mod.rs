@@ -24,7 +24,7 @@ use crate::{
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
-        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_SPREAD_SECS,
+        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
         DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
@@ -83,7 +83,7 @@ impl Fault {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub replicas: u32,
-    pub max_spread: f64,
+    pub max_startup: f64,
     pub timeout: Duration,
     pub no_build: bool,
     pub keep: bool,
@@ -96,7 +96,7 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             replicas: DEFAULT_REPLICAS,
-            max_spread: DEFAULT_MAX_SPREAD_SECS,
+            max_startup: DEFAULT_MAX_STARTUP_SECS,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             no_build: false,
             keep: false,
@@ -114,10 +114,10 @@ impl Options {
                 CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into(),
             );
         }
-        let max_spread = flags.max_spread.unwrap_or(DEFAULT_MAX_SPREAD_SECS);
-        if max_spread.is_nan() || max_spread <= 0.0 {
+        let max_startup = flags.max_startup.unwrap_or(DEFAULT_MAX_STARTUP_SECS);
+        if max_startup.is_nan() || max_startup <= 0.0 {
             return Err(CannotRun(format!(
-                "--max-spread {max_spread}: must be a positive number of seconds"
+                "--max-startup {max_startup}: must be a positive number of seconds"
             ))
             .into());
         }
@@ -133,7 +133,7 @@ impl Options {
         }
         Ok(Options {
             replicas,
-            max_spread,
+            max_startup,
             timeout: Duration::from_secs(timeout),
             no_build: flags.no_build,
             keep: flags.keep,
@@ -179,12 +179,20 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     outcome::fresh_dir(&report_dir)?;
 
     ui::step(&format!(
-        "Scaling check: {} replicas{}",
+        "Scaling check of {}: {} replicas{}",
+        project.root.display(),
         opts.replicas,
         opts.fault
             .map(|f| format!(", fault {}", f.name()))
             .unwrap_or_default()
     ));
+    let ignored = crate::docker::ignored_user_env();
+    if !ignored.is_empty() {
+        ui::note(&format!(
+            "ignored from your shell, not passed to compose: {}",
+            ignored.join(", ")
+        ));
+    }
     let (docker, compose_program) = preflight::run(sh, project)?;
 
     let image_set = if opts.no_build {
@@ -227,6 +235,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     let guard = stack.begin(opts.keep)?;
 
     let mut report = report::Report::new(opts, &image_set);
+    report.checkout = project.root.display().to_string();
     let outcome = (|| -> Result<()> {
         stack.start_db(opts.timeout)?;
         let fresh = run_scenario(&stack, opts, DbState::FreshDatabase, &report_dir)?;
@@ -292,7 +301,19 @@ fn run_scenario(
         n
     };
     let t_up = Instant::now();
-    stack.scale_api(first)?;
+    // On a fresh database every replica must meet the migration while it runs: they are let
+    // in at once (see `Stack::start_api_contended`). On an existing one they start as usual.
+    let contention = if scenario == DbState::FreshDatabase {
+        let c = stack.start_api_contended(first, opts.timeout)?;
+        ui::note(&format!(
+            "database paused {:.1} s while compose started {first} replicas ({:.1} s), then released",
+            c.paused_s, c.compose_up_s
+        ));
+        Some(c)
+    } else {
+        stack.scale_api(first)?;
+        None
+    };
     let mut wait = stack.wait_healthy(first, opts.timeout, t_up, Unhealthy::Stops)?;
 
     if fault == Some(Fault::LateReplica) {
@@ -355,11 +376,35 @@ fn run_scenario(
         &wait,
         &last_lines,
     )];
-    checks.push(checks::startup_spread(
+    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let inspect = stack.docker.start_and_health(stack.sh, &ids)?;
+    std::fs::write(
+        report_dir.join(format!("{}-inspect.txt", scenario.slug())),
+        &inspect,
+    )?;
+    let started_at: BTreeMap<u32, chrono::DateTime<chrono::Utc>> =
+        crate::timeline::parse_inspect(&inspect)?
+            .into_iter()
+            .filter_map(|c| Some((c.number, c.started_at?)))
+            .collect();
+    let mut timing = checks::startup_timing(
         &expected,
         &startups,
-        opts.max_spread,
-    ));
+        &started_at,
+        contention.as_ref().map(|c| c.released),
+        opts.max_startup,
+    );
+    if let Some(c) = &contention {
+        timing.figures.insert("db_paused_s".into(), c.paused_s);
+        timing.figures.insert("compose_up_s".into(), c.compose_up_s);
+        timing.evidence.push(format!(
+            "the database was paused {:.2} s while compose started the replicas ({:.2} s), then released at {}",
+            c.paused_s,
+            c.compose_up_s,
+            c.released.format("%H:%M:%S%.3f")
+        ));
+    }
+    checks.push(timing);
     checks.push(shared_data(stack, &running)?);
     let records = db::migration_records(stack)?;
     let versions = db::migration_versions(&stack.project.root)?;

@@ -16,25 +16,31 @@ const COLUMNS: &[usize] = &[18, 8, 26, 6];
 #[derive(Debug)]
 pub struct Report {
     pub replicas: u32,
-    pub max_spread: f64,
+    pub max_startup: f64,
     pub fault: Option<String>,
     pub images: Vec<String>,
     pub scenarios: Vec<ScenarioResult>,
     /// The run stopped before its checks could finish (not a check's verdict).
     pub error: Option<String>,
     pub seconds: f64,
+    /// The checkout that was checked (found from the current directory upwards).
+    pub checkout: String,
+    /// Variables of the user's shell that compose calls did not inherit (names only).
+    pub ignored_env: Vec<String>,
 }
 
 impl Report {
     pub fn new(opts: &Options, images: &ImageSet) -> Report {
         Report {
             replicas: opts.replicas,
-            max_spread: opts.max_spread,
+            max_startup: opts.max_startup,
             fault: opts.fault.map(|f| f.name().to_string()),
             images: images.origin.clone(),
             scenarios: Vec::new(),
             error: None,
             seconds: 0.0,
+            checkout: String::new(),
+            ignored_env: crate::docker::ignored_user_env(),
         }
     }
 
@@ -112,16 +118,25 @@ impl Report {
                 .unwrap_or_default(),
             self.seconds
         );
+        println!("checked: {}", self.checkout);
+        if !self.ignored_env.is_empty() {
+            println!(
+                "ignored from your shell (not passed to compose): {}",
+                self.ignored_env.join(", ")
+            );
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "passed": self.passed(),
             "replicas": self.replicas,
-            "max_spread_s": self.max_spread,
+            "max_startup_s": self.max_startup,
             "fault": self.fault,
             "images": self.images,
             "seconds": self.seconds,
+            "checkout": self.checkout,
+            "ignored_env": self.ignored_env,
             "error": self.error,
             "scenarios": self.scenarios.iter().map(|s| json!({
                 "scenario": s.scenario,

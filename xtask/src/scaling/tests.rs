@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::checks::{self, HttpRead, SharedDataResult};
 use crate::{
@@ -333,19 +333,85 @@ fn replicas_fail_when_waiting_timed_out() {
 
 // ---- TEST-02 parallel startup ----------------------------------------------------------------
 
+// Recorded from a real run with the database paused until all replicas ran (see
+// `Stack::start_api_contended`); its release time is the one that run's report gave.
+fn contended_lines() -> Vec<LogLine> {
+    parse::logs(&testdata("logs-fresh-contended-n4.txt"))
+}
+
+/// The no-lock run's `docker inspect` (start times) and its logs: a real contended start.
+type TimedRun = (
+    BTreeMap<u32, Startup>,
+    BTreeMap<u32, DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+fn timed_run() -> TimedRun {
+    let lines = parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt"));
+    let started =
+        crate::timeline::parse_inspect(&testdata("inspect-fresh-no-lock-contended-n4.txt"))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.number, c.started_at.unwrap()))
+            .collect();
+    // That run's report: "released at 00:46:46.512".
+    let released = "2026-11-29T00:46:46.512Z".parse().unwrap();
+    (parse::startups(&lines), started, released)
+}
+
 #[test]
-fn startup_spread_passes_on_the_recorded_runs() {
-    for lines in [fresh_lines(), existing_lines()] {
-        let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
-        assert!(c.passed, "{c:#?}");
-        assert!(c.figures["pool_created_spread_s"] < 1.0);
-    }
+fn app_start_up_is_timed_from_the_release_and_dockers_stagger_is_apart() {
+    let (s, started, released) = timed_run();
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert!(c.passed, "{c:#?}");
+    // Docker started the four containers over 2 s; the app's own start-up is ~1 s.
+    assert!(
+        (c.figures["docker_stagger_s"] - 2.03).abs() < 0.01,
+        "{c:#?}"
+    );
+    assert!(c.figures["app_startup_max_s"] < 1.2, "{c:#?}");
+    assert!(c.summary.starts_with("app start-up max "), "{}", c.summary);
+    // Timed from the container's start instead (no release known), api-1 waited 3 s+.
+    let c = checks::startup_timing(&ALL, &s, &started, None, 2.0);
+    assert!(!c.passed);
+    assert!(c.summary.starts_with("api-1 took 3.2"), "{}", c.summary);
+}
+
+#[test]
+fn a_slow_replica_fails_on_its_own_start_up_not_on_the_spread() {
+    let (s, started, released) = timed_run();
+    let mut s = s;
+    let late = s.get_mut(&2).unwrap();
+    late.listening = vec![late.listening[0] + TimeDelta::seconds(7)];
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert!(!c.passed);
+    assert!(
+        c.summary.starts_with("api-2 took 7.") && c.summary.contains("more than 5 s"),
+        "{}",
+        c.summary
+    );
+    // The flag moves the limit.
+    assert!(checks::startup_timing(&ALL, &s, &started, Some(released), 10.0).passed);
 }
 
 #[test]
 fn a_35_second_gap_is_named_sequential() {
-    let lines = delay(&fresh_lines(), 4, 35);
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
+    // api-4 started 35 s after the others, as the late-replica fault does.
+    let (s, mut started, released) = timed_run();
+    let lines = delay(
+        &parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt")),
+        4,
+        35,
+    );
+    *started.get_mut(&4).unwrap() += TimeDelta::seconds(35);
+    let _ = s;
+    let c = checks::startup_timing(
+        &ALL,
+        &parse::startups(&lines),
+        &started,
+        Some(released),
+        5.0,
+    );
     assert!(!c.passed);
     assert!(
         c.summary.starts_with("sequential start: a gap of 3"),
@@ -356,29 +422,16 @@ fn a_35_second_gap_is_named_sequential() {
 }
 
 #[test]
-fn a_spread_over_the_limit_fails_without_being_called_sequential() {
-    let lines = delay(&fresh_lines(), 2, 7);
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
-    assert!(!c.passed);
-    assert!(
-        c.summary.contains("spread") && c.summary.contains("more than 5 s"),
-        "{}",
-        c.summary
-    );
-    assert!(!c.summary.contains("sequential"));
-    // The flag moves the limit.
-    assert!(checks::startup_spread(&ALL, &parse::startups(&lines), 10.0).passed);
-}
-
-#[test]
-fn a_replica_without_a_pool_line_fails() {
-    let lines: Vec<LogLine> = fresh_lines()
-        .into_iter()
-        .filter(|l| !(l.number == Some(2) && l.message.contains(contract::POOL_CREATED)))
-        .collect();
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
+fn a_replica_without_a_pool_line_or_a_start_time_fails() {
+    let (mut s, mut started, released) = timed_run();
+    s.get_mut(&2).unwrap().pool_created.clear();
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
     assert!(!c.passed);
     assert_eq!(c.summary, "api-2 has no 'Database pool created' line");
+    let (s, _, _) = timed_run();
+    started.remove(&3);
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert_eq!(c.summary, "api-3: Docker reported no start time");
 }
 
 // ---- TEST-03 shared data ---------------------------------------------------------------------
@@ -460,6 +513,64 @@ fn a_replica_that_could_not_be_probed_fails() {
 // ---- TEST-04 migration coordination ------------------------------------------------------------
 
 #[test]
+fn concurrent_appliers_without_the_lock_are_named() {
+    // Recorded with API_MIGRATION_LOCK=off under real contention (`--fault no-lock`).
+    let lines = parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt"));
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(!c.passed);
+    assert_eq!(
+        c.summary,
+        "4 replicas ran migrations at once (api-1: Applied 0 migrations, api-2: Applied 0 migrations, api-3: Applied 2 migrations, api-4: Applied 0 migrations), expected exactly one"
+    );
+    assert!(!c.evidence.iter().any(|l| l.contains("race not exercised")));
+}
+
+#[test]
+fn a_follower_with_only_the_up_to_date_line_counts() {
+    // api-3's first read landed inside the leader's migration and its next found the schema
+    // current: it logs `Schema up to date after waiting` without `Waiting…`.
+    let lines: Vec<LogLine> = contended_lines()
+        .into_iter()
+        .filter(|l| !(l.number == Some(3) && l.message.contains(contract::WAITING)))
+        .collect();
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(
+        c.summary,
+        "4 of 4 replicas contended: leader api-1 applied 2 once; 2 waited, 3 followed; 0 fast path"
+    );
+    // Without the up-to-date line too, it did nothing the contract knows: FAIL.
+    let lines: Vec<LogLine> = lines
+        .into_iter()
+        .filter(|l| !(l.number == Some(3) && l.message.contains(contract::UP_TO_DATE_AFTER_WAIT)))
+        .collect();
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(!c.passed);
+    assert_eq!(
+        c.summary,
+        "api-3 neither took the lock, nor applied, nor took the fast path, nor waited, nor followed"
+    );
+}
+
+#[test]
 fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
     let c = checks::migrations(
         DbState::FreshDatabase,
@@ -468,12 +579,32 @@ fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
         &good_records(),
         &VERSIONS,
     );
-    assert!(c.passed, "{c:#?}");
+    // The seed's recording: api-3 migrated before the others even started, so nobody
+    // contended. A lock that excludes nobody would look the same: FAIL.
+    assert!(!c.passed);
     assert!(
-        c.summary.starts_with("1 lock acquisition (api-3)"),
+        c.summary.starts_with("race not exercised: 1 replica(s)"),
         "{}",
         c.summary
     );
+    assert!(
+        c.summary.contains("fast path: api-1, api-2, api-4"),
+        "{}",
+        c.summary
+    );
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&contended_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(
+        c.summary,
+        "4 of 4 replicas contended: leader api-1 applied 2 once; 3 waited, 3 followed; 0 fast path"
+    );
+    assert_eq!(c.figures["contended"], 4.0);
     let c = checks::migrations(
         DbState::ExistingDatabase,
         &ALL,
@@ -487,18 +618,18 @@ fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
 
 #[test]
 fn two_lock_acquisitions_fail() {
-    // api-1 also logs that it took the lock and applied (a broken lock).
-    let mut lines = fresh_lines();
+    // api-2 also logs that it took the lock and applied (a broken lock).
+    let mut lines = contended_lines();
     let extra: Vec<LogLine> = lines
         .iter()
         .filter(|l| {
-            l.number == Some(3)
+            l.number == Some(1)
                 && (l.message.contains(contract::LOCK_ACQUIRED) || l.message.contains("Applied"))
         })
         .cloned()
         .map(|mut l| {
-            l.number = Some(1);
-            l.container = "api-1".into();
+            l.number = Some(2);
+            l.container = "api-2".into();
             l
         })
         .collect();
@@ -513,12 +644,11 @@ fn two_lock_acquisitions_fail() {
     assert!(!c.passed);
     assert_eq!(
         c.summary,
-        "the migration lock was acquired 2 times (by api-1, api-3), expected exactly once"
+        "2 replicas ran migrations at once (api-1: Applied 2 migrations, api-2: Applied 2 migrations), expected exactly one"
     );
     assert!(
-        c.evidence
-            .iter()
-            .any(|l| l.contains("2 replicas applied migrations")),
+        c.evidence.iter().any(|l| l
+            == "the migration lock was acquired 2 times (by api-1, api-2), expected exactly once"),
         "{:#?}",
         c.evidence
     );
@@ -533,14 +663,15 @@ fn several_appliers_without_a_lock_are_counted() {
     }
     let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &good_records(), &VERSIONS);
     assert!(!c.passed);
-    assert_eq!(
-        c.summary,
-        "no replica acquired the migration lock on a fresh database"
+    assert!(
+        c.summary.starts_with("4 replicas ran migrations at once"),
+        "{}",
+        c.summary
     );
     assert!(
         c.evidence
             .iter()
-            .any(|l| l.starts_with("4 replicas applied migrations")),
+            .any(|l| l == "no replica acquired the migration lock on a fresh database"),
         "{:#?}",
         c.evidence
     );
@@ -581,7 +712,7 @@ fn the_fresh_run_judged_as_existing_fails_and_the_existing_run_judged_as_fresh_f
 
 #[test]
 fn the_database_record_must_have_each_version_once_and_successful() {
-    let s = parse::startups(&fresh_lines());
+    let s = parse::startups(&contended_lines());
     let mut twice = good_records();
     twice.push((VERSIONS[0], true));
     let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &twice, &VERSIONS);

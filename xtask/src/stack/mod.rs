@@ -17,6 +17,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use xshell::Shell;
 
@@ -40,8 +41,8 @@ pub const DATA_DIR: &str = "/app/data";
 pub const DB_NAME: &str = "app";
 /// Replicas a check starts unless told otherwise.
 pub const DEFAULT_REPLICAS: u32 = 4;
-/// Largest allowed start-up spread across replicas, seconds, unless told otherwise.
-pub const DEFAULT_MAX_SPREAD_SECS: f64 = 5.0;
+/// Largest allowed start-up of one replica, seconds (container started or database released → listening), unless told otherwise.
+pub const DEFAULT_MAX_STARTUP_SECS: f64 = 5.0;
 /// How long to wait for the replicas to be healthy, seconds, unless told otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
@@ -110,6 +111,17 @@ pub struct ContainerFacts {
     pub id: String,
     pub started_at: String,
     pub restarts: u32,
+}
+
+/// How the replicas were let in at once on a paused database (`Stack::start_api_contended`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contention {
+    /// When the database was unpaused: no replica could reach it before.
+    pub released: DateTime<Utc>,
+    /// How long `up` took to start every replica (the database was paused meanwhile).
+    pub compose_up_s: f64,
+    /// How long the database stayed paused.
+    pub paused_s: f64,
 }
 
 /// How a command wants its stack.
@@ -295,6 +307,57 @@ impl<'a> Stack<'a> {
     /// `up -d --scale api=n api` (no recreation of running replicas).
     pub fn scale_api(&self, n: u32) -> Result<()> {
         self.compose().up_scaled(self.sh, API, n)
+    }
+
+    /// Starts `n` replicas that all reach the database at the same moment, without changing
+    /// the api: the database container is paused (`docker pause`), the replicas are started
+    /// with `--no-deps` (compose would otherwise try to start the paused database), and once
+    /// all `n` run the database is unpaused. Their connections, queued by the kernel
+    /// meanwhile, are then served together, so on a fresh schema they all meet the migration.
+    pub fn start_api_contended(&self, n: u32, timeout: Duration) -> Result<Contention> {
+        let db = self.db_container()?;
+        self.docker.pause(self.sh, &db.id)?;
+        let paused = Instant::now();
+        let started = (|| -> Result<f64> {
+            self.compose().up_scaled_no_deps(self.sh, API, n)?;
+            let compose_up_s = paused.elapsed().as_secs_f64();
+            let mut wait = ui::Waiting::new(&format!("{n} api containers running"));
+            loop {
+                let containers = self.api_containers()?;
+                let running = containers.iter().filter(|c| c.state == "running").count();
+                if running as u32 >= n {
+                    wait.finish("all running");
+                    return Ok(compose_up_s);
+                }
+                if let Some(c) = containers.iter().find(|c| c.is_down()) {
+                    bail!(
+                        "{} is {} ({}) before the database was let in",
+                        c.label(),
+                        c.state,
+                        c.status
+                    );
+                }
+                if paused.elapsed() > timeout {
+                    bail!(
+                        "only {running} of {n} api containers were running after {} s",
+                        timeout.as_secs()
+                    );
+                }
+                wait.update(&format!("{running}/{n} running"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })();
+        // Unpause on every path: a paused database cannot be stopped cleanly. The release is
+        // the moment just before: the database may answer before `unpause` returns.
+        let released = Utc::now();
+        let unpaused = self.docker.unpause(self.sh, &db.id);
+        let compose_up_s = started?;
+        unpaused?;
+        Ok(Contention {
+            released,
+            compose_up_s,
+            paused_s: paused.elapsed().as_secs_f64(),
+        })
     }
 
     /// Stops and removes every api replica; the database keeps its schema.

@@ -175,6 +175,8 @@ pub struct Startup {
     /// (when, the whole message)
     pub timed_out: Vec<(DateTime<Utc>, String)>,
     pub listening: Vec<DateTime<Utc>>,
+    /// (when, the whole message) of every ERROR line.
+    pub errors: Vec<(DateTime<Utc>, String)>,
     /// Every message of this container, in order, for evidence.
     pub lines: Vec<String>,
 }
@@ -223,6 +225,9 @@ pub fn startups(lines: &[LogLine]) -> BTreeMap<u32, Startup> {
         }
         if m.contains(contract::LISTENING) {
             s.listening.push(t);
+        }
+        if m.contains(" ERROR ") {
+            s.errors.push((t, m.trim().to_string()));
         }
     }
     by_replica

@@ -20,6 +20,8 @@ pub struct Probe {
     pub start: DateTime<Utc>,
     pub end: DateTime<Utc>,
     pub exit_code: i64,
+    /// What the probe printed (Docker keeps the first 4 KiB).
+    pub output: String,
 }
 
 /// What Docker knows about one container's start.
@@ -51,6 +53,8 @@ struct InspectProbe {
     start: String,
     end: String,
     exit_code: i64,
+    #[serde(default)]
+    output: String,
 }
 
 fn time(s: &str) -> Option<DateTime<Utc>> {
@@ -67,6 +71,7 @@ fn probes(log: Vec<InspectProbe>) -> Vec<Probe> {
                 start: time(&p.start)?,
                 end: time(&p.end)?,
                 exit_code: p.exit_code,
+                output: p.output,
             })
         })
         .collect()
