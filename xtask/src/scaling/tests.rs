@@ -485,6 +485,28 @@ fn a_failed_write_names_the_replica_the_uid_and_the_owner() {
 }
 
 #[test]
+fn an_unwritable_directory_is_told_read_only_wrong_owner_or_wrong_mode() {
+    // The probe's output as the real replicas printed it, one per cause.
+    let read_only = parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=755\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Read-only file system\n").unwrap();
+    let cause = checks::unwritable_cause(&read_only, "/app/data");
+    assert!(cause.contains("mounted read-only (EROFS)"), "{cause}");
+    assert!(!cause.contains("chown"), "{cause}");
+    let owner = parse::write_probe("uid=10001 gid=10001 owner=0:0 mode=755\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Permission denied\n").unwrap();
+    let cause = checks::unwritable_cause(&owner, "/app/data");
+    assert!(
+        cause.contains("wrong owner") && cause.contains("chown -R 10001:10001"),
+        "{cause}"
+    );
+    let mode = parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=555\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Permission denied\n").unwrap();
+    let cause = checks::unwritable_cause(&mode, "/app/data");
+    assert!(
+        cause.contains("wrong mode") && cause.contains("chmod"),
+        "{cause}"
+    );
+    assert!(!cause.contains("chown"), "{cause}");
+}
+
+#[test]
 fn a_replica_that_does_not_see_the_others_files_fails() {
     let mut results = all_wrote();
     results[0].seen = vec![1];
