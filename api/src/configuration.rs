@@ -54,6 +54,34 @@ pub struct ApplicationSettings {
     /// How long a client may stay silent while sending a request (its headers, or between
     /// chunks of an upload) before the api gives up on it.
     pub client_timeout: Duration,
+    /// The whole request, upload included, must be answered within this (408 otherwise).
+    pub request_timeout: Duration,
+    /// After its first `client_timeout`, an upload must average at least this many bytes/s.
+    pub min_upload_rate: u64,
+    /// A response that makes no sending progress for this long has its connection closed.
+    pub write_timeout: Duration,
+    /// Open connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// After SIGTERM, in-flight requests get this long before their connections are closed.
+    pub shutdown_drain: Duration,
+}
+
+impl ApplicationSettings {
+    /// The defaults of every limit, listening on `host:port` with data in `data_dir`.
+    pub fn new(host: IpAddr, port: u16, data_dir: PathBuf) -> Self {
+        Self {
+            host,
+            port,
+            data_dir,
+            max_upload_bytes: 10 * 1024 * 1024,
+            client_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(300),
+            min_upload_rate: 1024,
+            write_timeout: Duration::from_secs(30),
+            max_connections: 512,
+            shutdown_drain: Duration::from_secs(8),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -62,7 +90,12 @@ pub struct DatabaseSettings {
     /// The schema the api uses; the migration lock name is derived from it.
     pub database_name: String,
     pub pool_size: u32,
+    /// How long startup keeps retrying to reach the database (`API_DB_CONNECT_DEADLINE_SECS`).
+    pub connect_deadline: Duration,
 }
+
+/// Default of `API_DB_CONNECT_DEADLINE_SECS`.
+pub const DEFAULT_CONNECT_DEADLINE: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 enum DatabaseSource {
@@ -125,6 +158,7 @@ impl DatabaseSettings {
             source: DatabaseSource::Url(Secret::new(url.to_owned())),
             database_name,
             pool_size,
+            connect_deadline: DEFAULT_CONNECT_DEADLINE,
         })
     }
 
@@ -145,6 +179,7 @@ impl DatabaseSettings {
             },
             database_name,
             pool_size,
+            connect_deadline: DEFAULT_CONNECT_DEADLINE,
         }
     }
 
@@ -179,7 +214,7 @@ impl DatabaseSettings {
 }
 
 /// A URL with its password replaced by `***`; an unparsable URL is not echoed at all.
-pub fn redact_url(url: &str) -> String {
+fn redact_url(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) => {
             if parsed.password().is_some() {
@@ -197,29 +232,12 @@ fn scrub(text: &str, password: Option<&str>) -> String {
         return text.to_owned();
     };
     let mut out = text.replace(raw, "***");
-    if let Ok(decoded) = percent_decode(raw) {
+    if let Ok(decoded) = percent_encoding::percent_decode_str(raw).decode_utf8() {
         if !decoded.is_empty() {
-            out = out.replace(&decoded, "***");
+            out = out.replace(decoded.as_ref(), "***");
         }
     }
     out
-}
-
-fn percent_decode(s: &str) -> Result<String, ()> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = std::str::from_utf8(&bytes[i + 1..i + 3]).map_err(|_| ())?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| ())
 }
 
 /// A missing or invalid setting: names the variable and what is expected, never a secret.
@@ -274,7 +292,7 @@ impl Settings {
             |v: &u32| (1..=1000).contains(v),
         )?;
 
-        let database = match get("DATABASE_URL") {
+        let mut database = match get("DATABASE_URL") {
             Some(url) => DatabaseSettings::from_url(&url, pool_size)?,
             None => {
                 let parts_hint = "(or set DATABASE_URL=mysql://user:password@host:3306/database)";
@@ -291,27 +309,34 @@ impl Settings {
                 let user = get("DB_USER").ok_or_else(|| {
                     ConfigError::missing("DB_USER", &format!("the database user {parts_hint}"))
                 })?;
-                // An empty password is a legitimate (if unwise) setting, so only unset is missing.
-                let password = lookup("DB_PASSWORD").ok_or_else(|| {
-                    ConfigError::missing(
-                        "DB_PASSWORD",
-                        &format!("the database password {parts_hint}"),
-                    )
-                })?;
+                let password = password(&lookup, &get, parts_hint)?;
                 let name = get("DB_NAME").ok_or_else(|| {
                     ConfigError::missing("DB_NAME", &format!("the database name {parts_hint}"))
                 })?;
-                DatabaseSettings::from_parts(
-                    host,
-                    port,
-                    user,
-                    Secret::new(password),
-                    name,
-                    pool_size,
-                )
+                DatabaseSettings::from_parts(host, port, user, password, name, pool_size)
             }
         };
 
+        database.connect_deadline = Duration::from_secs(parse_or(
+            &get,
+            "API_DB_CONNECT_DEADLINE_SECS",
+            DEFAULT_CONNECT_DEADLINE.as_secs(),
+            "expected a whole number of seconds from 1 to 86400",
+            |v: &u64| (1..=86_400).contains(v),
+        )?);
+
+        let defaults =
+            ApplicationSettings::new(IpAddr::from([0, 0, 0, 0]), 8080, "/app/data".into());
+        let secs = |variable: &'static str, default: Duration, max: u64| {
+            parse_or(
+                &get,
+                variable,
+                default.as_secs(),
+                &format!("expected a whole number of seconds from 1 to {max}"),
+                |v: &u64| (1..=max).contains(v),
+            )
+            .map(Duration::from_secs)
+        };
         let application = ApplicationSettings {
             host: parse_or(
                 &get,
@@ -337,13 +362,24 @@ impl Settings {
                 "expected a size in bytes of at least 1",
                 |v: &u64| *v >= 1,
             )?,
-            client_timeout: Duration::from_secs(parse_or(
+            client_timeout: secs("API_CLIENT_TIMEOUT_SECS", defaults.client_timeout, 3600)?,
+            request_timeout: secs("API_REQUEST_TIMEOUT_SECS", defaults.request_timeout, 86_400)?,
+            min_upload_rate: parse_or(
                 &get,
-                "API_CLIENT_TIMEOUT_SECS",
-                10u64,
-                "expected a whole number of seconds from 1 to 3600",
-                |v: &u64| (1..=3600).contains(v),
-            )?),
+                "API_MIN_UPLOAD_BYTES_PER_SEC",
+                defaults.min_upload_rate,
+                "expected a rate in bytes per second (0 turns the check off)",
+                |_| true,
+            )?,
+            write_timeout: secs("API_WRITE_TIMEOUT_SECS", defaults.write_timeout, 3600)?,
+            max_connections: parse_or(
+                &get,
+                "API_MAX_CONNECTIONS",
+                defaults.max_connections,
+                "expected a whole number of connections from 1 to 1000000",
+                |v: &usize| (1..=1_000_000).contains(v),
+            )?,
+            shutdown_drain: secs("API_SHUTDOWN_DRAIN_SECS", defaults.shutdown_drain, 3600)?,
         };
 
         let migration = MigrationSettings {
@@ -373,6 +409,45 @@ impl Settings {
             application,
             migration,
         })
+    }
+}
+
+/// `DB_PASSWORD`, or the contents of the file `DB_PASSWORD_FILE` names (a Compose or Swarm
+/// secret, so the password is in neither `docker inspect` nor `/proc/1/environ`). One trailing
+/// newline is dropped, as `echo pw > file` adds one.
+fn password(
+    lookup: &impl Fn(&str) -> Option<String>,
+    get: &impl Fn(&str) -> Option<String>,
+    parts_hint: &str,
+) -> Result<Secret<String>, ConfigError> {
+    // An empty password is a legitimate (if unwise) setting, so only unset is missing.
+    match (lookup("DB_PASSWORD"), get("DB_PASSWORD_FILE")) {
+        (Some(_), Some(_)) => Err(ConfigError::invalid(
+            "DB_PASSWORD_FILE",
+            "set either DB_PASSWORD or DB_PASSWORD_FILE, not both".into(),
+            None,
+        )),
+        (Some(password), None) => Ok(Secret::new(password)),
+        (None, Some(path)) => match std::fs::read_to_string(&path) {
+            Ok(mut password) => {
+                if password.ends_with('\n') {
+                    password.pop();
+                    if password.ends_with('\r') {
+                        password.pop();
+                    }
+                }
+                Ok(Secret::new(password))
+            }
+            Err(e) => Err(ConfigError::invalid(
+                "DB_PASSWORD_FILE",
+                format!("expected a readable file holding the database password ({e})"),
+                Some(&path),
+            )),
+        },
+        (None, None) => Err(ConfigError::missing(
+            "DB_PASSWORD",
+            &format!("the database password, or DB_PASSWORD_FILE naming a file that holds it {parts_hint}"),
+        )),
     }
 }
 
@@ -430,6 +505,12 @@ mod tests {
         assert_eq!(s.application.data_dir, PathBuf::from("/app/data"));
         assert_eq!(s.application.max_upload_bytes, 10_485_760);
         assert_eq!(s.application.client_timeout, Duration::from_secs(10));
+        assert_eq!(s.application.request_timeout, Duration::from_secs(300));
+        assert_eq!(s.application.min_upload_rate, 1024);
+        assert_eq!(s.application.write_timeout, Duration::from_secs(30));
+        assert_eq!(s.application.max_connections, 512);
+        assert_eq!(s.application.shutdown_drain, Duration::from_secs(8));
+        assert_eq!(s.database.connect_deadline, Duration::from_secs(60));
         assert_eq!(s.database.pool_size, 5);
         assert_eq!(s.database.database_name, "documents");
         assert_eq!(s.migration.deadline, Duration::from_secs(60));
@@ -468,6 +549,12 @@ mod tests {
             ("API_MIGRATION_DEADLINE_SECS", "-1"),
             ("API_MAX_UPLOAD_BYTES", "lots"),
             ("API_CLIENT_TIMEOUT_SECS", "0"),
+            ("API_REQUEST_TIMEOUT_SECS", "0"),
+            ("API_MIN_UPLOAD_BYTES_PER_SEC", "-5"),
+            ("API_WRITE_TIMEOUT_SECS", "x"),
+            ("API_MAX_CONNECTIONS", "0"),
+            ("API_SHUTDOWN_DRAIN_SECS", "0"),
+            ("API_DB_CONNECT_DEADLINE_SECS", "0"),
             ("API_HOST", "example.com"),
             ("API_MIGRATION_LOCK", "maybe"),
         ] {
@@ -477,6 +564,42 @@ mod tests {
             assert!(line.contains(var) && line.contains("expected"), "{line}");
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn the_password_can_come_from_a_file_but_not_from_both_places() {
+        let file = std::env::temp_dir().join(format!("pw-{}", std::process::id()));
+        std::fs::write(&file, "from-file-pw\n").unwrap();
+        let path = file.to_str().unwrap().to_owned();
+        let map = |pw: Option<&str>, file: Option<&str>| {
+            let mut vars: HashMap<String, String> =
+                [("DB_HOST", "db"), ("DB_USER", "u"), ("DB_NAME", "d")]
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.to_string()))
+                    .collect();
+            if let Some(pw) = pw {
+                vars.insert("DB_PASSWORD".into(), pw.into());
+            }
+            if let Some(file) = file {
+                vars.insert("DB_PASSWORD_FILE".into(), file.into());
+            }
+            Settings::from_lookup(|name| vars.get(name).cloned())
+        };
+        let s = map(None, Some(&path)).unwrap();
+        assert_eq!(s.database.connect_options().get_username(), "u");
+        match &s.database.source {
+            DatabaseSource::Parts { password, .. } => assert_eq!(password.expose(), "from-file-pw"),
+            other => panic!("{other:?}"),
+        }
+        let err = map(Some("x"), Some(&path)).unwrap_err();
+        assert_eq!(err.variable, "DB_PASSWORD_FILE");
+        assert!(err.to_string().contains("not both"), "{err}");
+        let err = map(None, Some("/nonexistent/pw")).unwrap_err();
+        assert_eq!(err.variable, "DB_PASSWORD_FILE");
+        assert!(err.to_string().contains("/nonexistent/pw"), "{err}");
+        let err = map(None, None).unwrap_err();
+        assert!(err.to_string().contains("DB_PASSWORD_FILE"), "{err}");
+        std::fs::remove_file(file).unwrap();
     }
 
     #[test]

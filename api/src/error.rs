@@ -56,6 +56,19 @@ impl From<std::io::Error> for ApiError {
     }
 }
 
+/// The shape of every error response, for the OpenAPI document.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// A stable, machine-readable code such as `not_found` or `not_ready`.
+    pub code: String,
+    pub message: String,
+}
+
 /// The JSON error body.
 pub fn error_body(status: StatusCode, code: &str, message: &str) -> Response {
     (
@@ -120,26 +133,9 @@ fn decodes_to_utf8(query: &str) -> bool {
         .split('&')
         .flat_map(|pair| pair.split('='))
         .all(|part| {
-            let bytes = part.as_bytes();
-            let mut decoded = Vec::with_capacity(bytes.len());
-            let mut i = 0;
-            while i < bytes.len() {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok())
-                    .and_then(|h| u8::from_str_radix(h, 16).ok());
-                match (bytes[i], hex) {
-                    (b'%', Some(byte)) => {
-                        decoded.push(byte);
-                        i += 3;
-                    }
-                    (other, _) => {
-                        decoded.push(other);
-                        i += 1;
-                    }
-                }
-            }
-            std::str::from_utf8(&decoded).is_ok()
+            percent_encoding::percent_decode_str(part)
+                .decode_utf8()
+                .is_ok()
         })
 }
 

@@ -8,5 +8,6 @@ pub mod log_contract;
 pub mod migrate;
 pub mod routes;
 pub mod startup;
+pub mod state;
 pub mod storage;
 pub mod telemetry;

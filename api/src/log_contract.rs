@@ -25,6 +25,15 @@ pub const TIMED_OUT: &str = "Timed out waiting for schema migration";
 /// Logged once the HTTP listener is bound (the replica is ready to serve).
 pub const LISTENING: &str = "Listening on";
 
+/// Starts the one line every replica logs, then exits non-zero, when `_sqlx_migrations` holds
+/// a row with `success = 0` and no instance holds the lock (a leader was killed mid-migration).
+/// The line goes on with the version and the repair: what to check and the SQL that clears it.
+pub const DIRTY: &str = "Dirty schema: migration";
+/// A stop (SIGTERM, Ctrl-C) arrived while this replica was applying migrations: it finishes
+/// them, releases the lock and exits 0 instead of leaving a half-applied schema.
+pub const STOP_MID_MIGRATION: &str =
+    "Stop requested mid-migration; finishing the migration, then releasing the lock and exiting";
+
 /// The `Applied N migrations` line.
 pub fn applied(n: usize) -> String {
     format!("{APPLIED_PREFIX}{n}{APPLIED_SUFFIX}")

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use api::configuration::Settings;
-use api::startup::{shutdown_signal, Application};
-use api::{healthcheck, telemetry};
+use api::startup::{shutdown_signal, Application, StartupError};
+use api::{healthcheck, migrate, telemetry};
+use tokio_util::sync::CancellationToken;
 
 const USAGE: &str = "usage: api [healthcheck]  (no argument: serve; healthcheck: exit 0 if GET /readyz on 127.0.0.1:$API_PORT answers 200)";
 
@@ -46,23 +47,30 @@ fn serve() -> ExitCode {
         }
     };
     runtime.block_on(async {
-        // Listen from the start: a stop during startup ends it (dropping a migration's
-        // connection rolls it back and frees the lock) instead of being ignored.
-        let mut shutdown = Box::pin(shutdown_signal());
-        let app = tokio::select! {
-            built = Application::build(settings) => match built {
-                Ok(app) => app,
-                Err(e) => {
-                    tracing::error!("startup failed: {e}");
-                    return ExitCode::FAILURE;
-                }
-            },
-            () = &mut shutdown => {
-                tracing::warn!("stopped before startup finished");
+        // Listen from the start: a stop while waiting for the database or for another replica's
+        // migration ends startup at once; a stop while this replica applies a migration lets it
+        // finish and release the lock first (a cut migration leaves the schema dirty).
+        let signal = shutdown_signal();
+        let stop = CancellationToken::new();
+        tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                signal.await;
+                stop.cancel();
+            }
+        });
+        let app = match Application::build(settings, migrate::embedded(), stop.clone()).await {
+            Ok(app) => app,
+            Err(StartupError::Stopped) => {
+                tracing::info!("Stopped before serving; nothing was left half done");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                tracing::error!("startup failed: {e}");
                 return ExitCode::FAILURE;
             }
         };
-        match app.run_until_stopped(shutdown).await {
+        match app.run_until_stopped(stop.cancelled_owned()).await {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!("server failed: {e}");

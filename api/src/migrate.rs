@@ -12,6 +12,7 @@ use serde::Serialize;
 use sqlx::migrate::{MigrateError, Migrator};
 use sqlx::mysql::{MySqlConnectOptions, MySqlDatabaseError};
 use sqlx::{ConnectOptions, Connection, Executor, MySql, MySqlConnection, MySqlPool};
+use tokio_util::sync::CancellationToken;
 
 use crate::configuration::{MigrationLock, MigrationSettings};
 use crate::log_contract;
@@ -74,12 +75,17 @@ pub enum CoordinateError {
     ChecksumMismatch { version: i64, description: String },
 
     #[error(
-        "migration {version} is marked as failed (success = 0 in _sqlx_migrations) and no \
-         instance holds the migration lock {lock_name}: a migration died part-way. Check the \
-         schema by hand against migrations/{version}_*.sql and complete or undo its changes, then \
-         run `DELETE FROM _sqlx_migrations WHERE version = {version};` and restart"
+        "{} {version} is marked as failed (success = 0 in _sqlx_migrations) and no \
+         instance holds the migration lock {lock_name}: a migration died part-way (its runner \
+         was killed). Repair: Check the schema by hand against migrations/{version}_*.sql and \
+         complete or undo its changes, then run \
+         `DELETE FROM _sqlx_migrations WHERE version = {version};` and restart the replicas",
+        log_contract::DIRTY
     )]
     Dirty { version: i64, lock_name: String },
+
+    #[error("stopped by a shutdown signal before the schema was current")]
+    Stopped,
 
     #[error(
         "{}: lock {lock_name} is held by {}, pending versions {pending:?}, waited {:.1}s \
@@ -108,6 +114,14 @@ pub enum CoordinateError {
     Migrate(#[from] MigrateError),
 }
 
+impl CoordinateError {
+    /// Worth another try before the deadline: the database was unreachable or dropped a
+    /// connection, as during its restart. Everything else needs a person.
+    fn is_transient(&self) -> bool {
+        matches!(self, CoordinateError::Database { .. })
+    }
+}
+
 fn db(doing: &'static str) -> impl FnOnce(sqlx::Error) -> CoordinateError {
     move |source| CoordinateError::Database { doing, source }
 }
@@ -116,11 +130,16 @@ fn db(doing: &'static str) -> impl FnOnce(sqlx::Error) -> CoordinateError {
 ///
 /// `migrator` is a parameter so tests can pass a slow migration set; production passes
 /// `sqlx::migrate!("./migrations")`. `connect` must point at the same database as `pool`.
+///
+/// `stop` (the shutdown signal) ends a wait at once, but never a migration being applied: that
+/// one is finished and the lock released first, because MySQL commits DDL implicitly and a
+/// migration cut part-way leaves a dirty schema that no replica can repair by itself.
 pub async fn coordinate(
     pool: &MySqlPool,
     connect: &MySqlConnectOptions,
     mut migrator: Migrator,
     settings: &MigrationSettings,
+    stop: &CancellationToken,
 ) -> Result<StartupReport, CoordinateError> {
     migrator.set_locking(false);
     if settings.lock == MigrationLock::Off {
@@ -138,9 +157,15 @@ pub async fn coordinate(
     };
     let lock = lock_name(&database);
 
-    // 1. Fast path: one read, no lock.
-    let rows = read_applied(pool).await?;
-    let status = assess(&migrator, rows.as_deref())?;
+    // 1. Fast path: one read, no lock. A transient error sends us to the loop, which retries.
+    let status = match read_applied(pool).await {
+        Ok(rows) => assess(&migrator, rows.as_deref())?,
+        Err(e) if e.is_transient() => {
+            tracing::warn!(error = %e, "could not read the schema state; retrying until the deadline");
+            assess(&migrator, None)?
+        }
+        Err(e) => return Err(e),
+    };
     if status.pending.is_empty() {
         Event::FastPath.emit();
         return Ok(StartupReport {
@@ -160,6 +185,7 @@ pub async fn coordinate(
         started: Instant::now(),
         deadline: Instant::now() + settings.deadline,
         pending_at_start: status.pending,
+        stop,
     };
     match settings.lock {
         MigrationLock::On => coordinator.run_locked().await,
@@ -175,47 +201,76 @@ struct Coordinator<'a> {
     started: Instant,
     deadline: Instant,
     pending_at_start: Vec<i64>,
+    stop: &'a CancellationToken,
+}
+
+/// One look at the schema: finished, or still waiting on these versions.
+enum Attempt {
+    Done(StartupReport),
+    Wait(Vec<i64>),
 }
 
 impl Coordinator<'_> {
-    // 2. Until the deadline: re-read, try the lock without waiting, lead or wait.
+    // 2. Until the deadline: re-read, try the lock without waiting, lead or wait. A transient
+    //    database error (a restart, a dropped connection) is retried like a held lock.
     async fn run_locked(self) -> Result<StartupReport, CoordinateError> {
         let mut announced_wait = false;
         loop {
-            let status = assess(self.migrator, read_applied(self.pool).await?.as_deref())?;
-            if status.pending.is_empty() {
-                return Ok(self.followed());
-            }
-
-            if let Some(mut conn) = self.try_lock().await? {
-                return match self.lead(&mut conn).await {
-                    Ok(outcome) => {
-                        let _ = conn.close().await;
-                        Ok(outcome)
-                    }
-                    Err(e) => {
-                        // Closing the session is what releases a named lock for certain.
-                        let _ = conn.close().await;
-                        tracing::error!(lock = %self.lock, "migration failed; closed the lock's connection so the server releases the lock");
-                        Err(e)
-                    }
-                };
-            }
-
-            if !announced_wait {
-                let holder = self.holder().await.unwrap_or(None);
-                Event::Waiting {
-                    lock: &self.lock,
-                    holder,
+            let (pending, last_error) = match self.attempt(&mut announced_wait).await {
+                Ok(Attempt::Done(report)) => return Ok(report),
+                Ok(Attempt::Wait(pending)) => (pending, None),
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(error = %e, "database error while waiting for the schema; retrying until the deadline (API_MIGRATION_DEADLINE_SECS)");
+                    (self.pending_at_start.clone(), Some(e.to_string()))
                 }
-                .emit();
-                announced_wait = true;
-            }
+                Err(e) => return Err(e),
+            };
             if Instant::now() >= self.deadline {
-                return Err(self.timed_out(status.pending, None).await);
+                return Err(self.timed_out(pending, last_error).await);
             }
-            self.pause().await;
+            self.pause().await?;
         }
+    }
+
+    async fn attempt(&self, announced_wait: &mut bool) -> Result<Attempt, CoordinateError> {
+        let status = assess(self.migrator, read_applied(self.pool).await?.as_deref())?;
+        if status.pending.is_empty() {
+            return Ok(Attempt::Done(self.followed()));
+        }
+        if let Some(mut conn) = self.try_lock().await? {
+            let outcome = self.lead(&mut conn).await;
+            if outcome.is_err() {
+                // RELEASE_LOCK first: MySQL frees a closed session's named locks only when its
+                // server thread gets to it, after close() has returned, so a replica polling
+                // right then would still see the lock held (MariaDB frees them at once).
+                let _ = release(&mut conn, &self.lock).await;
+            }
+            // Closing the session is what releases a named lock for certain.
+            let _ = conn.close().await;
+            return match outcome {
+                Ok(report) => Ok(Attempt::Done(report)),
+                // Nothing was applied yet: the caller retries.
+                Err(e) if e.is_transient() => Err(e),
+                Err(e @ CoordinateError::Dirty { .. }) => {
+                    Event::Dirty(&e).emit();
+                    Err(e)
+                }
+                Err(e) => {
+                    tracing::error!(lock = %self.lock, "migration failed; closed the lock's connection so the server releases the lock");
+                    Err(e)
+                }
+            };
+        }
+        if !*announced_wait {
+            let holder = self.holder().await.unwrap_or(None);
+            Event::Waiting {
+                lock: &self.lock,
+                holder,
+            }
+            .emit();
+            *announced_wait = true;
+        }
+        Ok(Attempt::Wait(status.pending))
     }
 
     /// Holding the lock: check again on this connection, then apply what is missing.
@@ -236,11 +291,31 @@ impl Coordinator<'_> {
         }
 
         Event::LockAcquired { lock: &self.lock }.emit();
-        run_migrator(self.migrator, conn).await?;
+        {
+            let migrating = run_migrator(self.migrator, &mut *conn);
+            tokio::pin!(migrating);
+            tokio::select! {
+                biased;
+                done = &mut migrating => done,
+                () = self.stop.cancelled() => {
+                    Event::StopMidMigration { pending: &status.pending }.emit();
+                    migrating.await
+                }
+            }
+        }
+        .map_err(CoordinateError::Migrate)?;
         let applied = status.pending.len();
         Event::Applied(applied).emit();
-        release(conn, &self.lock).await?;
-        Event::LockReleased { lock: &self.lock }.emit();
+        // The migrations are in: a failed release is not a failed migration, and closing the
+        // connection (the caller does) releases the lock anyway.
+        match release(conn, &self.lock).await {
+            Ok(()) => Event::LockReleased { lock: &self.lock }.emit(),
+            Err(e) => tracing::warn!(
+                lock = %self.lock,
+                error = %e,
+                "migrations applied, but RELEASE_LOCK failed; closing the connection releases the lock"
+            ),
+        }
         Ok(StartupReport {
             role: Role::Leader,
             waited_ms: self.waited_ms(),
@@ -283,7 +358,7 @@ impl Coordinator<'_> {
             if Instant::now() >= self.deadline {
                 return Err(self.timed_out(status.pending, Some(error)).await);
             }
-            self.pause().await;
+            self.pause().await?;
         }
     }
 
@@ -358,10 +433,14 @@ impl Coordinator<'_> {
         error
     }
 
-    async fn pause(&self) {
+    /// Sleep before the next look; a stop ends the wait (nothing is held while waiting).
+    async fn pause(&self) -> Result<(), CoordinateError> {
         let pause = Duration::from_millis(rand::thread_rng().gen_range(RETRY_PAUSE_MS));
         let left = self.deadline.saturating_duration_since(Instant::now());
-        tokio::time::sleep(pause.min(left)).await;
+        tokio::select! {
+            () = tokio::time::sleep(pause.min(left)) => Ok(()),
+            () = self.stop.cancelled() => Err(CoordinateError::Stopped),
+        }
     }
 
     fn waited_ms(&self) -> u64 {
@@ -470,6 +549,8 @@ enum Event<'a> {
     UpToDateAfterWait { waited_ms: u64 },
     LockReleased { lock: &'a str },
     TimedOut(&'a CoordinateError),
+    Dirty(&'a CoordinateError),
+    StopMidMigration { pending: &'a [i64] },
 }
 
 impl Event<'_> {
@@ -486,6 +567,11 @@ impl Event<'_> {
             Event::LockReleased { lock } => tracing::info!(lock = %lock, "{LOCK_RELEASED}"),
             // The error's Display starts with TIMED_OUT and carries lock, holder, pending, time.
             Event::TimedOut(error) => tracing::error!("{error}"),
+            // Starts with DIRTY, then the version and the repair.
+            Event::Dirty(error) => tracing::error!("{error}"),
+            Event::StopMidMigration { pending } => {
+                tracing::warn!(?pending, "{STOP_MID_MIGRATION}")
+            }
         }
     }
 }

@@ -29,22 +29,23 @@ impl Storage {
         }
     }
 
-    /// Create the subfolders and prove the directory is writable by this process.
-    pub fn open(root: &Path) -> Result<Self, DataDirError> {
-        let storage = Self::new(root);
-        storage.prepare_blocking()?;
-        Ok(storage)
-    }
-
-    /// Create the subfolders if needed and write and remove a small file. Readiness runs
-    /// this on every probe, so a volume fixed by an operator makes the replica ready without
-    /// a restart.
-    pub fn prepare_blocking(&self) -> Result<(), DataDirError> {
+    /// Create the subfolders if needed and write and remove a small file in each: an upload
+    /// writes to `tmp/` and renames into `documents/`, so both must take a write. Readiness
+    /// runs this on every probe, so a volume fixed by an operator makes the replica ready
+    /// without a restart.
+    fn prepare_blocking(&self) -> Result<(), DataDirError> {
         for dir in [&self.documents, &self.tmp] {
             std::fs::create_dir_all(dir).map_err(|e| DataDirError::new(&self.root, dir, e))?;
         }
-        self.probe_blocking()
-            .map_err(|e| DataDirError::new(&self.root, &self.tmp, e))
+        probe_blocking(&self.tmp).map_err(|e| DataDirError::new(&self.root, &self.tmp, e))?;
+        // In documents/ a directory, not a file: creating it needs the same write permission,
+        // and whoever lists the documents' files (an audit, a backup) never meets a probe.
+        let probe = self
+            .documents
+            .join(format!(".probe-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir(&probe)
+            .and_then(|()| std::fs::remove_dir(&probe))
+            .map_err(|e| DataDirError::new(&self.root, &self.documents, e))
     }
 
     pub fn root(&self) -> &Path {
@@ -64,10 +65,34 @@ impl Storage {
         }
     }
 
-    fn probe_blocking(&self) -> io::Result<()> {
-        let path = self.tmp.join(format!(".probe-{}", Uuid::new_v4().simple()));
-        std::fs::write(&path, b"ok")?;
-        std::fs::remove_file(&path)
+    /// Remove files in `tmp/` not modified for `older_than`: uploads cut off by a SIGKILL or
+    /// an OOM. A live upload on any replica is younger than the request deadline, so it is
+    /// never touched. Returns how many were removed.
+    pub async fn sweep_tmp(&self, older_than: std::time::Duration) -> io::Result<usize> {
+        let tmp = self.tmp.clone();
+        tokio::task::spawn_blocking(move || {
+            let entries = match std::fs::read_dir(&tmp) {
+                Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+                other => other?,
+            };
+            let mut removed = 0;
+            for entry in entries {
+                let entry = entry?;
+                let metadata = entry.metadata()?;
+                let age = metadata.modified()?.elapsed().unwrap_or_default();
+                if metadata.is_file() && age > older_than {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        // Another replica swept it first.
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+        .map_err(io::Error::other)?
     }
 
     /// Start writing a new document into `tmp/`.
@@ -93,6 +118,12 @@ impl Storage {
             _ => Ok(()),
         }
     }
+}
+
+fn probe_blocking(dir: &Path) -> io::Result<()> {
+    let path = dir.join(format!(".probe-{}", Uuid::new_v4().simple()));
+    std::fs::write(&path, b"ok")?;
+    std::fs::remove_file(&path)
 }
 
 /// An upload in progress. Dropping it (error, client gone) removes the temporary file.

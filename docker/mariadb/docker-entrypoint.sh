@@ -1,10 +1,12 @@
 #!/bin/bash
-# Entrypoint of the local MariaDB image (Debian's mariadb-server package).
+# Entrypoint of the local MariaDB and MySQL images (Debian's mariadb-server or mysql-server
+# package; docker/mariadb/Dockerfile and docker/mysql/Dockerfile).
 #
-# Like the official image: on an EMPTY data directory it creates the system tables, sets the root
+# Like the official images: on an EMPTY data directory it creates the system tables, sets the root
 # password and creates a database and a user from the environment, using a temporary server with
-# networking off; then it runs mariadbd in the foreground as the `mysql` user (exec: signals reach
-# the server). A data directory that already holds a database is used as it is.
+# networking off; then it runs the server in the foreground as the `mysql` user (exec: signals
+# reach the server). A data directory that already holds a database is used as it is.
+# Which server it is comes from the programs installed: mariadb-install-db means MariaDB.
 #
 # Environment (MARIADB_* wins over the MYSQL_* alias; *_FILE variants read the value from a file):
 #   MARIADB_ROOT_PASSWORD / MYSQL_ROOT_PASSWORD      root password (root@localhost and
@@ -17,6 +19,11 @@
 #   /docker-entrypoint-initdb.d/*.sql, *.sql.gz, *.sh run once, after that, in name order.
 set -Eeuo pipefail
 
+if command -v mariadb-install-db >/dev/null; then
+    SERVER=mariadb SERVERD=mariadbd CLIENT=mariadb
+else
+    SERVER=mysql SERVERD=mysqld CLIENT=mysql
+fi
 DATADIR=/var/lib/mysql
 SOCKET=/run/mysqld/mysqld.sock
 IN_PROGRESS="$DATADIR/.docker-init-in-progress"
@@ -74,7 +81,7 @@ exec_as_mysql() {
 
 # mysql client to the temporary server, as root.
 sql_root() {
-    MYSQL_PWD="${ROOT_PASSWORD}" mariadb --protocol=socket --socket="$SOCKET" --user=root \
+    MYSQL_PWD="${ROOT_PASSWORD}" "$CLIENT" --protocol=socket --socket="$SOCKET" --user=root \
         --batch --skip-column-names "$@"
 }
 
@@ -126,22 +133,31 @@ init_database() {
     trap on_signal TERM INT
 
     local t0=$SECONDS
-    as_mysql mariadb-install-db --datadir="$DATADIR" --rpm --auth-root-authentication-method=normal \
-        --skip-test-db --skip-log-bin --default-time-zone=SYSTEM --skip-name-resolve \
-        --expire-logs-days=0 --loose-innodb-buffer-pool-load-at-startup=0 \
-        --loose-innodb-buffer-pool-dump-at-shutdown=0 >/dev/null \
-        || die "mariadb-install-db failed (see above)"
+    local temp_options
+    if [ "$SERVER" = mariadb ]; then
+        as_mysql mariadb-install-db --datadir="$DATADIR" --rpm --auth-root-authentication-method=normal \
+            --skip-test-db --skip-log-bin --default-time-zone=SYSTEM --skip-name-resolve \
+            --expire-logs-days=0 --loose-innodb-buffer-pool-load-at-startup=0 \
+            --loose-innodb-buffer-pool-dump-at-shutdown=0 >/dev/null \
+            || die "mariadb-install-db failed (see above)"
+        temp_options=(--expire-logs-days=0 --loose-innodb-buffer-pool-load-at-startup=0)
+    else
+        # MySQL accepts a data directory that holds only dot-files, such as $IN_PROGRESS.
+        as_mysql mysqld --initialize-insecure --datadir="$DATADIR" --skip-log-bin \
+            --default-time-zone=SYSTEM \
+            || die "mysqld --initialize-insecure failed (see above)"
+        temp_options=(--mysqlx=OFF)
+    fi
 
     note "starting a temporary server (networking off) for initialisation"
     # exec in the subshell: $! must be the server's pid, for stop_temp_server.
-    (exec_as_mysql mariadbd --skip-networking --socket="$SOCKET" --skip-log-bin \
-        --default-time-zone=SYSTEM --expire-logs-days=0 \
-        --loose-innodb-buffer-pool-load-at-startup=0 "${@:2}") &
+    (exec_as_mysql "$SERVERD" --skip-networking --socket="$SOCKET" --skip-log-bin \
+        --default-time-zone=SYSTEM "${temp_options[@]}" "${@:2}") &
     temp_server_pid=$!
     local i
     for i in $(seq 1 300); do
         # root has an empty password until the first SQL below sets it.
-        if MYSQL_PWD='' mariadb --protocol=socket --socket="$SOCKET" --user=root \
+        if MYSQL_PWD='' "$CLIENT" --protocol=socket --socket="$SOCKET" --user=root \
                 -e 'SELECT 1' >/dev/null 2>&1; then
             break
         fi
@@ -155,17 +171,27 @@ init_database() {
     root_host=$(sql_str "$ROOT_HOST")
     local sql="
         SET @@SESSION.SQL_LOG_BIN=0;
-        SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');
+        SET @@SESSION.SQL_MODE=REPLACE(@@SESSION.SQL_MODE, 'NO_BACKSLASH_ESCAPES', '');"
+    if [ "$SERVER" = mariadb ]; then
+        sql+="
         DROP USER IF EXISTS root@'127.0.0.1', root@'::1';
         EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS root@\'', @@hostname, '\'');
         SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$root_pw');"
+    else
+        # MySQL has no PASSWORD() and no EXECUTE IMMEDIATE; --initialize makes only root@localhost.
+        sql+="
+        ALTER USER 'root'@'localhost' IDENTIFIED BY '$root_pw';"
+    fi
     if [ "$ROOT_HOST" != localhost ]; then
         sql+="
         CREATE USER 'root'@'$root_host' IDENTIFIED BY '$root_pw';
-        GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;
+        GRANT ALL ON *.* TO 'root'@'$root_host' WITH GRANT OPTION;"
+        if [ "$SERVER" = mariadb ]; then
+            sql+="
         GRANT PROXY ON ''@'%' TO 'root'@'$root_host' WITH GRANT OPTION;"
+        fi
     fi
-    MYSQL_PWD='' mariadb --protocol=socket --socket="$SOCKET" --user=root --batch <<<"$sql" \
+    MYSQL_PWD='' "$CLIENT" --protocol=socket --socket="$SOCKET" --user=root --batch <<<"$sql" \
         || die "securing the root account failed (see above)"
 
     if [ -n "$DATABASE" ]; then
@@ -214,6 +240,8 @@ init_database() {
     # Last step: from now on healthcheck.sh may report healthy (once the real server listens).
     printf '[client]\nuser=healthcheck\npassword=%s\nprotocol=tcp\nhost=127.0.0.1\nport=3306\n' \
         "$hc_pw" >"$HEALTHCHECK_CNF"
+    # MySQL's caching_sha2_password over TCP without TLS needs the server's RSA key.
+    [ "$SERVER" = mysql ] && printf 'get-server-public-key=1\n' >>"$HEALTHCHECK_CNF"
     chmod 0600 "$HEALTHCHECK_CNF"
     [ "$(id -u)" = 0 ] && chown mysql:mysql "$HEALTHCHECK_CNF"
     rm -f "$IN_PROGRESS"
@@ -221,9 +249,9 @@ init_database() {
 }
 
 main() {
-    # `docker run IMAGE --some-option` means `mariadbd --some-option`.
+    # `docker run IMAGE --some-option` means `mariadbd --some-option` (mysqld for MySQL).
     if [ "${1:0:1}" = '-' ]; then
-        set -- mariadbd "$@"
+        set -- "$SERVERD" "$@"
     fi
     case "$1" in
         mariadbd | mysqld) ;;

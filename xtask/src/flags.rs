@@ -14,6 +14,8 @@ xflags::xflags! {
         cmd images {
             /// Rebuild local images even when their inputs did not change.
             optional --force
+            /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
         }
 
         /// The pre-deploy scaling check: start N replicas on a fresh and on an existing
@@ -69,8 +71,12 @@ xflags::xflags! {
             optional --no-docker
         }
 
-        /// Start a throwaway MariaDB server on the host for the api's tests and keep it
-        /// running until Ctrl-C; prints TEST_DATABASE_URL.
-        cmd test-db {}
+        /// Start a throwaway database server for the api's tests and keep it running until
+        /// Ctrl-C; prints TEST_DATABASE_URL. MariaDB on the host by default; with --db other
+        /// than the host's server, a container with its port on 127.0.0.1.
+        cmd test-db {
+            /// Database server: mariadb-10.11 (the host's), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
+        }
     }
 }

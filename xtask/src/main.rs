@@ -102,7 +102,11 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
     match flags.subcommand {
         flags::XtaskCmd::CheckDocker(_) => preflight::check(&sh, &project),
         flags::XtaskCmd::Images(cmd) => {
-            images::run(&sh, &project, &images::Flags { force: cmd.force })
+            let flags = images::Flags {
+                force: cmd.force,
+                db: cmd.db,
+            };
+            images::run(&sh, &project, &flags)
         }
         flags::XtaskCmd::TestScaling(cmd) => {
             scaling::run(&sh, &project, scaling::Options::from_flags(&cmd)?)
@@ -113,6 +117,6 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         flags::XtaskCmd::TestResilience(cmd) => resilience::run(&sh, &project, &cmd),
         flags::XtaskCmd::Bench(cmd) => bench::run(&sh, &project, &cmd),
         flags::XtaskCmd::Test(cmd) => test::run(&sh, &project, cmd.no_docker),
-        flags::XtaskCmd::TestDb(_) => testdb::serve(&sh, &project),
+        flags::XtaskCmd::TestDb(cmd) => testdb::serve(&sh, &project, cmd.db.as_deref()),
     }
 }

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
-use crate::error::{ApiError, ApiPath, ApiQuery};
-use crate::startup::AppState;
+use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::state::AppState;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const MAX_NAME_CHARS: usize = 255;
@@ -20,7 +20,7 @@ const MAX_CONTENT_TYPE_LEN: usize = 255;
 const DEFAULT_LIMIT: i64 = 20;
 const MAX_LIMIT: i64 = 100;
 
-#[derive(Debug, Serialize, sqlx::FromRow)]
+#[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Document {
     pub id: String,
     pub name: String,
@@ -42,6 +42,19 @@ pub struct CreateParams {
     name: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/documents",
+    tag = "documents",
+    params(("name" = String, Query, description = "the document's name (no path separators)")),
+    request_body(content = Vec<u8>, content_type = "application/octet-stream", description = "the document's bytes; its Content-Type is kept"),
+    responses(
+        (status = 201, description = "stored", body = Document),
+        (status = 400, description = "bad name, empty body or bad query", body = ErrorBody),
+        (status = 408, description = "the upload stalled, was too slow or outlasted the request deadline", body = ErrorBody),
+        (status = 413, description = "larger than API_MAX_UPLOAD_BYTES", body = ErrorBody),
+    )
+)]
 pub async fn create(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<CreateParams>,
@@ -60,9 +73,10 @@ pub async fn create(
     // Stream to a temporary file so memory stays flat whatever the upload size.
     let mut upload = state.storage.begin_upload().await?;
     let mut stream = body.into_data_stream();
-    // A client that stops sending mid-upload must not hold its connection, its temp file and
-    // a stopping replica's shutdown forever.
+    // A client that stops sending mid-upload, or drips a byte now and then, must not hold its
+    // connection, its temp file and a stopping replica's shutdown forever.
     let idle = state.client_timeout;
+    let started = std::time::Instant::now();
     while let Some(chunk) = tokio::time::timeout(idle, stream.next())
         .await
         .map_err(|_| stalled(idle))?
@@ -77,22 +91,46 @@ pub async fn create(
             return Err(too_large(limit));
         }
         upload.write(&chunk).await?;
+        let elapsed = started.elapsed();
+        if elapsed > idle
+            && (upload.size() as f64) < state.min_upload_rate as f64 * elapsed.as_secs_f64()
+        {
+            return Err(too_slow(state.min_upload_rate));
+        }
     }
     if upload.size() == 0 {
         return Err(empty_body());
     }
 
+    // From here on the client may hang up (hyper then drops this handler): the rename and the
+    // INSERT run to completion in a task of their own, so bytes never stay without their row.
     let id = Uuid::new_v4();
-    let stored = upload.commit(&state.storage, id).await?;
-    let document = Document {
-        id: id.hyphenated().to_string(),
-        name,
-        size: i64::try_from(stored.size).map_err(|e| ApiError::Internal(e.into()))?,
-        sha256: stored.sha256,
-        content_type,
-        created_at: Utc::now().naive_utc().trunc_subsecs(6),
-        stored_by: state.instance.hostname.clone(),
-    };
+    let stored_by = state.instance.hostname.clone();
+    let finishing = tokio::spawn(async move {
+        let stored = upload.commit(&state.storage, id).await?;
+        let document = Document {
+            id: id.hyphenated().to_string(),
+            name,
+            size: i64::try_from(stored.size).map_err(|e| ApiError::Internal(e.into()))?,
+            sha256: stored.sha256,
+            content_type,
+            created_at: Utc::now().naive_utc().trunc_subsecs(6),
+            stored_by,
+        };
+        insert(&state, &document).await?;
+        Ok::<_, ApiError>(document)
+    });
+    let document = finishing
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::Error::new(e).context("storing the upload")))??;
+    Ok((StatusCode::CREATED, Json(document)))
+}
+
+/// Insert the row of bytes already in `documents/`. An error does not prove the row is absent:
+/// the server may have committed and only its reply was lost (a restart, a reset connection).
+/// So look before removing the bytes; if even that fails, keep them (a file without a row is
+/// harmless, a row without its file is a broken document).
+async fn insert(state: &AppState, document: &Document) -> Result<(), ApiError> {
     let inserted = sqlx::query(
         "INSERT INTO documents (id, name, size, sha256, content_type, created_at, stored_by) \
          VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -106,14 +144,33 @@ pub async fn create(
     .bind(&document.stored_by)
     .execute(&state.pool)
     .await;
-    if let Err(e) = inserted {
-        // A row must never point at missing bytes, and bytes without a row are garbage.
-        if let Err(remove) = state.storage.remove(id).await {
-            tracing::warn!(%id, error = %remove, "could not remove bytes after a failed insert");
+    let Err(error) = inserted else {
+        return Ok(());
+    };
+    let id = &document.id;
+    let exists: Result<Option<i64>, _> =
+        sqlx::query_scalar("SELECT CAST(1 AS SIGNED) FROM documents WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&state.pool)
+            .await;
+    match exists {
+        Ok(Some(_)) => {
+            tracing::warn!(%id, error = %error, "the INSERT reported an error but its row is there (the reply was lost); the document is stored");
+            Ok(())
         }
-        return Err(e.into());
+        Ok(None) => {
+            if let Ok(uuid) = Uuid::try_parse(id) {
+                if let Err(remove) = state.storage.remove(uuid).await {
+                    tracing::warn!(%id, error = %remove, "could not remove bytes after a failed insert");
+                }
+            }
+            Err(error.into())
+        }
+        Err(check) => {
+            tracing::warn!(%id, error = %error, check = %check, "cannot tell whether the row was inserted; keeping its bytes");
+            Err(error.into())
+        }
     }
-    Ok((StatusCode::CREATED, Json(document)))
 }
 
 #[derive(Debug, Deserialize)]
@@ -122,7 +179,7 @@ pub struct ListParams {
     offset: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentPage {
     documents: Vec<Document>,
     limit: i64,
@@ -130,6 +187,19 @@ pub struct DocumentPage {
     total: i64,
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents",
+    tag = "documents",
+    params(
+        ("limit" = Option<i64>, Query, description = "1 to 100, default 20"),
+        ("offset" = Option<i64>, Query, description = "at least 0, default 0"),
+    ),
+    responses(
+        (status = 200, description = "a page of documents, newest first", body = DocumentPage),
+        (status = 400, description = "bad pagination", body = ErrorBody),
+    )
+)]
 pub async fn list(
     State(state): State<AppState>,
     ApiQuery(params): ApiQuery<ListParams>,
@@ -175,6 +245,17 @@ pub async fn list(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 200, description = "the document's metadata", body = Document),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn get_one(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -183,6 +264,17 @@ pub async fn get_one(
     Ok(Json(find(&state, id).await?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/documents/{id}/content",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 200, description = "the bytes, with the Content-Type they were stored with", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn content(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -224,6 +316,17 @@ pub async fn content(
         .into_response())
 }
 
+#[utoipa::path(
+    delete,
+    path = "/documents/{id}",
+    tag = "documents",
+    params(("id" = String, Path, description = "the document's id (a UUID)")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "not a UUID", body = ErrorBody),
+        (status = 404, description = "no such document", body = ErrorBody),
+    )
+)]
 pub async fn delete(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -331,6 +434,16 @@ fn stalled(idle: std::time::Duration) -> ApiError {
         format!(
             "no bytes of the upload arrived for {} s (API_CLIENT_TIMEOUT_SECS); send the body without pauses",
             idle.as_secs()
+        ),
+    )
+}
+
+fn too_slow(rate: u64) -> ApiError {
+    ApiError::client(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        format!(
+            "the upload arrives slower than {rate} bytes/s on average (API_MIN_UPLOAD_BYTES_PER_SEC)"
         ),
     )
 }

@@ -85,3 +85,34 @@ async fn healthcheck_exits_0_against_a_ready_instance_and_1_when_nothing_listens
         .unwrap()
         .starts_with("unhealthy: "));
 }
+
+#[test]
+fn sigterm_while_waiting_for_the_database_stops_at_once_with_exit_0() {
+    let reserved = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = reserved.local_addr().unwrap().port();
+    drop(reserved);
+    let data_dir = crate::helpers::TempDir::new();
+    let child = api()
+        .env(
+            "DATABASE_URL",
+            format!("mysql://app:pw@127.0.0.1:{port}/app"),
+        )
+        .env("API_DB_CONNECT_DEADLINE_SECS", "60")
+        .env("API_DATA_DIR", &data_dir.0)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = std::time::Instant::now();
+    let output = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(0), "{stdout}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(3));
+    assert!(stdout.contains("not reachable yet"), "{stdout}");
+    assert!(stdout.contains("Stopped before serving"), "{stdout}");
+}

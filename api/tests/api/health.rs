@@ -27,13 +27,30 @@ async fn readyz_answers_503_naming_the_data_directory_when_it_cannot_be_written(
     std::fs::remove_dir_all(&tmp).unwrap();
     std::fs::write(&tmp, b"not a directory").unwrap();
     let message = assert_json_error(app.get("/readyz").await, 503, "not_ready").await;
-    assert!(message.contains("data directory"), "{message}");
+    assert!(message.starts_with("data_dir_unwritable"), "{message}");
+    // The path is for the operator's log, not for any client.
+    let path = app.data_dir.0.display().to_string();
+    assert!(!message.contains(&path), "{message}");
+    let log = app.logs.text();
     assert!(
-        message.contains(&app.data_dir.0.display().to_string()),
-        "{message}"
+        log.contains("data directory") && log.contains(&path),
+        "{log}"
     );
     // Liveness does not depend on it.
     assert_eq!(app.get("/healthz").await.status(), 200);
+}
+
+#[tokio::test]
+async fn readyz_answers_503_when_documents_cannot_be_written_though_tmp_can() {
+    let app = spawn_app().await;
+    assert_eq!(app.get("/readyz").await.status(), 200);
+    // documents/ becomes a directory nobody can write to, root included (procfs).
+    let documents = app.data_dir.0.join("documents");
+    std::fs::remove_dir_all(&documents).unwrap();
+    std::os::unix::fs::symlink("/proc/1", &documents).unwrap();
+    let message = assert_json_error(app.get("/readyz").await, 503, "not_ready").await;
+    assert!(message.starts_with("data_dir_unwritable"), "{message}");
+    assert!(app.logs.text().contains("documents"), "{}", app.logs.text());
 }
 
 #[tokio::test]
@@ -58,7 +75,13 @@ async fn readyz_answers_503_when_the_database_refuses_the_api() {
     url.set_username(&user).unwrap();
     url.set_password(Some("pw")).unwrap();
     settings.database = api::configuration::DatabaseSettings::from_url(url.as_str(), 2).unwrap();
-    let app = api::startup::Application::build(settings).await.unwrap();
+    let app = api::startup::Application::build(
+        settings,
+        crate::helpers::real_migrations(),
+        tokio_util::sync::CancellationToken::new(),
+    )
+    .await
+    .unwrap();
     let address = format!("http://127.0.0.1:{}", app.port());
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     assert_eq!(
@@ -90,8 +113,11 @@ async fn readyz_answers_503_when_the_database_refuses_the_api() {
 
     let response = reqwest::get(format!("{address}/readyz")).await.unwrap();
     let message = assert_json_error(response, 503, "not_ready").await;
-    assert!(message.starts_with("database"), "{message}");
+    assert!(message.starts_with("database_unavailable"), "{message}");
     assert!(!message.contains("pw@"), "{message}");
+    // The server's own words name the user and host: they stay in the log.
+    assert!(!message.contains(&user), "{message}");
+    assert!(!message.to_lowercase().contains("denied"), "{message}");
 
     for account in &accounts {
         sqlx::query(&format!("DROP USER {account}"))

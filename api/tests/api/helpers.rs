@@ -14,6 +14,7 @@ use sqlx::migrate::Migrator;
 use sqlx::mysql::{MySqlConnectOptions, MySqlPoolOptions};
 use sqlx::{ConnectOptions, Connection, MySqlConnection, MySqlPool};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tracing::instrument::WithSubscriber;
 use tracing::Dispatch;
 use uuid::Uuid;
@@ -98,11 +99,8 @@ impl TestDb {
         Settings {
             database: DatabaseSettings::from_url(&self.url(), 5).expect("valid test URL"),
             application: ApplicationSettings {
-                host: [127, 0, 0, 1].into(),
-                port: 0,
-                data_dir: data_dir.to_owned(),
                 max_upload_bytes: MAX_UPLOAD_BYTES,
-                client_timeout: Duration::from_secs(10),
+                ..ApplicationSettings::new([127, 0, 0, 1].into(), 0, data_dir.to_owned())
             },
             migration: migration_settings(Duration::from_secs(20), MigrationLock::On),
         }
@@ -166,6 +164,12 @@ pub fn migration_settings(deadline: Duration, lock: MigrationLock) -> MigrationS
 /// The migrations the api ships.
 pub fn real_migrations() -> Migrator {
     migrate::embedded()
+}
+
+/// Version 1 creates a table (DDL: MySQL commits sqlx's `success = 0` row with it) and then
+/// sleeps 3 s, so a test can stop its runner part-way through a migration that cannot roll back.
+pub fn slow_ddl_migrations() -> Migrator {
+    sqlx::migrate!("./tests/slow_ddl_migrations")
 }
 
 /// Version 1 sleeps 3 s, so a test can kill its runner part-way.
@@ -270,7 +274,14 @@ pub async fn race(
             async move {
                 barrier.wait().await;
                 let start = std::time::Instant::now();
-                let result = migrate::coordinate(&pool, &connect, migrations(), &settings).await;
+                let result = migrate::coordinate(
+                    &pool,
+                    &connect,
+                    migrations(),
+                    &settings,
+                    &CancellationToken::new(),
+                )
+                .await;
                 let elapsed = start.elapsed();
                 pool.close().await;
                 Coordinated {
@@ -299,6 +310,7 @@ pub async fn coordinate_once(db: &TestDb, migrations: Migrator) -> Coordinated {
         &db.connect_options(),
         migrations,
         &migration_settings(Duration::from_secs(20), MigrationLock::On),
+        &CancellationToken::new(),
     )
     .with_subscriber(logs.dispatch())
     .await;
@@ -320,6 +332,8 @@ pub struct TestApp {
     pub db: Arc<TestDb>,
     pub data_dir: Arc<TempDir>,
     pub report: StartupReport,
+    /// Everything the app logged, start-up and requests, as production formats it.
+    pub logs: Captured,
     shutdown: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -331,30 +345,36 @@ pub async fn spawn_app() -> TestApp {
 
 /// An app on an existing database and data directory (a second replica).
 pub async fn spawn_app_on(db: Arc<TestDb>, data_dir: Arc<TempDir>) -> TestApp {
-    spawn_app_with_settings(db, data_dir, |_| {}).await
+    spawn_app_with_settings_on(db, data_dir, |_| {}).await
 }
 
 /// An app on a fresh database whose settings `adjust` changes first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
-    spawn_app_with_settings(TestDb::create().await, TempDir::new(), adjust).await
+    spawn_app_with_settings_on(TestDb::create().await, TempDir::new(), adjust).await
 }
 
-async fn spawn_app_with_settings(
+/// An app on the given database and data directory whose settings `adjust` changes first.
+pub async fn spawn_app_with_settings_on(
     db: Arc<TestDb>,
     data_dir: Arc<TempDir>,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let mut settings = db.settings(&data_dir.0);
     adjust(&mut settings);
-    let app = Application::build(settings)
+    let logs = Captured::default();
+    let app = Application::build(settings, real_migrations(), CancellationToken::new())
+        .with_subscriber(logs.dispatch())
         .await
         .unwrap_or_else(|e| panic!("the app failed to start: {e}"));
     let port = app.port();
     let report = app.startup_report().clone();
     let (tx, rx) = oneshot::channel::<()>();
-    let server = tokio::spawn(app.run_until_stopped(async {
-        let _ = rx.await;
-    }));
+    let server = tokio::spawn(
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .with_subscriber(logs.dispatch()),
+    );
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
@@ -365,6 +385,7 @@ async fn spawn_app_with_settings(
         db,
         data_dir,
         report,
+        logs,
         shutdown: Some(tx),
         server: Some(server),
     }
@@ -485,4 +506,178 @@ pub async fn raw_request(port: u16, request: &[u8]) -> (u16, String) {
         .unwrap_or_else(|| panic!("no status line in {text:?}"));
     let body = text.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
     (status, body)
+}
+
+/// A TCP proxy in front of the test server, to put real network faults between the api and
+/// its database: the server does the work, the api sees the fault.
+pub struct Proxy {
+    pub port: u16,
+    fault: Arc<Mutex<Fault>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// What the proxy does, once, to the statement whose SQL contains the needle. sqlx prepares a
+/// statement once per connection (its text is in the `COM_STMT_PREPARE` packet), then
+/// executes it by id (`COM_STMT_EXECUTE`).
+#[derive(Clone, Debug)]
+pub enum Fault {
+    None,
+    /// Forward the execution, let the server run (and commit) it, then cut both connections
+    /// instead of passing its reply back: the reply is lost.
+    LoseReply(&'static str),
+    /// Hold the statement's preparation this long before forwarding it, so the client waits
+    /// before it has sent the statement itself.
+    DelayPrepare(&'static str, Duration),
+}
+
+const COM_STMT_PREPARE: u8 = 0x16;
+const COM_STMT_EXECUTE: u8 = 0x17;
+
+impl Proxy {
+    /// A proxy to the test server on a port of its own.
+    pub async fn start(fault: Fault) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Self::start_on(listener, fault)
+    }
+
+    pub fn start_on(listener: tokio::net::TcpListener, fault: Fault) -> Self {
+        let admin = url::Url::parse(&admin_url()).unwrap();
+        let upstream = format!(
+            "{}:{}",
+            admin.host_str().unwrap(),
+            admin.port().unwrap_or(3306)
+        );
+        let port = listener.local_addr().unwrap().port();
+        let fault = Arc::new(Mutex::new(fault));
+        let shared = fault.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let upstream = upstream.clone();
+                let fault = shared.clone();
+                tokio::spawn(async move {
+                    if let Ok(server) = tokio::net::TcpStream::connect(&upstream).await {
+                        pipe(client, server, fault).await;
+                    }
+                });
+            }
+        });
+        Self { port, fault, task }
+    }
+
+    /// `url` with its host and port replaced by the proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let mut url = url::Url::parse(url).unwrap();
+        url.set_host(Some("127.0.0.1")).unwrap();
+        url.set_port(Some(self.port)).unwrap();
+        url.to_string()
+    }
+
+    /// Whether the fault has been applied (it applies once).
+    pub fn fired(&self) -> bool {
+        matches!(*self.fault.lock().unwrap(), Fault::None)
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn pipe(
+    mut client: tokio::net::TcpStream,
+    mut server: tokio::net::TcpStream,
+    fault: Arc<Mutex<Fault>>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut cbuf, mut sbuf) = (vec![0u8; 65536], vec![0u8; 65536]);
+    let mut prepared_target = false;
+    let mut cut_on_reply = false;
+    loop {
+        tokio::select! {
+            n = client.read(&mut cbuf) => {
+                let Ok(n @ 1..) = n else { return };
+                let chunk = &cbuf[..n];
+                let command = chunk.get(4).copied();
+                let current = fault.lock().unwrap().clone();
+                let names = |needle: &str| {
+                    command == Some(COM_STMT_PREPARE)
+                        && chunk.windows(needle.len()).any(|w| w == needle.as_bytes())
+                };
+                match current {
+                    Fault::LoseReply(needle) if names(needle) => prepared_target = true,
+                    Fault::LoseReply(_) if prepared_target && command == Some(COM_STMT_EXECUTE) => {
+                        *fault.lock().unwrap() = Fault::None;
+                        cut_on_reply = true;
+                    }
+                    Fault::DelayPrepare(needle, pause) if names(needle) => {
+                        *fault.lock().unwrap() = Fault::None;
+                        tokio::time::sleep(pause).await;
+                    }
+                    _ => {}
+                }
+                if server.write_all(chunk).await.is_err() { return }
+            }
+            n = server.read(&mut sbuf) => {
+                let Ok(n @ 1..) = n else { return };
+                if cut_on_reply { return }
+                if client.write_all(&sbuf[..n]).await.is_err() { return }
+            }
+        }
+    }
+}
+
+/// `IS_USED_LOCK`: the connection id holding the named lock, if any.
+pub async fn lock_holder(conn: &mut MySqlConnection, lock: &str) -> Option<i64> {
+    sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS SIGNED)")
+        .bind(lock)
+        .fetch_one(conn)
+        .await
+        .unwrap()
+}
+
+/// A database user of the test's own (on both hosts: with anonymous users on the server,
+/// ''@'localhost' would beat 'u'@'%'), so a test can lock it out and let it back in.
+pub struct TestUser {
+    pub name: String,
+    accounts: [String; 2],
+}
+
+impl TestUser {
+    pub async fn create(db: &TestDb) -> Self {
+        let name = format!("u{}", &Uuid::new_v4().simple().to_string()[..12]);
+        let accounts = [format!("'{name}'@'%'"), format!("'{name}'@'localhost'")];
+        let mut admin = db.connection().await;
+        for account in &accounts {
+            for statement in [
+                format!("CREATE USER {account} IDENTIFIED BY 'pw'"),
+                format!("GRANT ALL ON `{}`.* TO {account}", db.name),
+            ] {
+                sqlx::query(&statement).execute(&mut admin).await.unwrap();
+            }
+        }
+        let _ = admin.close().await;
+        Self { name, accounts }
+    }
+
+    /// The test database's URL, logging in as this user.
+    pub fn url(&self, db: &TestDb) -> String {
+        let mut url = url::Url::parse(&db.url()).unwrap();
+        url.set_username(&self.name).unwrap();
+        url.set_password(Some("pw")).unwrap();
+        url.to_string()
+    }
+
+    /// `ACCOUNT LOCK` or `ACCOUNT UNLOCK`: new logins are refused while locked.
+    pub async fn set_locked(&self, db: &TestDb, locked: bool) {
+        let mut admin = db.connection().await;
+        let what = if locked { "LOCK" } else { "UNLOCK" };
+        for account in &self.accounts {
+            sqlx::query(&format!("ALTER USER {account} ACCOUNT {what}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+        }
+        let _ = admin.close().await;
+    }
 }

@@ -3,11 +3,16 @@
 
 mod cli;
 mod documents;
+mod documents_safety;
 mod errors;
 mod health;
 mod helpers;
+mod limits;
 mod migration_lock;
+mod migration_safety;
 mod migrations;
+mod openapi;
+mod servers;
 mod shared_storage;
 mod slow_clients;
 mod startup;

@@ -428,9 +428,15 @@ async fn measure_the_fast_path_cost() {
     let mut samples = Vec::new();
     for i in 0..550 {
         let start = std::time::Instant::now();
-        let report = api::migrate::coordinate(&pool, &connect, real_migrations(), &settings)
-            .await
-            .unwrap();
+        let report = api::migrate::coordinate(
+            &pool,
+            &connect,
+            real_migrations(),
+            &settings,
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .unwrap();
         let elapsed = start.elapsed();
         assert_eq!(report.role, Role::FastPath);
         if i >= 50 {

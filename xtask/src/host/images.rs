@@ -10,7 +10,10 @@ use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 use xshell::{cmd, Shell};
 
-use super::provision;
+use super::{
+    dbserver::{DbChoice, Server},
+    provision,
+};
 use crate::{
     docker::{Compose, Docker},
     ui, Project,
@@ -43,12 +46,22 @@ impl ImageSet {
 
 pub struct Flags {
     pub force: bool,
+    /// `--db`: the database server; `None` is the default stack's (DB_IMAGE, else MariaDB 10.11).
+    pub db: Option<String>,
 }
 
 pub fn run(sh: &Shell, project: &Project, flags: &Flags) -> Result<()> {
+    let db = flags.db.as_deref().map(DbChoice::parse).transpose()?;
     let docker = super::preflight::docker(sh)?;
     let compose_program = provision::compose(sh, &docker, &project.target_dir)?;
-    let set = ensure(sh, project, &docker, &compose_program, flags.force)?;
+    let set = ensure_for(
+        sh,
+        project,
+        &docker,
+        &compose_program,
+        db.as_ref(),
+        flags.force,
+    )?;
     println!("Images ready:");
     for line in &set.origin {
         println!("  {line}");
@@ -68,28 +81,37 @@ pub fn ensure(
     compose_program: &crate::docker::ComposeProgram,
     force: bool,
 ) -> Result<ImageSet> {
+    ensure_for(sh, project, docker, compose_program, None, force)
+}
+
+/// [`ensure`] with a chosen database server (`--db`); `None` keeps the default stack's.
+pub fn ensure_for(
+    sh: &Shell,
+    project: &Project,
+    docker: &Docker,
+    compose_program: &crate::docker::ComposeProgram,
+    db: Option<&DbChoice>,
+    force: bool,
+) -> Result<ImageSet> {
     let mut set = ImageSet::default();
 
     ui::step("Images: database");
-    let db_image = match std::env::var("DB_IMAGE").ok().filter(|v| !v.is_empty()) {
-        Some(chosen) => {
+    let chosen_by_env = std::env::var("DB_IMAGE").ok().filter(|v| !v.is_empty());
+    let db_image = match (db, chosen_by_env) {
+        (None, Some(chosen)) => {
             require_image(sh, docker, &chosen, "DB_IMAGE")?;
             set.origin.push(format!("db:  {chosen} (from DB_IMAGE)"));
             chosen
         }
-        None if available(sh, docker, OFFICIAL_DB_IMAGE) => {
-            set.origin
-                .push(format!("db:  {OFFICIAL_DB_IMAGE} (official image)"));
-            OFFICIAL_DB_IMAGE.to_string()
+        (Some(choice), _) => {
+            let (image, origin) = ensure_db(sh, project, docker, choice, force)?;
+            set.origin.push(format!("db:  {origin}"));
+            image
         }
-        None => {
-            ui::note(&format!("{OFFICIAL_DB_IMAGE} is neither local nor pullable: building {LOCAL_DB_IMAGE} from Debian's mariadb-server"));
-            let base = ensure_base(sh, project, docker, force)?;
-            build_mariadb(sh, project, docker, &base, force)?;
-            set.origin.push(format!(
-                "db:  {LOCAL_DB_IMAGE} (built here from {base} and Debian's mariadb-server)"
-            ));
-            LOCAL_DB_IMAGE.to_string()
+        (None, None) => {
+            let (image, origin) = ensure_db(sh, project, docker, &DbChoice::default(), force)?;
+            set.origin.push(format!("db:  {origin}"));
+            image
         }
     };
     set.env.push(("DB_IMAGE".into(), db_image));
@@ -104,7 +126,7 @@ pub fn ensure(
             chosen
         }
         None if available(sh, docker, OFFICIAL_RUNTIME_IMAGE) => OFFICIAL_RUNTIME_IMAGE.to_string(),
-        None => ensure_base(sh, project, docker, force)?,
+        None => ensure_base(sh, project, docker, "bookworm", force)?,
     };
     let in_container_build = available(sh, docker, OFFICIAL_RUST_IMAGE);
     let target = if in_container_build {
@@ -179,6 +201,38 @@ pub fn select_present(sh: &Shell, docker: &Docker) -> Result<ImageSet> {
     })
 }
 
+/// The image of one database server and where it came from: the official image when it is
+/// local or pullable, otherwise the local one, built (or found up to date) here.
+pub fn ensure_db(
+    sh: &Shell,
+    project: &Project,
+    docker: &Docker,
+    choice: &DbChoice,
+    force: bool,
+) -> Result<(String, String)> {
+    let server = match choice {
+        DbChoice::Image(image) => {
+            require_image(sh, docker, image, "--db")?;
+            return Ok((image.clone(), format!("{image} (chosen with --db)")));
+        }
+        DbChoice::Known(server) => *server,
+    };
+    let official = server.official_image();
+    if available(sh, docker, official) {
+        return Ok((official.to_string(), format!("{official} (official image)")));
+    }
+    let (local, package, suite) = (server.local_image(), server.package(), server.suite());
+    ui::note(&format!(
+        "{official} is neither local nor pullable: building {local} from Debian {suite}'s {package}"
+    ));
+    let base = ensure_base(sh, project, docker, suite, force)?;
+    build_db(sh, project, docker, server, &base, force)?;
+    Ok((
+        local.to_string(),
+        format!("{local} (built here from {base} and Debian's {package})"),
+    ))
+}
+
 /// Local, or pullable right now.
 fn available(sh: &Shell, docker: &Docker, image: &str) -> bool {
     docker.image_exists(sh, image) || docker.try_pull(sh, image)
@@ -191,40 +245,47 @@ fn require_image(sh: &Shell, docker: &Docker, image: &str, var: &str) -> Result<
     Ok(())
 }
 
-/// The Debian 12 base image, made with debootstrap from the host's own Debian mirror.
-fn ensure_base(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> Result<String> {
+/// The base image of a Debian suite (`localhost/scaling-debian:SUITE`), made with debootstrap
+/// from the host's own Debian mirror, which serves every suite.
+fn ensure_base(
+    sh: &Shell,
+    project: &Project,
+    docker: &Docker,
+    suite: &str,
+    force: bool,
+) -> Result<String> {
+    let image = base_image(suite);
     let mirror = host_debian_mirror()?;
-    let inputs = hash_strings(&["debootstrap", "--variant=minbase", "bookworm", &mirror]);
-    if !force
-        && docker
-            .image_label(sh, LOCAL_BASE_IMAGE, INPUTS_LABEL)
-            .as_deref()
-            == Some(inputs.as_str())
-    {
-        ui::note(&format!("{LOCAL_BASE_IMAGE} is up to date"));
-        return Ok(LOCAL_BASE_IMAGE.to_string());
+    let inputs = hash_strings(&["debootstrap", "--variant=minbase", suite, &mirror]);
+    if !force && docker.image_label(sh, &image, INPUTS_LABEL).as_deref() == Some(inputs.as_str()) {
+        ui::note(&format!("{image} is up to date"));
+        return Ok(image);
     }
     if !provision::is_root() {
-        bail!("building the base image {LOCAL_BASE_IMAGE} needs root (debootstrap): run as root, or `docker load` {OFFICIAL_RUNTIME_IMAGE} and {OFFICIAL_DB_IMAGE} on this machine");
+        bail!("building the base image {image} needs root (debootstrap): run as root, or `docker load` {OFFICIAL_RUNTIME_IMAGE} and the database's official image on this machine");
     }
     let debootstrap =
         provision::debian_package(sh, "debootstrap", "debootstrap", "to build the base image")?;
-    let rootfs = project.target_dir.join("images").join("rootfs");
+    // One directory per suite: two suites may be bootstrapped by parallel runs.
+    let rootfs = project
+        .target_dir
+        .join("images")
+        .join(format!("rootfs-{suite}"));
     if rootfs.exists() {
         sh.remove_path(&rootfs)?;
     }
     sh.create_dir(&rootfs)?;
     ui::note(&format!(
-        "debootstrap bookworm from {mirror} (about 30 s; its progress follows)"
+        "debootstrap {suite} from {mirror} (about 30 s; its progress follows)"
     ));
     let started = std::time::Instant::now();
     cmd!(
         sh,
-        "{debootstrap} --variant=minbase bookworm {rootfs} {mirror}"
+        "{debootstrap} --variant=minbase {suite} {rootfs} {mirror}"
     )
     .quiet()
     .run()
-    .context("debootstrap of Debian 12 (bookworm) failed: see its output above")?;
+    .with_context(|| format!("debootstrap of Debian {suite} failed: see its output above"))?;
     ui::note(&format!(
         "debootstrap done in {:.1} s; importing",
         started.elapsed().as_secs_f64()
@@ -235,52 +296,97 @@ fn ensure_base(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> R
         "CMD [\"/bin/bash\"]".to_string(),
         format!("LABEL {INPUTS_LABEL}={inputs}"),
     ];
-    docker.import_rootfs(&rootfs, LOCAL_BASE_IMAGE, &changes)?;
+    docker.import_rootfs(&rootfs, &image, &changes)?;
     sh.remove_path(&rootfs)?;
-    Ok(LOCAL_BASE_IMAGE.to_string())
+    Ok(image)
 }
 
-fn build_mariadb(
+/// `localhost/scaling-debian:SUITE`; bookworm's is [`LOCAL_BASE_IMAGE`].
+pub fn base_image(suite: &str) -> String {
+    format!("localhost/scaling-debian:{suite}")
+}
+
+/// Builds a server's local image from `docker/<dir>/` when its inputs changed. MariaDB's
+/// context is its own directory (as before); MySQL's Dockerfile takes the entrypoint and the
+/// healthcheck from `docker/mariadb/`, so its context is `docker/`.
+fn build_db(
     sh: &Shell,
     project: &Project,
     docker: &Docker,
+    server: Server,
     base: &str,
     force: bool,
 ) -> Result<()> {
-    let context = project.root.join("docker").join("mariadb");
+    let tag = server.local_image();
+    let docker_dir = project.root.join("docker");
+    let own_dir = docker_dir.join(server.dockerfile_dir());
+    let mut input_dirs = vec![own_dir.clone()];
+    if server == Server::Mysql9 {
+        input_dirs.push(docker_dir.join("mariadb"));
+    }
     let base_id = docker
         .image_label(sh, base, INPUTS_LABEL)
         .unwrap_or_default();
     let mut parts = vec![base.to_string(), base_id];
-    for file in sorted_files(&context)? {
-        // The name, not the path: a clone elsewhere has the same inputs.
-        parts.push(
-            file.file_name()
-                .unwrap_or_default()
-                .to_string_lossy()
-                .into_owned(),
-        );
-        parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
+    for dir in &input_dirs {
+        for file in sorted_files(dir)? {
+            // The name, not the path: a clone elsewhere has the same inputs. MySQL's inputs
+            // span two directories, so its names carry theirs.
+            if input_dirs.len() > 1 {
+                parts.push(dir.file_name().unwrap_or_default().to_string_lossy().into());
+            }
+            parts.push(
+                file.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
+        }
     }
     let inputs = hash_strings(&parts.iter().map(String::as_str).collect::<Vec<_>>());
-    if !force
-        && docker
-            .image_label(sh, LOCAL_DB_IMAGE, INPUTS_LABEL)
-            .as_deref()
-            == Some(inputs.as_str())
-    {
-        ui::note(&format!("{LOCAL_DB_IMAGE} is up to date"));
+    if !force && docker.image_label(sh, tag, INPUTS_LABEL).as_deref() == Some(inputs.as_str()) {
+        ui::note(&format!("{tag} is up to date"));
         return Ok(());
     }
-    let wait = ui::Waiting::new(&format!("docker build {LOCAL_DB_IMAGE}"));
-    docker.build(
-        sh,
-        &context,
-        LOCAL_DB_IMAGE,
-        &[("BASE_IMAGE".into(), base.into())],
-        &[(INPUTS_LABEL.into(), inputs)],
-    )?;
+    let wait = ui::Waiting::new(&format!("docker build {tag}"));
+    let started = std::time::Instant::now();
+    let build_args = [("BASE_IMAGE".to_string(), base.to_string())];
+    let labels = [(INPUTS_LABEL.to_string(), inputs)];
+    if server == Server::Mysql9 {
+        let dockerfile = own_dir.join("Dockerfile");
+        let docker_program = &docker.program;
+        let base_arg = format!("BASE_IMAGE={base}");
+        let label_arg = format!("{INPUTS_LABEL}={}", labels[0].1);
+        // Not --quiet: the legacy builder then hides why a step failed (e.g. apt refusing
+        // sid's Release file), so keep the output and show its end on failure.
+        let out = cmd!(sh, "{docker_program} build -t {tag} -f {dockerfile} --build-arg {base_arg} --label {label_arg} {docker_dir}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("running docker build of {tag}"))?;
+        if !out.status.success() {
+            let text = format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let lines: Vec<&str> = text.lines().collect();
+            bail!(
+                "building image {tag} from {} failed ({}); the build's output ends:\n{}",
+                dockerfile.display(),
+                out.status,
+                lines[lines.len().saturating_sub(15)..].join("\n")
+            );
+        }
+    } else {
+        docker.build(sh, &own_dir, tag, &build_args, &labels)?;
+    }
     wait.finish("built");
+    ui::note(&format!(
+        "{tag} built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
     Ok(())
 }
 

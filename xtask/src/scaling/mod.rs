@@ -5,6 +5,11 @@
 pub mod checks;
 pub mod faults;
 pub mod report;
+// The Swarm engine's checks, plugged into the command with `--engine swarm` later.
+#[allow(dead_code)]
+pub mod swarm_checks;
+#[cfg(test)]
+mod swarm_proof;
 #[cfg(test)]
 mod tests;
 

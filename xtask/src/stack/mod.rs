@@ -7,6 +7,8 @@ pub mod db;
 mod guard;
 pub mod http;
 pub mod parse;
+#[allow(dead_code)]
+pub mod swarm;
 
 use std::{
     collections::BTreeMap,

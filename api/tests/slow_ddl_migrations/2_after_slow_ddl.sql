@@ -1,0 +1,1 @@
+CREATE TABLE after_slow_ddl (id INT NOT NULL PRIMARY KEY);

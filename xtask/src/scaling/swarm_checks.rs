@@ -1,0 +1,405 @@
+//! The scaling checks on Swarm's terms: pure judges over parsed tasks, task containers and
+//! probe results, returning the same `Check` as the Compose checks. Evidence names a task as
+//! `api.<slot>` with its node, since Swarm places tasks, not containers, and a slot keeps its
+//! number across restarts while its task and container change.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::checks::Check;
+
+use crate::stack::swarm::parse::{Task, TaskContainer};
+
+fn check(id: &'static str, name: &'static str) -> Check {
+    Check {
+        id,
+        name,
+        passed: true,
+        summary: String::new(),
+        evidence: Vec::new(),
+        figures: BTreeMap::new(),
+    }
+}
+
+fn fail(c: &mut Check, reason: String) {
+    if c.passed {
+        c.summary = reason;
+    } else {
+        c.evidence.insert(0, reason);
+    }
+    c.passed = false;
+}
+
+fn at(task: &Task) -> String {
+    format!("{} (node {})", task.label(), task.node)
+}
+
+/// `Failed 7 seconds ago (task: non-zero exit (1))`.
+fn describe(task: &Task) -> String {
+    let error = task.error.trim_matches('"');
+    if error.is_empty() {
+        task.state_text.clone()
+    } else {
+        format!("{} ({error})", task.state_text)
+    }
+}
+
+/// TEST-01 on Swarm: exactly `expected` current tasks of the service, slots 1..=N, each
+/// Running with a healthy container; and in the service's whole history no task failed, was
+/// rejected, or was replaced (a slot with more than one task is a restart: Swarm replaces a
+/// task whose container exited or turned unhealthy, where Compose restarts the container).
+pub fn tasks_healthy(expected: u32, tasks: &[Task], containers: &[TaskContainer]) -> Check {
+    let mut c = check("TEST-01", "replicas healthy");
+    let current: Vec<&Task> = tasks.iter().filter(|t| t.is_current()).collect();
+    let healthy: Vec<&&Task> = current
+        .iter()
+        .filter(|t| {
+            t.is_running()
+                && containers
+                    .iter()
+                    .any(|k| k.task_id == t.id && k.is_healthy())
+        })
+        .collect();
+    let nodes: BTreeSet<&str> = current.iter().map(|t| t.node.as_str()).collect();
+    c.figures.insert("tasks".into(), current.len() as f64);
+    c.figures.insert("healthy".into(), healthy.len() as f64);
+    c.figures.insert("nodes".into(), nodes.len() as f64);
+
+    if current.len() != expected as usize {
+        fail(
+            &mut c,
+            format!("{} current tasks, expected {expected}", current.len()),
+        );
+    }
+    let slots: BTreeSet<u32> = current.iter().map(|t| t.slot).collect();
+    let missing: Vec<String> = (1..=expected)
+        .filter(|s| !slots.contains(s))
+        .map(|s| format!("api.{s}"))
+        .collect();
+    if !missing.is_empty() {
+        fail(&mut c, format!("no current task in {}", missing.join(", ")));
+    }
+    for t in &current {
+        let container = containers.iter().find(|k| k.task_id == t.id);
+        let why = match container {
+            _ if !t.is_running() => Some(format!("is {}", describe(t))),
+            None => Some("has no container".to_string()),
+            Some(k) if !k.is_healthy() => Some(format!(
+                "container is {} ({})",
+                k.status,
+                if k.health.is_empty() {
+                    "no health"
+                } else {
+                    &k.health
+                }
+            )),
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            fail(&mut c, format!("{} {why}", at(t)));
+        }
+    }
+
+    // Each slot's history: any task before the current one is a restart (Swarm replaces a
+    // task whose container exited or turned unhealthy, where Compose restarts the container).
+    let failures = tasks.iter().filter(|t| t.is_failure()).count();
+    c.figures.insert("failed_tasks".into(), failures as f64);
+    let mut per_slot: BTreeMap<u32, Vec<&Task>> = BTreeMap::new();
+    for t in tasks {
+        per_slot.entry(t.slot).or_default().push(t);
+    }
+    let mut restarts = 0;
+    for (slot, history) in &per_slot {
+        let earlier: Vec<String> = history
+            .iter()
+            .filter(|t| !t.is_current())
+            .map(|t| describe(t))
+            .collect();
+        if earlier.is_empty() {
+            continue;
+        }
+        restarts += earlier.len();
+        let node = &history
+            .iter()
+            .find(|t| t.is_current())
+            .unwrap_or(&history[0])
+            .node;
+        fail(
+            &mut c,
+            format!(
+                "api.{slot} (node {node}) was restarted: {} earlier task(s): {}",
+                earlier.len(),
+                earlier.join("; ")
+            ),
+        );
+    }
+    c.figures.insert("restarts".into(), restarts as f64);
+
+    if c.passed {
+        c.summary = format!(
+            "{}/{expected} tasks running and healthy on {} node(s), none failed, rejected or restarted",
+            healthy.len(),
+            nodes.len()
+        );
+    }
+    c.evidence.extend(
+        current
+            .iter()
+            .map(|t| format!("{}: {}", at(t), t.state_text)),
+    );
+    c
+}
+
+/// What one task saw when it wrote its probe file to the shared directory and listed it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SharedDataProbe {
+    pub slot: u32,
+    pub node: String,
+    /// The shell's error when the write failed.
+    pub write_error: Option<String>,
+    /// The slots whose probe files this task listed.
+    pub seen: Vec<u32>,
+}
+
+/// TEST-03 on Swarm: every task wrote its file and saw every other task's. When what a task
+/// misses is exactly the files written on other nodes, the directory is per node (a `local`
+/// volume on each node): the evidence says so and names the nodes.
+pub fn shared_data(probes: &[SharedDataProbe], dir: &str) -> Check {
+    let mut c = check("TEST-03", "shared data volume");
+    let written: BTreeMap<u32, &str> = probes
+        .iter()
+        .filter(|p| p.write_error.is_none())
+        .map(|p| (p.slot, p.node.as_str()))
+        .collect();
+    let mut per_node_only = true;
+    let mut blind: BTreeSet<(String, String)> = BTreeSet::new();
+    for p in probes {
+        let label = format!("api.{} (node {})", p.slot, p.node);
+        if let Some(err) = &p.write_error {
+            fail(&mut c, format!("{label} cannot write to {dir}: {err}"));
+            continue;
+        }
+        let missing: Vec<(u32, &str)> = written
+            .iter()
+            .filter(|(slot, _)| !p.seen.contains(slot))
+            .map(|(s, n)| (*s, *n))
+            .collect();
+        if missing.is_empty() {
+            continue;
+        }
+        for (_, node) in &missing {
+            if *node == p.node {
+                per_node_only = false;
+            } else {
+                blind.insert((p.node.clone(), node.to_string()));
+            }
+        }
+        let names: Vec<String> = missing
+            .iter()
+            .map(|(s, n)| format!("api.{s} (node {n})"))
+            .collect();
+        fail(
+            &mut c,
+            format!("{label} does not see the files of {}", names.join(", ")),
+        );
+    }
+    if !c.passed && per_node_only && !blind.is_empty() {
+        let pairs: Vec<String> = blind
+            .iter()
+            .map(|(a, b)| format!("{a} does not see {b}"))
+            .collect();
+        // The cause goes first: it explains every line below it.
+        let first = std::mem::replace(
+            &mut c.summary,
+            format!(
+                "{dir} is per node, not shared: {}; a `local` volume exists once per node, so mount a directory every node shares",
+                pairs.join(", ")
+            ),
+        );
+        c.evidence.insert(0, first);
+    }
+    let nodes: BTreeSet<&str> = probes.iter().map(|p| p.node.as_str()).collect();
+    c.figures.insert("tasks".into(), probes.len() as f64);
+    c.figures.insert("nodes".into(), nodes.len() as f64);
+    if c.passed {
+        c.summary = format!(
+            "{} tasks on {} node(s) each wrote a file and read all {}",
+            probes.len(),
+            nodes.len(),
+            written.len()
+        );
+    }
+    c
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::swarm::parse;
+
+    fn load(name: &str) -> String {
+        let path = format!("{}/testdata/swarm/{name}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+    }
+
+    fn converged() -> (Vec<Task>, Vec<TaskContainer>) {
+        (
+            parse::tasks(&load("service-ps-api-converged.jsonl")).unwrap(),
+            parse::task_containers(&load("inspect-api.json")).unwrap(),
+        )
+    }
+
+    fn probe(slot: u32, node: &str, seen: &[u32]) -> SharedDataProbe {
+        SharedDataProbe {
+            slot,
+            node: node.into(),
+            write_error: None,
+            seen: seen.to_vec(),
+        }
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let (tasks, containers) = converged();
+        // the recorded run's api tasks failed before the database was up; keep the current ones
+        let current: Vec<Task> = tasks.into_iter().filter(|t| t.is_current()).collect();
+        let c = tasks_healthy(4, &current, &containers);
+        assert!(c.passed, "{c:?}");
+        assert!(c
+            .summary
+            .starts_with("4/4 tasks running and healthy on 1 node"));
+    }
+
+    #[test]
+    fn tasks_that_exited_before_the_database_was_up_count_as_restarts() {
+        let (tasks, containers) = converged();
+        let c = tasks_healthy(4, &tasks, &containers);
+        assert!(!c.passed);
+        let all = format!("{} {}", c.summary, c.evidence.join("\n"));
+        assert!(all.contains("was restarted"), "{all}");
+        assert!(c.figures["restarts"] >= 1.0);
+    }
+
+    #[test]
+    fn a_rejected_task_fails_naming_its_slot_node_and_error() {
+        let tasks = parse::tasks(&load("service-ps-api-rejected.jsonl")).unwrap();
+        let containers = parse::task_containers(&load("inspect-api.json")).unwrap();
+        let c = tasks_healthy(4, &tasks, &containers);
+        assert!(!c.passed);
+        let all = format!("{} {}", c.summary, c.evidence.join("\n"));
+        assert!(
+            c.summary.starts_with("api.2 (node vm) is Rejected")
+                && c.summary
+                    .ends_with("(No such image: localhost/scaling-api:no-such-tag)"),
+            "{}",
+            c.summary
+        );
+        assert!(
+            all.contains("api.2 (node vm) was restarted: 4 earlier task(s)"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn a_killed_and_replaced_task_fails_as_restarted() {
+        let tasks = parse::tasks(&load("service-ps-api-killed.jsonl")).unwrap();
+        let containers = parse::task_containers(&load("inspect-api.json")).unwrap();
+        let c = tasks_healthy(4, &tasks, &containers);
+        assert!(!c.passed);
+        let all = format!("{} {}", c.summary, c.evidence.join("\n"));
+        assert!(
+            all.contains("api.3 (node vm) was restarted: 2 earlier task(s): Failed 6 seconds ago (task: non-zero exit (137))"),
+            "{all}"
+        );
+        assert!(
+            all.contains("api.3 (node vm) is Starting less than a second ago"),
+            "{all}"
+        );
+    }
+
+    #[test]
+    fn too_few_tasks_fail_naming_the_missing_slot() {
+        let (tasks, containers) = converged();
+        let current: Vec<Task> = tasks
+            .into_iter()
+            .filter(|t| t.is_current() && t.slot != 3)
+            .collect();
+        let c = tasks_healthy(4, &current, &containers);
+        assert!(!c.passed);
+        assert!(
+            c.summary.contains("3 current tasks, expected 4"),
+            "{}",
+            c.summary
+        );
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e.contains("no current task in api.3")));
+    }
+
+    #[test]
+    fn a_task_without_a_healthy_container_fails() {
+        let (tasks, mut containers) = converged();
+        let current: Vec<Task> = tasks.into_iter().filter(|t| t.is_current()).collect();
+        let victim = current.iter().find(|t| t.slot == 2).unwrap().id.clone();
+        for k in containers.iter_mut().filter(|k| k.task_id == victim) {
+            k.health = "unhealthy".into();
+        }
+        let c = tasks_healthy(4, &current, &containers);
+        assert!(!c.passed);
+        assert!(c.summary.starts_with("api.2 (node "), "{}", c.summary);
+        assert!(c.summary.contains("unhealthy"));
+    }
+
+    #[test]
+    fn every_task_seeing_every_file_passes() {
+        let probes: Vec<_> = (1..=4).map(|s| probe(s, "n1", &[1, 2, 3, 4])).collect();
+        let c = shared_data(&probes, "/app/data");
+        assert!(c.passed, "{c:?}");
+        assert_eq!(
+            c.summary,
+            "4 tasks on 1 node(s) each wrote a file and read all 4"
+        );
+    }
+
+    #[test]
+    fn a_task_on_a_node_that_cannot_see_the_shared_files_fails_saying_per_node() {
+        let probes = vec![
+            probe(1, "node-a", &[1, 3]),
+            probe(2, "node-b", &[2, 4]),
+            probe(3, "node-a", &[1, 3]),
+            probe(4, "node-b", &[2, 4]),
+        ];
+        let c = shared_data(&probes, "/app/data");
+        assert!(!c.passed);
+        assert!(c.summary.contains("/app/data is per node"), "{}", c.summary);
+        assert!(c.summary.contains("node-a does not see node-b"));
+        assert!(c
+            .evidence
+            .iter()
+            .any(|e| e == "api.1 (node node-a) does not see the files of api.2 (node node-b), api.4 (node node-b)"));
+    }
+
+    #[test]
+    fn a_failed_write_names_the_task_and_node() {
+        let mut probes: Vec<_> = (1..=2).map(|s| probe(s, "n1", &[1, 2])).collect();
+        probes[1].write_error = Some("Permission denied".into());
+        probes[0].seen = vec![1];
+        let c = shared_data(&probes, "/app/data");
+        assert!(!c.passed);
+        assert_eq!(
+            c.summary,
+            "api.2 (node n1) cannot write to /app/data: Permission denied"
+        );
+    }
+
+    #[test]
+    fn a_missing_file_on_the_same_node_is_not_called_per_node() {
+        let probes = vec![probe(1, "n1", &[1]), probe(2, "n1", &[1, 2])];
+        let c = shared_data(&probes, "/app/data");
+        assert!(!c.passed);
+        assert!(!c.summary.contains("per node"));
+        assert!(c
+            .summary
+            .contains("api.1 (node n1) does not see the files of api.2 (node n1)"));
+    }
+}
