@@ -33,7 +33,8 @@ xflags::xflags! {
             optional --no-build
             /// Leave the stack running at the end and print how to inspect and remove it.
             optional --keep
-            /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held.
+            /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held,
+            /// small-max-connections.
             optional --fault name: String
             /// Where to write the JSON and JUnit reports and the container logs
             /// (default target/scaling-report, or target/scaling-report/fault-NAME).

@@ -578,6 +578,43 @@ pub fn migrations(
     check
 }
 
+/// The api's pool size when `API_DB_POOL_SIZE` is unset (README, "Configuration").
+pub const API_DEFAULT_POOL_SIZE: u32 = 5;
+/// Sessions the check itself may hold at once: its SQL client, plus an outside client that
+/// holds the migration lock (the `lock-held` fault).
+pub const CHECK_SESSIONS: u32 = 2;
+
+/// TEST-05: the database can take every replica's pool at once. Each replica may open
+/// `pool_size` connections, plus one dedicated connection while it coordinates migrations;
+/// with the check's own sessions that must fit the server's `max_connections`.
+pub fn capacity(replicas: u32, pool_size: u32, max_connections: u32, open_now: u32) -> Check {
+    let mut check = Check::new("TEST-05", "database capacity");
+    let needed = replicas * (pool_size + 1) + CHECK_SESSIONS;
+    check
+        .figures
+        .insert("connections_needed".into(), needed as f64);
+    check
+        .figures
+        .insert("max_connections".into(), max_connections as f64);
+    check
+        .figures
+        .insert("connections_open".into(), open_now as f64);
+    check.evidence.push(format!(
+        "{replicas} replicas × ({pool_size} pooled + 1 migration connection) + {CHECK_SESSIONS} for the check = {needed}; the server allows {max_connections} (SELECT @@max_connections); {open_now} open now"
+    ));
+    if needed > max_connections {
+        check.fail(format!(
+            "{replicas} replicas × ({pool_size} pooled + 1) + {CHECK_SESSIONS} = {needed} connections, but the server's max_connections is {max_connections}: under load some replicas get 'Too many connections'; fix: raise max_connections to at least {needed} (DB_MAX_CONNECTIONS in the compose file) or lower API_DB_POOL_SIZE to {}",
+            (max_connections.saturating_sub(CHECK_SESSIONS) / replicas.max(1)).saturating_sub(1)
+        ));
+    } else {
+        check.summary = format!(
+            "{needed} connections needed at most ({replicas} × ({pool_size} + 1) + {CHECK_SESSIONS}), max_connections {max_connections}"
+        );
+    }
+    check
+}
+
 /// One replica's answer when asked for the document another replica stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct HttpRead {

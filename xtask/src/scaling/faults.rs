@@ -56,6 +56,12 @@ const EXPECTATIONS: &[Expectation] = &[
         passes: &["TEST-03"],
     },
     Expectation {
+        fault: Fault::SmallMaxConnections,
+        fails: "TEST-05",
+        evidence: &["max_connections is 10", "fix: raise max_connections"],
+        passes: &[],
+    },
+    Expectation {
         fault: Fault::LockHeld,
         fails: "TEST-01",
         evidence: &["Timed out waiting for schema migration"],

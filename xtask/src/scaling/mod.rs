@@ -40,6 +40,9 @@ pub const PROJECT_NAME: &str = "scaling-check";
 /// The outside client of the `lock-held` fault plays a migration that never ends; the api
 /// gets this deadline so the run stays short.
 const LOCK_HELD_DEADLINE_SECS: u64 = 10;
+/// `small-max-connections` gives the server this connection limit: below what 2 replicas
+/// with the api's default pool need.
+const SMALL_MAX_CONNECTIONS: u32 = 10;
 /// `late-replica` starts its last replica this long after the others.
 const LATE_REPLICA_DELAY: Duration = Duration::from_secs(35);
 
@@ -50,15 +53,17 @@ pub enum Fault {
     DataNotWritable,
     NoLock,
     LockHeld,
+    SmallMaxConnections,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::ReplicaDown,
         Fault::LateReplica,
         Fault::DataNotWritable,
         Fault::NoLock,
         Fault::LockHeld,
+        Fault::SmallMaxConnections,
     ];
 
     pub fn name(self) -> &'static str {
@@ -68,6 +73,7 @@ impl Fault {
             Fault::DataNotWritable => "data-not-writable",
             Fault::NoLock => "no-lock",
             Fault::LockHeld => "lock-held",
+            Fault::SmallMaxConnections => "small-max-connections",
         }
     }
 
@@ -294,6 +300,14 @@ fn run_scenario(
             "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
         )?;
     }
+    if fault == Some(Fault::SmallMaxConnections) {
+        ui::note(&format!(
+            "fault: SET GLOBAL max_connections = {SMALL_MAX_CONNECTIONS} before the replicas start"
+        ));
+        stack.sql(&format!(
+            "SET GLOBAL max_connections = {SMALL_MAX_CONNECTIONS}"
+        ))?;
+    }
     let mut lock_holder = None;
     if fault == Some(Fault::LockHeld) {
         ui::note("fault: an outside client takes the migration lock and keeps it");
@@ -417,6 +431,7 @@ fn run_scenario(
         scenario, &expected, &startups, &records, &versions,
     ));
     checks.push(cross_replica_http(stack, &running));
+    checks.push(capacity(stack, &containers)?);
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -492,6 +507,23 @@ fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
         let _ = stack.exec_api(first, &["sh", "-c", &cleanup]);
     }
     Ok(checks::shared_data(replicas, &results, DATA_DIR))
+}
+
+/// TEST-05's figures: the replicas' pool size (from a replica's environment, else the api's
+/// default) and the server's connection limit.
+fn capacity(stack: &Stack, containers: &[parse::Container]) -> Result<Check> {
+    let pool_size = match containers.first() {
+        Some(c) => parse::pool_size_from_env(&stack.container_env(&c.id)?),
+        None => None,
+    }
+    .unwrap_or(checks::API_DEFAULT_POOL_SIZE);
+    let (max_connections, open_now) = db::connection_capacity(stack)?;
+    Ok(checks::capacity(
+        stack.replicas,
+        pool_size,
+        max_connections,
+        open_now,
+    ))
 }
 
 /// An outside client takes the api's migration lock and sits on it.

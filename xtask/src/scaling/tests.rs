@@ -847,3 +847,32 @@ fn an_unhealthy_replica_that_logged_an_error_stops_the_wait() {
     // A healthy replica's old error is no reason to stop.
     assert_eq!(errored_replica(&lines, &healthy_ps()), None);
 }
+
+// ---- TEST-05 database capacity -----------------------------------------------------------------
+
+#[test]
+fn capacity_fits_or_fails_with_the_numbers_and_the_fix() {
+    // `SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST` as the real
+    // server printed it (-N -B), and a replica's environment.
+    assert_eq!(parse::two_numbers("151\t9\n"), Some((151, 9)));
+    assert_eq!(parse::two_numbers("garbage"), None);
+    assert_eq!(
+        parse::pool_size_from_env("PATH=/usr/bin\nAPI_DB_POOL_SIZE=8\nDB_HOST=db\n"),
+        Some(8)
+    );
+    assert_eq!(parse::pool_size_from_env("PATH=/usr/bin\n"), None);
+    let c = checks::capacity(16, 5, 151, 20);
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(c.figures["connections_needed"], 98.0);
+    let c = checks::capacity(32, 5, 151, 40);
+    assert!(!c.passed);
+    assert!(
+        c.summary.starts_with("32 replicas × (5 pooled + 1) + 2 = 194 connections, but the server's max_connections is 151")
+            && c.summary.contains("fix: raise max_connections to at least 194"),
+        "{}",
+        c.summary
+    );
+    let c = checks::capacity(4, 5, 10, 9);
+    assert!(!c.passed);
+    assert!(c.summary.contains("max_connections is 10"), "{}", c.summary);
+}

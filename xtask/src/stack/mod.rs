@@ -537,6 +537,15 @@ impl<'a> Stack<'a> {
         Ok(facts)
     }
 
+    /// A container's environment, `KEY=value` one a line (`.Config.Env`).
+    pub fn container_env(&self, id: &str) -> Result<String> {
+        self.docker.inspect(
+            self.sh,
+            &[id.to_string()],
+            "{{range .Config.Env}}{{println .}}{{end}}",
+        )
+    }
+
     /// `exec -T --index=i api argv...`.
     pub fn exec_api(&self, number: u32, argv: &[&str]) -> Result<Output> {
         self.compose().exec(self.sh, API, number, argv)

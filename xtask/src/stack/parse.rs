@@ -324,3 +324,18 @@ pub fn migration_versions<'a>(file_names: impl IntoIterator<Item = &'a str>) -> 
     versions.dedup();
     versions
 }
+
+/// `151<TAB>7` (one `-N -B` row of two numbers) → (151, 7).
+pub fn two_numbers(stdout: &str) -> Option<(u32, u32)> {
+    let mut cols = stdout.split_whitespace();
+    let a = cols.next()?.parse().ok()?;
+    let b = cols.next()?.parse().ok()?;
+    Some((a, b))
+}
+
+/// `API_DB_POOL_SIZE` among a container's `.Config.Env` lines (`KEY=value`, one a line).
+pub fn pool_size_from_env(env: &str) -> Option<u32> {
+    env.lines()
+        .find_map(|l| l.trim().strip_prefix("API_DB_POOL_SIZE="))
+        .and_then(|v| v.trim().parse().ok())
+}
