@@ -36,6 +36,9 @@ xflags::xflags! {
             /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held,
             /// small-max-connections.
             optional --fault name: String
+            /// Run the whole check K times (for hunting flakes) and report how many passed and
+            /// each figure's min/median/max (default 1).
+            optional --repeat k: u32
             /// Where to write the JSON and JUnit reports and the container logs
             /// (default target/scaling-report, or target/scaling-report/fault-NAME).
             optional --report-dir dir: PathBuf

@@ -100,6 +100,8 @@ pub struct Options {
     pub keep: bool,
     pub fault: Option<Fault>,
     pub report_dir: Option<PathBuf>,
+    /// How many times to run the whole check.
+    pub repeat: u32,
 }
 
 impl Default for Options {
@@ -113,6 +115,7 @@ impl Default for Options {
             keep: false,
             fault: None,
             report_dir: None,
+            repeat: 1,
         }
     }
 }
@@ -142,7 +145,12 @@ impl Options {
         if fault.is_some() && replicas < 2 {
             return Err(CannotRun("--fault needs at least 2 replicas".into()).into());
         }
+        let repeat = flags.repeat.unwrap_or(1);
+        if !(1..=100).contains(&repeat) {
+            return Err(CannotRun(format!("--repeat {repeat}: choose between 1 and 100")).into());
+        }
         Ok(Options {
+            repeat,
             replicas,
             max_startup,
             timeout: Duration::from_secs(timeout),
@@ -162,6 +170,9 @@ pub struct ScenarioResult {
 }
 
 pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    if opts.repeat > 1 {
+        return run_repeated(sh, project, opts);
+    }
     let report = execute(sh, project, &opts)?;
     report.print_table();
     if report.passed() {
@@ -172,6 +183,48 @@ pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
         Err(Failed(format!(
             "failed checks: {}",
             report.failed_checks().join("; ")
+        ))
+        .into())
+    }
+}
+
+/// `--repeat K`: the whole check K times, each into `run-I/` of the report directory; then
+/// how many passed and each figure's min/median/max (`repeat.json`).
+fn run_repeated(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    let base = opts
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| project.target_dir.join("scaling-report").join("repeat"));
+    outcome::fresh_dir(&base)?;
+    let mut runs = Vec::new();
+    for i in 1..=opts.repeat {
+        ui::step(&format!("Run {i}/{}", opts.repeat));
+        let run_opts = Options {
+            report_dir: Some(base.join(format!("run-{i}"))),
+            // Images are made current once, by the first run.
+            no_build: opts.no_build || i > 1,
+            ..opts.clone()
+        };
+        let report = execute(sh, project, &run_opts)?;
+        report.print_table();
+        runs.push(report);
+    }
+    let summary = report::Repeated::of(&runs);
+    summary.print();
+    std::fs::write(
+        base.join("repeat.json"),
+        serde_json::to_string_pretty(&summary.to_json())?,
+    )?;
+    ui::note(&format!("report: {}", base.display()));
+    if summary.passed == summary.runs {
+        println!("{}", report::banner(true));
+        Ok(())
+    } else {
+        println!("{}", report::banner(false));
+        Err(Failed(format!(
+            "{} of {} runs failed",
+            summary.runs - summary.passed,
+            summary.runs
         ))
         .into())
     }

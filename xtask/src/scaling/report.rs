@@ -1,7 +1,7 @@
 //! The scaling check's report: a table on stdout, the banner, and machine-readable files
 //! (JSON, and JUnit XML through quick-junit) in the report directory.
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
@@ -183,6 +183,99 @@ impl Report {
         )?;
         std::fs::write(dir.join("junit.xml"), self.to_junit()?)?;
         Ok(())
+    }
+}
+
+/// `--repeat K`: how many runs passed, and each figure's spread over the runs.
+#[derive(Debug, PartialEq)]
+pub struct Repeated {
+    pub runs: usize,
+    pub passed: usize,
+    /// "scenario check figure" → (min, median, max, how many runs had it).
+    pub figures: BTreeMap<String, (f64, f64, f64, usize)>,
+    /// Each failed run's failed checks.
+    pub failures: Vec<String>,
+}
+
+impl Repeated {
+    pub fn of(reports: &[Report]) -> Repeated {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut failures = Vec::new();
+        for (i, r) in reports.iter().enumerate() {
+            if !r.passed() {
+                failures.push(format!("run {}: {}", i + 1, r.failed_checks().join("; ")));
+            }
+            values
+                .entry("run seconds".into())
+                .or_default()
+                .push(r.seconds);
+            for s in &r.scenarios {
+                for c in &s.checks {
+                    for (name, v) in &c.figures {
+                        values
+                            .entry(format!("{} {} {name}", s.scenario.slug(), c.id))
+                            .or_default()
+                            .push(*v);
+                    }
+                }
+            }
+        }
+        let figures = values
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_by(f64::total_cmp);
+                let median = if v.len() % 2 == 1 {
+                    v[v.len() / 2]
+                } else {
+                    (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+                };
+                (k, (v[0], median, v[v.len() - 1], v.len()))
+            })
+            .collect();
+        Repeated {
+            runs: reports.len(),
+            passed: reports.iter().filter(|r| r.passed()).count(),
+            figures,
+            failures,
+        }
+    }
+
+    pub fn print(&self) {
+        println!("\n{} of {} runs passed", self.passed, self.runs);
+        for f in &self.failures {
+            println!("  {f}");
+        }
+        const COLS: &[usize] = &[44, 10, 10, 10];
+        println!(
+            "{}",
+            outcome::row(COLS, &["figure", "min", "median", "max", "runs"])
+        );
+        for (name, (min, median, max, n)) in &self.figures {
+            println!(
+                "{}",
+                outcome::row(
+                    COLS,
+                    &[
+                        name,
+                        &format!("{min:.3}"),
+                        &format!("{median:.3}"),
+                        &format!("{max:.3}"),
+                        &n.to_string()
+                    ]
+                )
+            );
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "runs": self.runs,
+            "passed": self.passed,
+            "failures": self.failures,
+            "figures": self.figures.iter().map(|(k, (min, median, max, n))| json!({
+                "figure": k, "min": min, "median": median, "max": max, "runs": n,
+            })).collect::<Vec<_>>(),
+        })
     }
 }
 

@@ -876,3 +876,39 @@ fn capacity_fits_or_fails_with_the_numbers_and_the_fix() {
     assert!(!c.passed);
     assert!(c.summary.contains("max_connections is 10"), "{}", c.summary);
 }
+
+// ---- --repeat ---------------------------------------------------------------------------------
+
+#[test]
+fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
+    use super::{report::Report, ScenarioResult};
+    let report = |contended: f64, passed: bool| {
+        let mut c = checks::capacity(4, 5, if passed { 300 } else { 10 }, 9);
+        c.figures.insert("contended".into(), contended);
+        Report {
+            replicas: 4,
+            max_startup: 5.0,
+            fault: None,
+            images: vec![],
+            scenarios: vec![ScenarioResult {
+                scenario: DbState::FreshDatabase,
+                checks: vec![c],
+            }],
+            error: None,
+            seconds: 30.0 + contended,
+            checkout: String::new(),
+            ignored_env: vec![],
+        }
+    };
+    let runs = [report(4.0, true), report(2.0, false), report(3.0, true)];
+    let r = super::report::Repeated::of(&runs);
+    assert_eq!((r.runs, r.passed), (3, 2));
+    assert_eq!(r.figures["fresh TEST-05 contended"], (2.0, 3.0, 4.0, 3));
+    assert_eq!(r.figures["run seconds"], (32.0, 33.0, 34.0, 3));
+    assert_eq!(r.failures.len(), 1);
+    assert!(
+        r.failures[0].starts_with("run 2: TEST-05"),
+        "{:?}",
+        r.failures
+    );
+}
