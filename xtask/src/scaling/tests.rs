@@ -912,3 +912,32 @@ fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
         r.failures
     );
 }
+
+// ---- fail fast on Docker's health log -----------------------------------------------------------
+
+#[test]
+fn probes_failing_while_the_app_listens_stop_the_wait() {
+    // A real pair: the no-lock run's health log and logs, every probe after listening passed.
+    let (s, _, _) = timed_run();
+    let mut times =
+        parse::parse_inspect(&testdata("inspect-fresh-no-lock-contended-n4.txt")).unwrap();
+    assert_eq!(crate::stack::failing_probes(&times, &s), None);
+    // api-3's last two probes fail, as a probe that cannot reach /readyz does.
+    let c = times.iter_mut().find(|c| c.number == 3).unwrap();
+    let n = c.probes.len();
+    assert!(n >= 2);
+    for p in &mut c.probes[n - 2..] {
+        p.exit_code = 1;
+        p.output = "healthcheck: GET /readyz: 503 not_ready\n".into();
+    }
+    let reason = crate::stack::failing_probes(&times, &s).unwrap();
+    assert!(
+        reason.starts_with("api-3 has been listening since ")
+            && reason.ends_with("its last 2 health probes failed (Docker's health log): exit 1: healthcheck: GET /readyz: 503 not_ready"),
+        "{reason}"
+    );
+    // One failed probe is not yet a verdict.
+    let c = times.iter_mut().find(|c| c.number == 3).unwrap();
+    c.probes[n - 2].exit_code = 0;
+    assert_eq!(crate::stack::failing_probes(&times, &s), None);
+}

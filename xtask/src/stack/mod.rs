@@ -446,6 +446,20 @@ impl<'a> Stack<'a> {
                     wait.finish(&format!("stopped: {reason}"));
                     return Ok(WaitOutcome::Broken { seconds, reason });
                 }
+                // Docker's health log: probes that fail while the app listens will not mend.
+                let waiting: Vec<String> = containers
+                    .iter()
+                    .filter(|c| c.state == "running" && !c.is_healthy())
+                    .map(|c| c.id.clone())
+                    .collect();
+                if !waiting.is_empty() {
+                    let times =
+                        parse::parse_inspect(&self.docker.start_and_health(self.sh, &waiting)?)?;
+                    if let Some(reason) = failing_probes(&times, &parse::startups(&lines)) {
+                        wait.finish(&format!("stopped: {reason}"));
+                        return Ok(WaitOutcome::Broken { seconds, reason });
+                    }
+                }
             }
             wait.update(&format!(
                 "{healthy}/{n} healthy, {} containers",
@@ -611,6 +625,37 @@ impl<'a> Stack<'a> {
             }
         }
     }
+}
+
+/// Failed probes in a row, all started after the replica logged `Listening on`, that stop the
+/// wait: the app is up, its health probe says otherwise, and that will not mend by itself.
+pub const FAILING_PROBES_STOP: usize = 2;
+
+/// A replica whose last `FAILING_PROBES_STOP` health probes (Docker's health log) all failed
+/// although they started after the app logged `Listening on`; the reason quotes the last
+/// probe's exit code and output. Docker reports these only when the healthcheck's start period
+/// (90 s) runs out; this sees them within a few seconds.
+pub fn failing_probes(
+    times: &[parse::ContainerTimes],
+    startups: &BTreeMap<u32, parse::Startup>,
+) -> Option<String> {
+    times.iter().find_map(|c| {
+        let listening = *startups.get(&c.number)?.listening.first()?;
+        let after: Vec<&parse::Probe> = c.probes.iter().filter(|p| p.start > listening).collect();
+        let last = after.len().checked_sub(FAILING_PROBES_STOP).map(|i| &after[i..])?;
+        if !last.iter().all(|p| p.exit_code != 0) {
+            return None;
+        }
+        let probe = last.last()?;
+        Some(format!(
+            "api-{} has been listening since {} but its last {} health probes failed (Docker's health log): exit {}: {}",
+            c.number,
+            listening.format("%H:%M:%S%.3f"),
+            last.len(),
+            probe.exit_code,
+            probe.output.trim()
+        ))
+    })
 }
 
 /// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
