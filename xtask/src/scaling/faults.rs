@@ -58,7 +58,7 @@ const EXPECTATIONS: &[Expectation] = &[
     Expectation {
         fault: Fault::SmallMaxConnections,
         fails: "TEST-05",
-        evidence: &["max_connections is 10", "fix: raise max_connections"],
+        evidence: &["max_connections is 12", "fix: raise max_connections"],
         passes: &[],
     },
     Expectation {

@@ -42,7 +42,7 @@ pub const PROJECT_NAME: &str = "scaling-check";
 const LOCK_HELD_DEADLINE_SECS: u64 = 10;
 /// `small-max-connections` gives the server this connection limit: below what 2 replicas
 /// with the api's default pool need.
-const SMALL_MAX_CONNECTIONS: u32 = 10;
+const SMALL_MAX_CONNECTIONS: u32 = 12;
 /// `late-replica` starts its last replica this long after the others.
 const LATE_REPLICA_DELAY: Duration = Duration::from_secs(35);
 
