@@ -378,6 +378,35 @@ fn app_start_up_is_timed_from_the_release_and_dockers_stagger_is_apart() {
 }
 
 #[test]
+fn a_16_replica_stagger_of_docker_passes_and_the_old_spread_rule_would_not() {
+    // Recorded: 16 replicas on an existing database, started the usual way; Compose started
+    // the containers over 8 s, each app was listening within 0.14 s of its container's start.
+    let lines = parse::logs(&testdata("logs-existing-n16.txt"));
+    let started = crate::timeline::parse_inspect(&testdata("inspect-existing-n16.txt"))
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.number, c.started_at.unwrap()))
+        .collect();
+    let all: Vec<u32> = (1..=16).collect();
+    let c = checks::startup_timing(&all, &parse::startups(&lines), &started, None, 5.0);
+    assert!(c.passed, "{c:#?}");
+    assert!(c.figures["docker_stagger_s"] > 5.0, "{c:#?}");
+    assert!(c.figures["ready_spread_s"] > 5.0, "{c:#?}");
+    assert!(c.figures["app_startup_max_s"] < 1.0, "{c:#?}");
+    // The same run's fresh scenario: 14 of 16 contended.
+    let fresh = parse::startups(&parse::logs(&testdata("logs-fresh-contended-n16.txt")));
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &all,
+        &fresh,
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(c.figures["contended"], 14.0);
+}
+
+#[test]
 fn a_slow_replica_fails_on_its_own_start_up_not_on_the_spread() {
     let (s, started, released) = timed_run();
     let mut s = s;
