@@ -184,6 +184,27 @@ impl Docker {
             .context("running `docker inspect`")
     }
 
+    /// `docker pause`: freezes every process of a container (the kernel still accepts its TCP
+    /// connections; nothing answers them until `unpause`).
+    pub fn pause(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} pause {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("pausing container {id}"))
+    }
+
+    /// `docker unpause`.
+    pub fn unpause(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} unpause {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("unpausing container {id}"))
+    }
+
     /// Stops one container (by id), as an operator or a crash would.
     pub fn stop(&self, sh: &Shell, id: &str) -> Result<()> {
         let docker = &self.program;
@@ -388,18 +409,23 @@ impl Compose {
 
     fn cmd<'a>(&self, sh: &'a Shell, args: &[&str]) -> xshell::Cmd<'a> {
         let (program, pre) = self.program.argv();
+        let mut ignored = ignored_user_env();
         let file = &self.file;
         let project = &self.project;
         let env_file: Vec<String> = match &self.env_file {
             Some(f) => vec!["--env-file".into(), f.display().to_string()],
             None => vec![],
         };
-        cmd!(
+        let mut command = cmd!(
             sh,
             "{program} {pre...} -f {file} -p {project} {env_file...} {args...}"
-        )
-        .envs(self.env.iter().map(|(k, v)| (k, v)))
-        .quiet()
+        );
+        // What is tested must not depend on the developer's shell: none of its API_*, DB_* or
+        // COMPOSE_* variables reach compose (and through it the containers).
+        for name in ignored.drain(..) {
+            command = command.env_remove(name);
+        }
+        command.envs(self.env.iter().map(|(k, v)| (k, v))).quiet()
     }
 
     /// A command line a user can paste to inspect this project.
@@ -522,6 +548,26 @@ impl Compose {
         .map(drop)
     }
 
+    /// `up -d --no-build --no-deps --no-recreate --scale service=n service`: starts replicas
+    /// without touching the services they depend on (the database may be paused).
+    pub fn up_scaled_no_deps(&self, sh: &Shell, service: &str, n: u32) -> Result<()> {
+        let scale = format!("{service}={n}");
+        self.run(
+            sh,
+            &[
+                "up",
+                "-d",
+                "--no-build",
+                "--no-deps",
+                "--no-recreate",
+                "--scale",
+                &scale,
+                service,
+            ],
+        )
+        .map(drop)
+    }
+
     /// `port --index=i service port` → "127.0.0.1:49153".
     pub fn port(&self, sh: &Shell, service: &str, index: u32, port: u16) -> Result<String> {
         let index = format!("--index={index}");
@@ -537,6 +583,20 @@ impl Compose {
         self.run(sh, &["down", "-v", "--remove-orphans", "--timeout", "10"])
             .map(drop)
     }
+}
+
+/// Prefixes of the variables a developer's shell may hold that would change what a test stack
+/// runs; compose calls never inherit them.
+pub const IGNORED_ENV_PREFIXES: [&str; 3] = ["API_", "DB_", "COMPOSE_"];
+
+/// Names of this process's variables that compose calls do not inherit, sorted.
+pub fn ignored_user_env() -> Vec<String> {
+    let mut names: Vec<String> = std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| IGNORED_ENV_PREFIXES.iter().any(|p| k.starts_with(p)))
+        .collect();
+    names.sort();
+    names
 }
 
 fn first_line(bytes: &[u8]) -> String {

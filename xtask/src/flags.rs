@@ -24,16 +24,21 @@ xflags::xflags! {
         cmd test-scaling {
             /// Number of api replicas (default 4).
             optional --replicas n: u32
-            /// Largest allowed spread, in seconds, of start-up times across replicas (default 5).
-            optional --max-spread seconds: f64
+            /// Largest allowed start-up of one replica, in seconds, from its container's start (or the
+            /// database's release) to listening (default 5).
+            optional --max-startup seconds: f64
             /// Seconds to wait for the replicas to become healthy (default 180).
             optional --timeout seconds: u64
             /// Do not build images; use the ones already present.
             optional --no-build
             /// Leave the stack running at the end and print how to inspect and remove it.
             optional --keep
-            /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held.
+            /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held,
+            /// small-max-connections.
             optional --fault name: String
+            /// Run the whole check K times (for hunting flakes) and report how many passed and
+            /// each figure's min/median/max (default 1).
+            optional --repeat k: u32
             /// Where to write the JSON and JUnit reports and the container logs
             /// (default target/scaling-report, or target/scaling-report/fault-NAME).
             optional --report-dir dir: PathBuf

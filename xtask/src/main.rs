@@ -35,20 +35,40 @@ pub struct Project {
 }
 
 impl Project {
-    fn locate() -> Project {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("xtask lives in the workspace")
-            .to_path_buf();
+    /// The checkout the xtask was run in: the nearest directory, from the current one upwards,
+    /// that holds this workspace (`Cargo.toml`, `xtask/Cargo.toml`, `docker-compose.yml`). Found
+    /// at run time, never from the path the binary was compiled in, so a `target/` copied
+    /// with a checkout checks the copy.
+    fn locate() -> anyhow::Result<Project> {
+        let cwd = std::env::current_dir()?;
+        let root = find_root(&cwd).ok_or_else(|| {
+            outcome::CannotRun(format!(
+                "{} is not inside a checkout of this project (no directory from here upwards holds Cargo.toml, xtask/Cargo.toml and docker-compose.yml): run cargo xtask from the checkout",
+                cwd.display()
+            ))
+        })?;
         let target_dir = std::env::var_os("CARGO_TARGET_DIR")
             .map(PathBuf::from)
+            .map(|t| if t.is_absolute() { t } else { cwd.join(t) })
             .unwrap_or_else(|| root.join("target"));
-        Project { root, target_dir }
+        Ok(Project { root, target_dir })
     }
 
     pub fn compose_file(&self) -> PathBuf {
         self.root.join("docker-compose.yml")
     }
+}
+
+/// The nearest directory from `start` upwards that holds the workspace.
+pub fn find_root(start: &Path) -> Option<PathBuf> {
+    start
+        .ancestors()
+        .find(|d| {
+            d.join("Cargo.toml").is_file()
+                && d.join("xtask").join("Cargo.toml").is_file()
+                && d.join("docker-compose.yml").is_file()
+        })
+        .map(Path::to_path_buf)
 }
 
 fn main() {
@@ -76,7 +96,7 @@ fn main() {
 }
 
 fn run(flags: flags::Xtask) -> anyhow::Result<()> {
-    let project = Project::locate();
+    let project = Project::locate()?;
     let sh = Shell::new()?;
     sh.change_dir(&project.root);
     match flags.subcommand {

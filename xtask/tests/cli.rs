@@ -62,7 +62,7 @@ fn a_command_s_help_shows_its_flags_and_defaults() {
     let help = String::from_utf8_lossy(&out.stdout);
     for flag in [
         "--replicas",
-        "--max-spread",
+        "--max-startup",
         "--timeout",
         "--fault",
         "--keep",
@@ -83,7 +83,7 @@ fn unknown_flags_commands_and_values_exit_2_with_one_error_line() {
 fn out_of_range_values_exit_2_before_docker() {
     assert_cannot_run(&["test-scaling", "--replicas", "0"], "between 1 and 32");
     assert_cannot_run(&["test-scaling", "--replicas", "33"], "between 1 and 32");
-    assert_cannot_run(&["test-scaling", "--max-spread", "0"], "--max-spread 0");
+    assert_cannot_run(&["test-scaling", "--max-startup", "0"], "--max-startup 0");
     assert_cannot_run(&["test-scaling", "--timeout", "0"], "--timeout 0");
     assert_cannot_run(
         &["test-scaling", "--fault", "nope"],
@@ -108,4 +108,74 @@ fn without_docker_on_path_a_check_cannot_run() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("docker"), "{stderr}");
+}
+
+/// A checkout copied together with its `target/` (as a CI cache restores it elsewhere): the
+/// copied binary, run inside the copy, checks the copy and writes its reports there, not in
+/// the checkout it was compiled in; and a developer's API_*/DB_*/COMPOSE_* variables are
+/// named as ignored.
+#[test]
+fn a_copied_checkout_with_its_target_checks_the_copy() {
+    let original = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap();
+    let copy = std::env::temp_dir().join(format!("xtask-copied-checkout-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&copy);
+    let files = Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(original)
+        .output()
+        .expect("git runs");
+    assert!(files.status.success());
+    for name in files.stdout.split(|b| *b == 0).filter(|n| !n.is_empty()) {
+        let name = std::str::from_utf8(name).unwrap();
+        let (from, to) = (original.join(name), copy.join(name));
+        if !from.is_file() {
+            continue;
+        }
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &to).unwrap();
+    }
+    let binary = copy.join("target/debug/xtask");
+    std::fs::create_dir_all(binary.parent().unwrap()).unwrap();
+    std::fs::copy(env!("CARGO_BIN_EXE_xtask"), &binary).unwrap();
+
+    // From a subdirectory of the copy, with no docker on PATH: the run stops at the preflight
+    // (exit 2), after saying what it checks and creating its report directory.
+    let out = Command::new(&binary)
+        .arg("test-scaling")
+        .current_dir(copy.join("api"))
+        .env_clear()
+        .env("PATH", "")
+        .env("NO_COLOR", "1")
+        .env("API_MIGRATION_LOCK", "off")
+        .env("COMPOSE_PROJECT_NAME", "mine")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!("Scaling check of {}:", copy.display())),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("ignored from your shell, not passed to compose: API_MIGRATION_LOCK, COMPOSE_PROJECT_NAME"),
+        "{stderr}"
+    );
+    assert!(copy.join("target/scaling-report/latest").is_dir());
+    let _ = std::fs::remove_dir_all(&copy);
+
+    // Outside any checkout it cannot run, and says so.
+    let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .arg("test-scaling")
+        .current_dir(std::env::temp_dir())
+        .env("PATH", "")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("is not inside a checkout of this project"),
+        "{stderr}"
+    );
 }

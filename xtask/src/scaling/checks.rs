@@ -137,15 +137,23 @@ pub fn replicas(
     check
 }
 
-/// TEST-02: the replicas started in parallel. The spread of `Database pool created` and of
-/// `Listening on` across replicas is within `max_spread`; a gap of 30 s or more between two
-/// consecutive replicas is named as sequential lock waiting.
-pub fn startup_spread(
+/// TEST-02: the app starts fast and the replicas start in parallel. Timed per replica from
+/// what Docker and the app say: container started (`State.StartedAt`) → `Database pool
+/// created` → `Listening on`. A replica's own start-up is `Listening on` − the later of its
+/// container's start and the moment the check let the database answer (`released`): what is
+/// left is the app's, not Docker's one-at-a-time container start, which is reported apart
+/// (the stagger). FAIL when a replica's own start-up exceeds `max_startup`, or when two
+/// replicas' `Database pool created` or `Listening on` lie 30 s or more apart with nothing in
+/// between (sequential start, as when replicas queue on a lock). The spreads of the two lines
+/// across replicas are kept as figures.
+pub fn startup_timing(
     expected: &[u32],
     startups: &BTreeMap<u32, Startup>,
-    max_spread: f64,
+    started_at: &BTreeMap<u32, DateTime<Utc>>,
+    released: Option<DateTime<Utc>>,
+    max_startup: f64,
 ) -> Check {
-    let mut check = Check::new("TEST-02", "parallel startup");
+    let mut check = Check::new("TEST-02", "app start-up");
     let mut summaries = Vec::new();
     for (event, key, pick) in [
         (
@@ -188,14 +196,62 @@ pub fn startup_spread(
             check.fail(format!(
                 "sequential start: a gap of {gap:.1} s between api-{after} and api-{before} ('{event}'): replicas started one after another, as when they queue on a lock, not in parallel"
             ));
-        } else if spread > max_spread {
+        }
+    }
+    // Each replica's own start-up, and Docker's stagger apart.
+    let mut own: Vec<(f64, u32)> = Vec::new();
+    for n in expected {
+        let s = startups.get(n).cloned().unwrap_or_default();
+        let Some(started) = started_at.get(n).copied() else {
+            check.fail(format!("api-{n}: Docker reported no start time"));
+            continue;
+        };
+        let Some(listening) = s.listening.first().copied() else {
+            continue;
+        };
+        let origin = released.map_or(started, |r| r.max(started));
+        let seconds = secs(listening - origin);
+        let pool = s
+            .pool_created
+            .first()
+            .map(|p| format!("{:.3} s", secs(*p - origin)))
+            .unwrap_or_else(|| "none".into());
+        check.evidence.push(format!(
+            "api-{n}: own start-up {seconds:.3} s (pool created after {pool}, from {})",
+            if origin == started {
+                "its container's start"
+            } else {
+                "the database's release"
+            }
+        ));
+        own.push((seconds, *n));
+        if seconds > max_startup {
             check.fail(format!(
-                "'{event}' spread {spread:.2} s across replicas, more than {max_spread} s"
+                "api-{n} took {seconds:.2} s of its own to start ({} → 'Listening on'), more than {max_startup} s",
+                if origin == started { "container started" } else { "database released" }
             ));
         }
     }
-    if check.passed {
-        check.summary = format!("{} (limit {max_spread} s)", summaries.join(", "));
+    let starts: Vec<DateTime<Utc>> = expected
+        .iter()
+        .filter_map(|n| started_at.get(n).copied())
+        .collect();
+    let stagger = match (starts.iter().min(), starts.iter().max()) {
+        (Some(a), Some(b)) => secs(*b - *a),
+        _ => 0.0,
+    };
+    check.figures.insert("docker_stagger_s".into(), stagger);
+    own.sort_by(|a, b| a.0.total_cmp(&b.0));
+    if let Some(&(max, slowest)) = own.last() {
+        let median = own[own.len() / 2].0;
+        check.figures.insert("app_startup_max_s".into(), max);
+        check.figures.insert("app_startup_median_s".into(), median);
+        if check.passed {
+            check.summary = format!(
+                "app start-up max {max:.2} s (api-{slowest}), median {median:.2} s, limit {max_startup} s; Docker start stagger {stagger:.2} s; {}",
+                summaries.join(", ")
+            );
+        }
     }
     check
 }
@@ -225,8 +281,8 @@ pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) ->
         match &r.write {
             Err(e) => check.fail(format!("api-{n} could not run the write probe: {e}")),
             Ok(p) if !p.written => check.fail(format!(
-                "api-{n} cannot write to {dir}: running as uid {} gid {}, {dir} is owned by {} (mode {}): {}; fix: chown -R {}:{} the volume",
-                p.uid, p.gid, p.dir_owner, p.dir_mode, p.error, p.uid, p.gid
+                "api-{n} cannot write to {dir}: running as uid {} gid {}, {dir} is owned by {} (mode {}): {}; {}",
+                p.uid, p.gid, p.dir_owner, p.dir_mode, p.error, unwritable_cause(p, dir)
             )),
             Ok(p) => check.evidence.push(format!("api-{n} wrote its file as uid {} ({dir} owned by {}, mode {})", p.uid, p.dir_owner, p.dir_mode)),
         }
@@ -259,6 +315,32 @@ pub fn shared_data(expected: &[u32], results: &[SharedDataResult], dir: &str) ->
         );
     }
     check
+}
+
+/// Why a directory the probe could not write to is not writable, from what was observed: a
+/// read-only mount (EROFS), an owner other than the process, or a mode without write
+/// permission for it; each with its own fix.
+pub fn unwritable_cause(p: &WriteProbe, dir: &str) -> String {
+    let mode = u32::from_str_radix(p.dir_mode.trim(), 8).ok();
+    let (owner_uid, owner_gid) = p.dir_owner.split_once(':').unwrap_or((&p.dir_owner, ""));
+    if p.error.contains("Read-only file system") {
+        format!("cause: {dir} is mounted read-only (EROFS), whatever its owner and mode; fix: mount the volume read-write (no :ro, no read_only volume option)")
+    } else if owner_uid != p.uid {
+        format!(
+            "cause: wrong owner, {dir} belongs to uid {owner_uid}, not to the api's uid {}; fix: chown -R {}:{} the volume",
+            p.uid, p.uid, p.gid
+        )
+    } else if mode.is_some_and(|m| m & 0o200 == 0) {
+        format!(
+            "cause: wrong mode, {dir} is owned by the api's uid {} but mode {} gives its owner no write permission; fix: chmod u+rwx the volume's root",
+            p.uid, p.dir_mode
+        )
+    } else {
+        format!(
+            "cause not recognised (owner {owner_uid}:{owner_gid}, mode {}); the error above is what the kernel said",
+            p.dir_mode
+        )
+    }
 }
 
 /// TEST-04: migrations were coordinated. On a fresh database exactly one replica took the lock
@@ -318,8 +400,26 @@ pub fn migrations(
         .insert("replicas_applied".into(), appliers.len() as f64);
     check.figures.insert("fast_paths".into(), fast.len() as f64);
     check.figures.insert("waited".into(), waited.len() as f64);
+    // Followers: found the schema being migrated and then current, whether or not they also
+    // logged `Waiting…` (a read inside the leader's migration logs only the up-to-date line).
+    let followers: Vec<u32> = expected
+        .iter()
+        .copied()
+        .filter(|n| {
+            let s = get(n);
+            s.lock_acquired.is_empty()
+                && (!s.up_to_date_after_wait.is_empty() || !s.waiting.is_empty())
+        })
+        .collect();
+    check
+        .figures
+        .insert("followers".into(), followers.len() as f64);
+    check.figures.insert(
+        "contended".into(),
+        (acquired.len() + followers.len()) as f64,
+    );
     check.evidence.push(format!(
-        "lock taken by: {}; applied by: {}; fast path: {}; waited: {}",
+        "lock taken by: {}; applied by: {}; fast path: {}; waited: {}; followed: {}",
         list(&acquired),
         if appliers.is_empty() {
             "none".into()
@@ -331,21 +431,30 @@ pub fn migrations(
                 .join(", ")
         },
         list(&fast),
-        list(&waited)
+        list(&waited),
+        list(&followers)
     ));
     for (n, line) in &timed_out {
         check.fail(format!("api-{n} timed out: {line}"));
     }
     match scenario {
         DbState::FreshDatabase => {
-            if acquisitions > 1 {
-                check.fail(format!("the migration lock was acquired {acquisitions} times (by {}), expected exactly once", list(&acquired)));
-            } else if acquisitions == 0 {
-                check.fail("no replica acquired the migration lock on a fresh database");
-            }
+            // What really happened first: replicas that ran the migrator at once, or failed
+            // doing so.
+            let failed: Vec<(u32, String)> = expected
+                .iter()
+                .flat_map(|n| {
+                    get(n)
+                        .errors
+                        .iter()
+                        .filter(|(_, l)| l.to_lowercase().contains("migrat"))
+                        .map(|(_, l)| (*n, l.clone()))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
             if appliers.len() > 1 {
                 check.fail(format!(
-                    "{} replicas applied migrations ({}), expected exactly one",
+                    "{} replicas ran migrations at once ({}), expected exactly one",
                     appliers.len(),
                     appliers
                         .iter()
@@ -353,9 +462,18 @@ pub fn migrations(
                         .collect::<Vec<_>>()
                         .join(", ")
                 ));
-            } else if appliers.is_empty() {
+            }
+            for (n, line) in &failed {
+                check.fail(format!("api-{n} failed migrating: {line}"));
+            }
+            if acquisitions > 1 {
+                check.fail(format!("the migration lock was acquired {acquisitions} times (by {}), expected exactly once", list(&acquired)));
+            } else if acquisitions == 0 {
+                check.fail("no replica acquired the migration lock on a fresh database");
+            }
+            if appliers.is_empty() {
                 check.fail("no replica logged 'Applied N migrations' on a fresh database");
-            } else {
+            } else if appliers.len() == 1 {
                 let (n, k) = appliers[0];
                 if !acquired.contains(&n) {
                     check.fail(format!(
@@ -371,11 +489,27 @@ pub fn migrations(
             }
             for n in expected {
                 let s = get(n);
-                if s.lock_acquired.is_empty() && s.fast_path.is_empty() && s.waiting.is_empty() {
+                if s.lock_acquired.is_empty()
+                    && s.applied.is_empty()
+                    && s.fast_path.is_empty()
+                    && s.waiting.is_empty()
+                    && s.up_to_date_after_wait.is_empty()
+                {
                     check.fail(format!(
-                        "api-{n} neither took the lock, nor the fast path, nor waited"
+                        "api-{n} neither took the lock, nor applied, nor took the fast path, nor waited, nor followed"
                     ));
                 }
+            }
+            // The race must have happened: the leader plus at least one replica that found
+            // the lock held (or the schema mid-migration) and followed.
+            let contended = acquired.len() + followers.len();
+            if contended < 2 && appliers.len() < 2 {
+                check.fail(format!(
+                    "race not exercised: {contended} replica(s) reached the migration while it ran (leader {}, followers {}; fast path: {}), so the lock was never tested",
+                    list(&acquired),
+                    list(&followers),
+                    list(&fast)
+                ));
             }
         }
         DbState::ExistingDatabase => {
@@ -429,14 +563,54 @@ pub fn migrations(
     if check.passed {
         check.summary = match scenario {
             DbState::FreshDatabase => format!(
-                "1 lock acquisition (api-{}), {} applied once; {} fast path, {} waited",
+                "{} of {} replicas contended: leader api-{} applied {} once; {} waited, {} followed; {} fast path",
+                acquired.len() + followers.len(),
+                expected.len(),
                 acquired.first().copied().unwrap_or(0),
                 versions.len(),
-                fast.len(),
-                waited.len()
+                waited.len(),
+                followers.len(),
+                fast.len()
             ),
             DbState::ExistingDatabase => format!("{} fast paths, no lock taken", fast.len()),
         };
+    }
+    check
+}
+
+/// The api's pool size when `API_DB_POOL_SIZE` is unset (README, "Configuration").
+pub const API_DEFAULT_POOL_SIZE: u32 = 5;
+/// Sessions the check itself may hold at once: its SQL client, plus an outside client that
+/// holds the migration lock (the `lock-held` fault).
+pub const CHECK_SESSIONS: u32 = 2;
+
+/// TEST-05: the database can take every replica's pool at once. Each replica may open
+/// `pool_size` connections, plus one dedicated connection while it coordinates migrations;
+/// with the check's own sessions that must fit the server's `max_connections`.
+pub fn capacity(replicas: u32, pool_size: u32, max_connections: u32, open_now: u32) -> Check {
+    let mut check = Check::new("TEST-05", "database capacity");
+    let needed = replicas * (pool_size + 1) + CHECK_SESSIONS;
+    check
+        .figures
+        .insert("connections_needed".into(), needed as f64);
+    check
+        .figures
+        .insert("max_connections".into(), max_connections as f64);
+    check
+        .figures
+        .insert("connections_open".into(), open_now as f64);
+    check.evidence.push(format!(
+        "{replicas} replicas × ({pool_size} pooled + 1 migration connection) + {CHECK_SESSIONS} for the check = {needed}; the server allows {max_connections} (SELECT @@max_connections); {open_now} open now"
+    ));
+    if needed > max_connections {
+        check.fail(format!(
+            "{replicas} replicas × ({pool_size} pooled + 1) + {CHECK_SESSIONS} = {needed} connections, but the server's max_connections is {max_connections}: under load some replicas get 'Too many connections'; fix: raise max_connections to at least {needed} (DB_MAX_CONNECTIONS in the compose file) or lower API_DB_POOL_SIZE to {}",
+            (max_connections.saturating_sub(CHECK_SESSIONS) / replicas.max(1)).saturating_sub(1)
+        ));
+    } else {
+        check.summary = format!(
+            "{needed} connections needed at most ({replicas} × ({pool_size} + 1) + {CHECK_SESSIONS}), max_connections {max_connections}"
+        );
     }
     check
 }

@@ -52,8 +52,14 @@ const EXPECTATIONS: &[Expectation] = &[
     Expectation {
         fault: Fault::NoLock,
         fails: "TEST-04",
-        evidence: &["applied by:", "no replica acquired the migration lock"],
+        evidence: &["replicas ran migrations at once", "applied by:"],
         passes: &["TEST-03"],
+    },
+    Expectation {
+        fault: Fault::SmallMaxConnections,
+        fails: "TEST-05",
+        evidence: &["max_connections is 12", "fix: raise max_connections"],
+        passes: &[],
     },
     Expectation {
         fault: Fault::LockHeld,

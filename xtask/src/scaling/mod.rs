@@ -32,7 +32,7 @@ use crate::{
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
-        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_SPREAD_SECS,
+        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
         DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
@@ -43,6 +43,9 @@ pub const PROJECT_NAME: &str = "scaling-check";
 /// The outside client of the `lock-held` fault plays a migration that never ends; the api
 /// gets this deadline so the run stays short.
 const LOCK_HELD_DEADLINE_SECS: u64 = 10;
+/// `small-max-connections` gives the server this connection limit: below what 2 replicas
+/// with the api's default pool need.
+const SMALL_MAX_CONNECTIONS: u32 = 12;
 /// `late-replica` starts its last replica this long after the others.
 const LATE_REPLICA_DELAY: Duration = Duration::from_secs(35);
 
@@ -53,15 +56,17 @@ pub enum Fault {
     DataNotWritable,
     NoLock,
     LockHeld,
+    SmallMaxConnections,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 5] = [
+    pub const ALL: [Fault; 6] = [
         Fault::ReplicaDown,
         Fault::LateReplica,
         Fault::DataNotWritable,
         Fault::NoLock,
         Fault::LockHeld,
+        Fault::SmallMaxConnections,
     ];
 
     pub fn name(self) -> &'static str {
@@ -71,6 +76,7 @@ impl Fault {
             Fault::DataNotWritable => "data-not-writable",
             Fault::NoLock => "no-lock",
             Fault::LockHeld => "lock-held",
+            Fault::SmallMaxConnections => "small-max-connections",
         }
     }
 
@@ -91,12 +97,14 @@ impl Fault {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub replicas: u32,
-    pub max_spread: f64,
+    pub max_startup: f64,
     pub timeout: Duration,
     pub no_build: bool,
     pub keep: bool,
     pub fault: Option<Fault>,
     pub report_dir: Option<PathBuf>,
+    /// How many times to run the whole check.
+    pub repeat: u32,
 }
 
 impl Default for Options {
@@ -104,12 +112,13 @@ impl Default for Options {
     fn default() -> Options {
         Options {
             replicas: DEFAULT_REPLICAS,
-            max_spread: DEFAULT_MAX_SPREAD_SECS,
+            max_startup: DEFAULT_MAX_STARTUP_SECS,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             no_build: false,
             keep: false,
             fault: None,
             report_dir: None,
+            repeat: 1,
         }
     }
 }
@@ -122,10 +131,10 @@ impl Options {
                 CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into(),
             );
         }
-        let max_spread = flags.max_spread.unwrap_or(DEFAULT_MAX_SPREAD_SECS);
-        if max_spread.is_nan() || max_spread <= 0.0 {
+        let max_startup = flags.max_startup.unwrap_or(DEFAULT_MAX_STARTUP_SECS);
+        if max_startup.is_nan() || max_startup <= 0.0 {
             return Err(CannotRun(format!(
-                "--max-spread {max_spread}: must be a positive number of seconds"
+                "--max-startup {max_startup}: must be a positive number of seconds"
             ))
             .into());
         }
@@ -139,9 +148,14 @@ impl Options {
         if fault.is_some() && replicas < 2 {
             return Err(CannotRun("--fault needs at least 2 replicas".into()).into());
         }
+        let repeat = flags.repeat.unwrap_or(1);
+        if !(1..=100).contains(&repeat) {
+            return Err(CannotRun(format!("--repeat {repeat}: choose between 1 and 100")).into());
+        }
         Ok(Options {
+            repeat,
             replicas,
-            max_spread,
+            max_startup,
             timeout: Duration::from_secs(timeout),
             no_build: flags.no_build,
             keep: flags.keep,
@@ -159,6 +173,9 @@ pub struct ScenarioResult {
 }
 
 pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    if opts.repeat > 1 {
+        return run_repeated(sh, project, opts);
+    }
     let report = execute(sh, project, &opts)?;
     report.print_table();
     if report.passed() {
@@ -169,6 +186,48 @@ pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
         Err(Failed(format!(
             "failed checks: {}",
             report.failed_checks().join("; ")
+        ))
+        .into())
+    }
+}
+
+/// `--repeat K`: the whole check K times, each into `run-I/` of the report directory; then
+/// how many passed and each figure's min/median/max (`repeat.json`).
+fn run_repeated(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    let base = opts
+        .report_dir
+        .clone()
+        .unwrap_or_else(|| project.target_dir.join("scaling-report").join("repeat"));
+    outcome::fresh_dir(&base)?;
+    let mut runs = Vec::new();
+    for i in 1..=opts.repeat {
+        ui::step(&format!("Run {i}/{}", opts.repeat));
+        let run_opts = Options {
+            report_dir: Some(base.join(format!("run-{i}"))),
+            // Images are made current once, by the first run.
+            no_build: opts.no_build || i > 1,
+            ..opts.clone()
+        };
+        let report = execute(sh, project, &run_opts)?;
+        report.print_table();
+        runs.push(report);
+    }
+    let summary = report::Repeated::of(&runs);
+    summary.print();
+    std::fs::write(
+        base.join("repeat.json"),
+        serde_json::to_string_pretty(&summary.to_json())?,
+    )?;
+    ui::note(&format!("report: {}", base.display()));
+    if summary.passed == summary.runs {
+        println!("{}", report::banner(true));
+        Ok(())
+    } else {
+        println!("{}", report::banner(false));
+        Err(Failed(format!(
+            "{} of {} runs failed",
+            summary.runs - summary.passed,
+            summary.runs
         ))
         .into())
     }
@@ -187,12 +246,20 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     outcome::fresh_dir(&report_dir)?;
 
     ui::step(&format!(
-        "Scaling check: {} replicas{}",
+        "Scaling check of {}: {} replicas{}",
+        project.root.display(),
         opts.replicas,
         opts.fault
             .map(|f| format!(", fault {}", f.name()))
             .unwrap_or_default()
     ));
+    let ignored = crate::docker::ignored_user_env();
+    if !ignored.is_empty() {
+        ui::note(&format!(
+            "ignored from your shell, not passed to compose: {}",
+            ignored.join(", ")
+        ));
+    }
     let (docker, compose_program) = preflight::run(sh, project)?;
 
     let image_set = if opts.no_build {
@@ -235,6 +302,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     let guard = stack.begin(opts.keep)?;
 
     let mut report = report::Report::new(opts, &image_set);
+    report.checkout = project.root.display().to_string();
     let outcome = (|| -> Result<()> {
         stack.start_db(opts.timeout)?;
         let fresh = run_scenario(&stack, opts, DbState::FreshDatabase, &report_dir)?;
@@ -288,6 +356,14 @@ fn run_scenario(
             "chown 0:0 /app/data && chmod 755 /app/data && touch /app/data/.owned-by-root",
         )?;
     }
+    if fault == Some(Fault::SmallMaxConnections) {
+        ui::note(&format!(
+            "fault: SET GLOBAL max_connections = {SMALL_MAX_CONNECTIONS} before the replicas start"
+        ));
+        stack.sql(&format!(
+            "SET GLOBAL max_connections = {SMALL_MAX_CONNECTIONS}"
+        ))?;
+    }
     let mut lock_holder = None;
     if fault == Some(Fault::LockHeld) {
         ui::note("fault: an outside client takes the migration lock and keeps it");
@@ -300,7 +376,19 @@ fn run_scenario(
         n
     };
     let t_up = Instant::now();
-    stack.scale_api(first)?;
+    // On a fresh database every replica must meet the migration while it runs: they are let
+    // in at once (see `Stack::start_api_contended`). On an existing one they start as usual.
+    let contention = if scenario == DbState::FreshDatabase {
+        let c = stack.start_api_contended(first, opts.timeout)?;
+        ui::note(&format!(
+            "database paused {:.1} s while compose started {first} replicas ({:.1} s), then released",
+            c.paused_s, c.compose_up_s
+        ));
+        Some(c)
+    } else {
+        stack.scale_api(first)?;
+        None
+    };
     let mut wait = stack.wait_healthy(first, opts.timeout, t_up, Unhealthy::Stops)?;
 
     if fault == Some(Fault::LateReplica) {
@@ -363,11 +451,35 @@ fn run_scenario(
         &wait,
         &last_lines,
     )];
-    checks.push(checks::startup_spread(
+    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let inspect = stack.docker.start_and_health(stack.sh, &ids)?;
+    std::fs::write(
+        report_dir.join(format!("{}-inspect.txt", scenario.slug())),
+        &inspect,
+    )?;
+    let started_at: BTreeMap<u32, chrono::DateTime<chrono::Utc>> =
+        crate::timeline::parse_inspect(&inspect)?
+            .into_iter()
+            .filter_map(|c| Some((c.number, c.started_at?)))
+            .collect();
+    let mut timing = checks::startup_timing(
         &expected,
         &startups,
-        opts.max_spread,
-    ));
+        &started_at,
+        contention.as_ref().map(|c| c.released),
+        opts.max_startup,
+    );
+    if let Some(c) = &contention {
+        timing.figures.insert("db_paused_s".into(), c.paused_s);
+        timing.figures.insert("compose_up_s".into(), c.compose_up_s);
+        timing.evidence.push(format!(
+            "the database was paused {:.2} s while compose started the replicas ({:.2} s), then released at {}",
+            c.paused_s,
+            c.compose_up_s,
+            c.released.format("%H:%M:%S%.3f")
+        ));
+    }
+    checks.push(timing);
     checks.push(shared_data(stack, &running)?);
     let records = db::migration_records(stack)?;
     let versions = db::migration_versions(&stack.project.root)?;
@@ -375,6 +487,7 @@ fn run_scenario(
         scenario, &expected, &startups, &records, &versions,
     ));
     checks.push(cross_replica_http(stack, &running));
+    checks.push(capacity(stack, &containers)?);
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -450,6 +563,23 @@ fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
         let _ = stack.exec_api(first, &["sh", "-c", &cleanup]);
     }
     Ok(checks::shared_data(replicas, &results, DATA_DIR))
+}
+
+/// TEST-05's figures: the replicas' pool size (from a replica's environment, else the api's
+/// default) and the server's connection limit.
+fn capacity(stack: &Stack, containers: &[parse::Container]) -> Result<Check> {
+    let pool_size = match containers.first() {
+        Some(c) => parse::pool_size_from_env(&stack.container_env(&c.id)?),
+        None => None,
+    }
+    .unwrap_or(checks::API_DEFAULT_POOL_SIZE);
+    let (max_connections, open_now) = db::connection_capacity(stack)?;
+    Ok(checks::capacity(
+        stack.replicas,
+        pool_size,
+        max_connections,
+        open_now,
+    ))
 }
 
 /// An outside client takes the api's migration lock and sits on it.

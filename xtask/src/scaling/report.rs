@@ -1,7 +1,7 @@
 //! The scaling check's report: a table on stdout, the banner, and machine-readable files
 //! (JSON, and JUnit XML through quick-junit) in the report directory.
 
-use std::{path::Path, time::Duration};
+use std::{collections::BTreeMap, path::Path, time::Duration};
 
 use anyhow::{Context, Result};
 use quick_junit::{NonSuccessKind, TestCase, TestCaseStatus, TestSuite};
@@ -16,25 +16,31 @@ const COLUMNS: &[usize] = &[18, 8, 26, 6];
 #[derive(Debug)]
 pub struct Report {
     pub replicas: u32,
-    pub max_spread: f64,
+    pub max_startup: f64,
     pub fault: Option<String>,
     pub images: Vec<String>,
     pub scenarios: Vec<ScenarioResult>,
     /// The run stopped before its checks could finish (not a check's verdict).
     pub error: Option<String>,
     pub seconds: f64,
+    /// The checkout that was checked (found from the current directory upwards).
+    pub checkout: String,
+    /// Variables of the user's shell that compose calls did not inherit (names only).
+    pub ignored_env: Vec<String>,
 }
 
 impl Report {
     pub fn new(opts: &Options, images: &ImageSet) -> Report {
         Report {
             replicas: opts.replicas,
-            max_spread: opts.max_spread,
+            max_startup: opts.max_startup,
             fault: opts.fault.map(|f| f.name().to_string()),
             images: images.origin.clone(),
             scenarios: Vec::new(),
             error: None,
             seconds: 0.0,
+            checkout: String::new(),
+            ignored_env: crate::docker::ignored_user_env(),
         }
     }
 
@@ -112,16 +118,25 @@ impl Report {
                 .unwrap_or_default(),
             self.seconds
         );
+        println!("checked: {}", self.checkout);
+        if !self.ignored_env.is_empty() {
+            println!(
+                "ignored from your shell (not passed to compose): {}",
+                self.ignored_env.join(", ")
+            );
+        }
     }
 
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "passed": self.passed(),
             "replicas": self.replicas,
-            "max_spread_s": self.max_spread,
+            "max_startup_s": self.max_startup,
             "fault": self.fault,
             "images": self.images,
             "seconds": self.seconds,
+            "checkout": self.checkout,
+            "ignored_env": self.ignored_env,
             "error": self.error,
             "scenarios": self.scenarios.iter().map(|s| json!({
                 "scenario": s.scenario,
@@ -168,6 +183,99 @@ impl Report {
         )?;
         std::fs::write(dir.join("junit.xml"), self.to_junit()?)?;
         Ok(())
+    }
+}
+
+/// `--repeat K`: how many runs passed, and each figure's spread over the runs.
+#[derive(Debug, PartialEq)]
+pub struct Repeated {
+    pub runs: usize,
+    pub passed: usize,
+    /// "scenario check figure" → (min, median, max, how many runs had it).
+    pub figures: BTreeMap<String, (f64, f64, f64, usize)>,
+    /// Each failed run's failed checks.
+    pub failures: Vec<String>,
+}
+
+impl Repeated {
+    pub fn of(reports: &[Report]) -> Repeated {
+        let mut values: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+        let mut failures = Vec::new();
+        for (i, r) in reports.iter().enumerate() {
+            if !r.passed() {
+                failures.push(format!("run {}: {}", i + 1, r.failed_checks().join("; ")));
+            }
+            values
+                .entry("run seconds".into())
+                .or_default()
+                .push(r.seconds);
+            for s in &r.scenarios {
+                for c in &s.checks {
+                    for (name, v) in &c.figures {
+                        values
+                            .entry(format!("{} {} {name}", s.scenario.slug(), c.id))
+                            .or_default()
+                            .push(*v);
+                    }
+                }
+            }
+        }
+        let figures = values
+            .into_iter()
+            .map(|(k, mut v)| {
+                v.sort_by(f64::total_cmp);
+                let median = if v.len() % 2 == 1 {
+                    v[v.len() / 2]
+                } else {
+                    (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+                };
+                (k, (v[0], median, v[v.len() - 1], v.len()))
+            })
+            .collect();
+        Repeated {
+            runs: reports.len(),
+            passed: reports.iter().filter(|r| r.passed()).count(),
+            figures,
+            failures,
+        }
+    }
+
+    pub fn print(&self) {
+        println!("\n{} of {} runs passed", self.passed, self.runs);
+        for f in &self.failures {
+            println!("  {f}");
+        }
+        const COLS: &[usize] = &[44, 10, 10, 10];
+        println!(
+            "{}",
+            outcome::row(COLS, &["figure", "min", "median", "max", "runs"])
+        );
+        for (name, (min, median, max, n)) in &self.figures {
+            println!(
+                "{}",
+                outcome::row(
+                    COLS,
+                    &[
+                        name,
+                        &format!("{min:.3}"),
+                        &format!("{median:.3}"),
+                        &format!("{max:.3}"),
+                        &n.to_string()
+                    ]
+                )
+            );
+        }
+    }
+
+    pub fn to_json(&self) -> serde_json::Value {
+        json!({
+            "runs": self.runs,
+            "passed": self.passed,
+            "failures": self.failures,
+            "figures": self.figures.iter().map(|(k, (min, median, max, n))| json!({
+                "figure": k, "min": min, "median": median, "max": max, "runs": n,
+            })).collect::<Vec<_>>(),
+        })
     }
 }
 

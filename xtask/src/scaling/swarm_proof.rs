@@ -36,7 +36,7 @@ fn compose_program() -> PathBuf {
     if let Some(p) = std::env::var_os("SWARM_COMPOSE") {
         return p.into();
     }
-    let project = crate::Project::locate();
+    let project = crate::Project::locate().expect("run inside a checkout of this project");
     project
         .target_dir
         .join("tools/compose-2.40.3/docker-compose")
@@ -50,7 +50,7 @@ fn env_or(key: &str, default: &str) -> String {
 /// the db service, whose data directory keeps the first one.
 fn stack_file(sh: &Shell, replicas: u32, pw: &str) -> Result<stack_file::StackFile> {
     let compose = compose_program();
-    let project = crate::Project::locate();
+    let project = crate::Project::locate().expect("run inside a checkout of this project");
     let file = project.compose_file();
     let config = cmd!(
         sh,

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 
 use super::checks::{self, HttpRead, SharedDataResult};
 use crate::{
@@ -333,19 +333,114 @@ fn replicas_fail_when_waiting_timed_out() {
 
 // ---- TEST-02 parallel startup ----------------------------------------------------------------
 
+// Recorded from a real run with the database paused until all replicas ran (see
+// `Stack::start_api_contended`); its release time is the one that run's report gave.
+fn contended_lines() -> Vec<LogLine> {
+    parse::logs(&testdata("logs-fresh-contended-n4.txt"))
+}
+
+/// The no-lock run's `docker inspect` (start times) and its logs: a real contended start.
+type TimedRun = (
+    BTreeMap<u32, Startup>,
+    BTreeMap<u32, DateTime<Utc>>,
+    DateTime<Utc>,
+);
+
+fn timed_run() -> TimedRun {
+    let lines = parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt"));
+    let started =
+        crate::timeline::parse_inspect(&testdata("inspect-fresh-no-lock-contended-n4.txt"))
+            .unwrap()
+            .into_iter()
+            .map(|c| (c.number, c.started_at.unwrap()))
+            .collect();
+    // That run's report: "released at 00:46:46.512".
+    let released = "2026-11-29T00:46:46.512Z".parse().unwrap();
+    (parse::startups(&lines), started, released)
+}
+
 #[test]
-fn startup_spread_passes_on_the_recorded_runs() {
-    for lines in [fresh_lines(), existing_lines()] {
-        let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
-        assert!(c.passed, "{c:#?}");
-        assert!(c.figures["pool_created_spread_s"] < 1.0);
-    }
+fn app_start_up_is_timed_from_the_release_and_dockers_stagger_is_apart() {
+    let (s, started, released) = timed_run();
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert!(c.passed, "{c:#?}");
+    // Docker started the four containers over 2 s; the app's own start-up is ~1 s.
+    assert!(
+        (c.figures["docker_stagger_s"] - 2.03).abs() < 0.01,
+        "{c:#?}"
+    );
+    assert!(c.figures["app_startup_max_s"] < 1.2, "{c:#?}");
+    assert!(c.summary.starts_with("app start-up max "), "{}", c.summary);
+    // Timed from the container's start instead (no release known), api-1 waited 3 s+.
+    let c = checks::startup_timing(&ALL, &s, &started, None, 2.0);
+    assert!(!c.passed);
+    assert!(c.summary.starts_with("api-1 took 3.2"), "{}", c.summary);
+}
+
+#[test]
+fn a_16_replica_stagger_of_docker_passes_and_the_old_spread_rule_would_not() {
+    // Recorded: 16 replicas on an existing database, started the usual way; Compose started
+    // the containers over 8 s, each app was listening within 0.14 s of its container's start.
+    let lines = parse::logs(&testdata("logs-existing-n16.txt"));
+    let started = crate::timeline::parse_inspect(&testdata("inspect-existing-n16.txt"))
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.number, c.started_at.unwrap()))
+        .collect();
+    let all: Vec<u32> = (1..=16).collect();
+    let c = checks::startup_timing(&all, &parse::startups(&lines), &started, None, 5.0);
+    assert!(c.passed, "{c:#?}");
+    assert!(c.figures["docker_stagger_s"] > 5.0, "{c:#?}");
+    assert!(c.figures["ready_spread_s"] > 5.0, "{c:#?}");
+    assert!(c.figures["app_startup_max_s"] < 1.0, "{c:#?}");
+    // The same run's fresh scenario: 14 of 16 contended.
+    let fresh = parse::startups(&parse::logs(&testdata("logs-fresh-contended-n16.txt")));
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &all,
+        &fresh,
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(c.figures["contended"], 14.0);
+}
+
+#[test]
+fn a_slow_replica_fails_on_its_own_start_up_not_on_the_spread() {
+    let (s, started, released) = timed_run();
+    let mut s = s;
+    let late = s.get_mut(&2).unwrap();
+    late.listening = vec![late.listening[0] + TimeDelta::seconds(7)];
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert!(!c.passed);
+    assert!(
+        c.summary.starts_with("api-2 took 7.") && c.summary.contains("more than 5 s"),
+        "{}",
+        c.summary
+    );
+    // The flag moves the limit.
+    assert!(checks::startup_timing(&ALL, &s, &started, Some(released), 10.0).passed);
 }
 
 #[test]
 fn a_35_second_gap_is_named_sequential() {
-    let lines = delay(&fresh_lines(), 4, 35);
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
+    // api-4 started 35 s after the others, as the late-replica fault does.
+    let (s, mut started, released) = timed_run();
+    let lines = delay(
+        &parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt")),
+        4,
+        35,
+    );
+    *started.get_mut(&4).unwrap() += TimeDelta::seconds(35);
+    let _ = s;
+    let c = checks::startup_timing(
+        &ALL,
+        &parse::startups(&lines),
+        &started,
+        Some(released),
+        5.0,
+    );
     assert!(!c.passed);
     assert!(
         c.summary.starts_with("sequential start: a gap of 3"),
@@ -356,29 +451,16 @@ fn a_35_second_gap_is_named_sequential() {
 }
 
 #[test]
-fn a_spread_over_the_limit_fails_without_being_called_sequential() {
-    let lines = delay(&fresh_lines(), 2, 7);
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
-    assert!(!c.passed);
-    assert!(
-        c.summary.contains("spread") && c.summary.contains("more than 5 s"),
-        "{}",
-        c.summary
-    );
-    assert!(!c.summary.contains("sequential"));
-    // The flag moves the limit.
-    assert!(checks::startup_spread(&ALL, &parse::startups(&lines), 10.0).passed);
-}
-
-#[test]
-fn a_replica_without_a_pool_line_fails() {
-    let lines: Vec<LogLine> = fresh_lines()
-        .into_iter()
-        .filter(|l| !(l.number == Some(2) && l.message.contains(contract::POOL_CREATED)))
-        .collect();
-    let c = checks::startup_spread(&ALL, &parse::startups(&lines), 5.0);
+fn a_replica_without_a_pool_line_or_a_start_time_fails() {
+    let (mut s, mut started, released) = timed_run();
+    s.get_mut(&2).unwrap().pool_created.clear();
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
     assert!(!c.passed);
     assert_eq!(c.summary, "api-2 has no 'Database pool created' line");
+    let (s, _, _) = timed_run();
+    started.remove(&3);
+    let c = checks::startup_timing(&ALL, &s, &started, Some(released), 5.0);
+    assert_eq!(c.summary, "api-3: Docker reported no start time");
 }
 
 // ---- TEST-03 shared data ---------------------------------------------------------------------
@@ -432,6 +514,28 @@ fn a_failed_write_names_the_replica_the_uid_and_the_owner() {
 }
 
 #[test]
+fn an_unwritable_directory_is_told_read_only_wrong_owner_or_wrong_mode() {
+    // The probe's output as the real replicas printed it, one per cause.
+    let read_only = parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=755\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Read-only file system\n").unwrap();
+    let cause = checks::unwritable_cause(&read_only, "/app/data");
+    assert!(cause.contains("mounted read-only (EROFS)"), "{cause}");
+    assert!(!cause.contains("chown"), "{cause}");
+    let owner = parse::write_probe("uid=10001 gid=10001 owner=0:0 mode=755\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Permission denied\n").unwrap();
+    let cause = checks::unwritable_cause(&owner, "/app/data");
+    assert!(
+        cause.contains("wrong owner") && cause.contains("chown -R 10001:10001"),
+        "{cause}"
+    );
+    let mode = parse::write_probe("uid=10001 gid=10001 owner=10001:10001 mode=555\nwrite=failed sh: 1: cannot create /app/data/.scaling-check-1: Permission denied\n").unwrap();
+    let cause = checks::unwritable_cause(&mode, "/app/data");
+    assert!(
+        cause.contains("wrong mode") && cause.contains("chmod"),
+        "{cause}"
+    );
+    assert!(!cause.contains("chown"), "{cause}");
+}
+
+#[test]
 fn a_replica_that_does_not_see_the_others_files_fails() {
     let mut results = all_wrote();
     results[0].seen = vec![1];
@@ -460,6 +564,64 @@ fn a_replica_that_could_not_be_probed_fails() {
 // ---- TEST-04 migration coordination ------------------------------------------------------------
 
 #[test]
+fn concurrent_appliers_without_the_lock_are_named() {
+    // Recorded with API_MIGRATION_LOCK=off under real contention (`--fault no-lock`).
+    let lines = parse::logs(&testdata("logs-fresh-no-lock-contended-n4.txt"));
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(!c.passed);
+    assert_eq!(
+        c.summary,
+        "4 replicas ran migrations at once (api-1: Applied 0 migrations, api-2: Applied 0 migrations, api-3: Applied 2 migrations, api-4: Applied 0 migrations), expected exactly one"
+    );
+    assert!(!c.evidence.iter().any(|l| l.contains("race not exercised")));
+}
+
+#[test]
+fn a_follower_with_only_the_up_to_date_line_counts() {
+    // api-3's first read landed inside the leader's migration and its next found the schema
+    // current: it logs `Schema up to date after waiting` without `Waiting…`.
+    let lines: Vec<LogLine> = contended_lines()
+        .into_iter()
+        .filter(|l| !(l.number == Some(3) && l.message.contains(contract::WAITING)))
+        .collect();
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(
+        c.summary,
+        "4 of 4 replicas contended: leader api-1 applied 2 once; 2 waited, 3 followed; 0 fast path"
+    );
+    // Without the up-to-date line too, it did nothing the contract knows: FAIL.
+    let lines: Vec<LogLine> = lines
+        .into_iter()
+        .filter(|l| !(l.number == Some(3) && l.message.contains(contract::UP_TO_DATE_AFTER_WAIT)))
+        .collect();
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&lines),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(!c.passed);
+    assert_eq!(
+        c.summary,
+        "api-3 neither took the lock, nor applied, nor took the fast path, nor waited, nor followed"
+    );
+}
+
+#[test]
 fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
     let c = checks::migrations(
         DbState::FreshDatabase,
@@ -468,12 +630,32 @@ fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
         &good_records(),
         &VERSIONS,
     );
-    assert!(c.passed, "{c:#?}");
+    // The seed's recording: api-3 migrated before the others even started, so nobody
+    // contended. A lock that excludes nobody would look the same: FAIL.
+    assert!(!c.passed);
     assert!(
-        c.summary.starts_with("1 lock acquisition (api-3)"),
+        c.summary.starts_with("race not exercised: 1 replica(s)"),
         "{}",
         c.summary
     );
+    assert!(
+        c.summary.contains("fast path: api-1, api-2, api-4"),
+        "{}",
+        c.summary
+    );
+    let c = checks::migrations(
+        DbState::FreshDatabase,
+        &ALL,
+        &parse::startups(&contended_lines()),
+        &good_records(),
+        &VERSIONS,
+    );
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(
+        c.summary,
+        "4 of 4 replicas contended: leader api-1 applied 2 once; 3 waited, 3 followed; 0 fast path"
+    );
+    assert_eq!(c.figures["contended"], 4.0);
     let c = checks::migrations(
         DbState::ExistingDatabase,
         &ALL,
@@ -487,18 +669,18 @@ fn migrations_pass_on_the_recorded_fresh_and_existing_runs() {
 
 #[test]
 fn two_lock_acquisitions_fail() {
-    // api-1 also logs that it took the lock and applied (a broken lock).
-    let mut lines = fresh_lines();
+    // api-2 also logs that it took the lock and applied (a broken lock).
+    let mut lines = contended_lines();
     let extra: Vec<LogLine> = lines
         .iter()
         .filter(|l| {
-            l.number == Some(3)
+            l.number == Some(1)
                 && (l.message.contains(contract::LOCK_ACQUIRED) || l.message.contains("Applied"))
         })
         .cloned()
         .map(|mut l| {
-            l.number = Some(1);
-            l.container = "api-1".into();
+            l.number = Some(2);
+            l.container = "api-2".into();
             l
         })
         .collect();
@@ -513,12 +695,11 @@ fn two_lock_acquisitions_fail() {
     assert!(!c.passed);
     assert_eq!(
         c.summary,
-        "the migration lock was acquired 2 times (by api-1, api-3), expected exactly once"
+        "2 replicas ran migrations at once (api-1: Applied 2 migrations, api-2: Applied 2 migrations), expected exactly one"
     );
     assert!(
-        c.evidence
-            .iter()
-            .any(|l| l.contains("2 replicas applied migrations")),
+        c.evidence.iter().any(|l| l
+            == "the migration lock was acquired 2 times (by api-1, api-2), expected exactly once"),
         "{:#?}",
         c.evidence
     );
@@ -533,14 +714,15 @@ fn several_appliers_without_a_lock_are_counted() {
     }
     let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &good_records(), &VERSIONS);
     assert!(!c.passed);
-    assert_eq!(
-        c.summary,
-        "no replica acquired the migration lock on a fresh database"
+    assert!(
+        c.summary.starts_with("4 replicas ran migrations at once"),
+        "{}",
+        c.summary
     );
     assert!(
         c.evidence
             .iter()
-            .any(|l| l.starts_with("4 replicas applied migrations")),
+            .any(|l| l == "no replica acquired the migration lock on a fresh database"),
         "{:#?}",
         c.evidence
     );
@@ -581,7 +763,7 @@ fn the_fresh_run_judged_as_existing_fails_and_the_existing_run_judged_as_fresh_f
 
 #[test]
 fn the_database_record_must_have_each_version_once_and_successful() {
-    let s = parse::startups(&fresh_lines());
+    let s = parse::startups(&contended_lines());
     let mut twice = good_records();
     twice.push((VERSIONS[0], true));
     let c = checks::migrations(DbState::FreshDatabase, &ALL, &s, &twice, &VERSIONS);
@@ -693,4 +875,98 @@ fn an_unhealthy_replica_that_logged_an_error_stops_the_wait() {
     );
     // A healthy replica's old error is no reason to stop.
     assert_eq!(errored_replica(&lines, &healthy_ps()), None);
+}
+
+// ---- TEST-05 database capacity -----------------------------------------------------------------
+
+#[test]
+fn capacity_fits_or_fails_with_the_numbers_and_the_fix() {
+    // `SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST` as the real
+    // server printed it (-N -B), and a replica's environment.
+    assert_eq!(parse::two_numbers("151\t9\n"), Some((151, 9)));
+    assert_eq!(parse::two_numbers("garbage"), None);
+    assert_eq!(
+        parse::pool_size_from_env("PATH=/usr/bin\nAPI_DB_POOL_SIZE=8\nDB_HOST=db\n"),
+        Some(8)
+    );
+    assert_eq!(parse::pool_size_from_env("PATH=/usr/bin\n"), None);
+    let c = checks::capacity(16, 5, 151, 20);
+    assert!(c.passed, "{c:#?}");
+    assert_eq!(c.figures["connections_needed"], 98.0);
+    let c = checks::capacity(32, 5, 151, 40);
+    assert!(!c.passed);
+    assert!(
+        c.summary.starts_with("32 replicas × (5 pooled + 1) + 2 = 194 connections, but the server's max_connections is 151")
+            && c.summary.contains("fix: raise max_connections to at least 194"),
+        "{}",
+        c.summary
+    );
+    let c = checks::capacity(4, 5, 10, 9);
+    assert!(!c.passed);
+    assert!(c.summary.contains("max_connections is 10"), "{}", c.summary);
+}
+
+// ---- --repeat ---------------------------------------------------------------------------------
+
+#[test]
+fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
+    use super::{report::Report, ScenarioResult};
+    let report = |contended: f64, passed: bool| {
+        let mut c = checks::capacity(4, 5, if passed { 300 } else { 10 }, 9);
+        c.figures.insert("contended".into(), contended);
+        Report {
+            replicas: 4,
+            max_startup: 5.0,
+            fault: None,
+            images: vec![],
+            scenarios: vec![ScenarioResult {
+                scenario: DbState::FreshDatabase,
+                checks: vec![c],
+            }],
+            error: None,
+            seconds: 30.0 + contended,
+            checkout: String::new(),
+            ignored_env: vec![],
+        }
+    };
+    let runs = [report(4.0, true), report(2.0, false), report(3.0, true)];
+    let r = super::report::Repeated::of(&runs);
+    assert_eq!((r.runs, r.passed), (3, 2));
+    assert_eq!(r.figures["fresh TEST-05 contended"], (2.0, 3.0, 4.0, 3));
+    assert_eq!(r.figures["run seconds"], (32.0, 33.0, 34.0, 3));
+    assert_eq!(r.failures.len(), 1);
+    assert!(
+        r.failures[0].starts_with("run 2: TEST-05"),
+        "{:?}",
+        r.failures
+    );
+}
+
+// ---- fail fast on Docker's health log -----------------------------------------------------------
+
+#[test]
+fn probes_failing_while_the_app_listens_stop_the_wait() {
+    // A real pair: the no-lock run's health log and logs, every probe after listening passed.
+    let (s, _, _) = timed_run();
+    let mut times =
+        parse::parse_inspect(&testdata("inspect-fresh-no-lock-contended-n4.txt")).unwrap();
+    assert_eq!(crate::stack::failing_probes(&times, &s), None);
+    // api-3's last two probes fail, as a probe that cannot reach /readyz does.
+    let c = times.iter_mut().find(|c| c.number == 3).unwrap();
+    let n = c.probes.len();
+    assert!(n >= 2);
+    for p in &mut c.probes[n - 2..] {
+        p.exit_code = 1;
+        p.output = "healthcheck: GET /readyz: 503 not_ready\n".into();
+    }
+    let reason = crate::stack::failing_probes(&times, &s).unwrap();
+    assert!(
+        reason.starts_with("api-3 has been listening since ")
+            && reason.ends_with("its last 2 health probes failed (Docker's health log): exit 1: healthcheck: GET /readyz: 503 not_ready"),
+        "{reason}"
+    );
+    // One failed probe is not yet a verdict.
+    let c = times.iter_mut().find(|c| c.number == 3).unwrap();
+    c.probes[n - 2].exit_code = 0;
+    assert_eq!(crate::stack::failing_probes(&times, &s), None);
 }

@@ -57,3 +57,11 @@ pub fn migration_versions(root: &Path) -> Result<Vec<i64>> {
         .collect();
     Ok(parse::migration_versions(names.iter().map(String::as_str)))
 }
+
+/// The server's connection limit and how many connections are open now
+/// (`SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST`).
+pub fn connection_capacity(stack: &Stack) -> Result<(u32, u32)> {
+    let out =
+        stack.sql("SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST")?;
+    parse::two_numbers(&out).with_context(|| format!("connection figures from {out:?}"))
+}

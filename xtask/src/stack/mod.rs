@@ -19,6 +19,7 @@ use std::{
 };
 
 use anyhow::{bail, Context, Result};
+use chrono::{DateTime, Utc};
 use serde::Serialize;
 use xshell::Shell;
 
@@ -42,8 +43,8 @@ pub const DATA_DIR: &str = "/app/data";
 pub const DB_NAME: &str = "app";
 /// Replicas a check starts unless told otherwise.
 pub const DEFAULT_REPLICAS: u32 = 4;
-/// Largest allowed start-up spread across replicas, seconds, unless told otherwise.
-pub const DEFAULT_MAX_SPREAD_SECS: f64 = 5.0;
+/// Largest allowed start-up of one replica, seconds (container started or database released → listening), unless told otherwise.
+pub const DEFAULT_MAX_STARTUP_SECS: f64 = 5.0;
 /// How long to wait for the replicas to be healthy, seconds, unless told otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
@@ -112,6 +113,17 @@ pub struct ContainerFacts {
     pub id: String,
     pub started_at: String,
     pub restarts: u32,
+}
+
+/// How the replicas were let in at once on a paused database (`Stack::start_api_contended`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Contention {
+    /// When the database was unpaused: no replica could reach it before.
+    pub released: DateTime<Utc>,
+    /// How long `up` took to start every replica (the database was paused meanwhile).
+    pub compose_up_s: f64,
+    /// How long the database stayed paused.
+    pub paused_s: f64,
 }
 
 /// How a command wants its stack.
@@ -299,6 +311,57 @@ impl<'a> Stack<'a> {
         self.compose().up_scaled(self.sh, API, n)
     }
 
+    /// Starts `n` replicas that all reach the database at the same moment, without changing
+    /// the api: the database container is paused (`docker pause`), the replicas are started
+    /// with `--no-deps` (compose would otherwise try to start the paused database), and once
+    /// all `n` run the database is unpaused. Their connections, queued by the kernel
+    /// meanwhile, are then served together, so on a fresh schema they all meet the migration.
+    pub fn start_api_contended(&self, n: u32, timeout: Duration) -> Result<Contention> {
+        let db = self.db_container()?;
+        self.docker.pause(self.sh, &db.id)?;
+        let paused = Instant::now();
+        let started = (|| -> Result<f64> {
+            self.compose().up_scaled_no_deps(self.sh, API, n)?;
+            let compose_up_s = paused.elapsed().as_secs_f64();
+            let mut wait = ui::Waiting::new(&format!("{n} api containers running"));
+            loop {
+                let containers = self.api_containers()?;
+                let running = containers.iter().filter(|c| c.state == "running").count();
+                if running as u32 >= n {
+                    wait.finish("all running");
+                    return Ok(compose_up_s);
+                }
+                if let Some(c) = containers.iter().find(|c| c.is_down()) {
+                    bail!(
+                        "{} is {} ({}) before the database was let in",
+                        c.label(),
+                        c.state,
+                        c.status
+                    );
+                }
+                if paused.elapsed() > timeout {
+                    bail!(
+                        "only {running} of {n} api containers were running after {} s",
+                        timeout.as_secs()
+                    );
+                }
+                wait.update(&format!("{running}/{n} running"));
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        })();
+        // Unpause on every path: a paused database cannot be stopped cleanly. The release is
+        // the moment just before: the database may answer before `unpause` returns.
+        let released = Utc::now();
+        let unpaused = self.docker.unpause(self.sh, &db.id);
+        let compose_up_s = started?;
+        unpaused?;
+        Ok(Contention {
+            released,
+            compose_up_s,
+            paused_s: paused.elapsed().as_secs_f64(),
+        })
+    }
+
     /// Stops and removes every api replica; the database keeps its schema.
     pub fn remove_api(&self) -> Result<()> {
         self.compose()
@@ -382,6 +445,20 @@ impl<'a> Stack<'a> {
                 if let Some(reason) = errored_replica(&lines, &containers) {
                     wait.finish(&format!("stopped: {reason}"));
                     return Ok(WaitOutcome::Broken { seconds, reason });
+                }
+                // Docker's health log: probes that fail while the app listens will not mend.
+                let waiting: Vec<String> = containers
+                    .iter()
+                    .filter(|c| c.state == "running" && !c.is_healthy())
+                    .map(|c| c.id.clone())
+                    .collect();
+                if !waiting.is_empty() {
+                    let times =
+                        parse::parse_inspect(&self.docker.start_and_health(self.sh, &waiting)?)?;
+                    if let Some(reason) = failing_probes(&times, &parse::startups(&lines)) {
+                        wait.finish(&format!("stopped: {reason}"));
+                        return Ok(WaitOutcome::Broken { seconds, reason });
+                    }
                 }
             }
             wait.update(&format!(
@@ -474,6 +551,15 @@ impl<'a> Stack<'a> {
         Ok(facts)
     }
 
+    /// A container's environment, `KEY=value` one a line (`.Config.Env`).
+    pub fn container_env(&self, id: &str) -> Result<String> {
+        self.docker.inspect(
+            self.sh,
+            &[id.to_string()],
+            "{{range .Config.Env}}{{println .}}{{end}}",
+        )
+    }
+
     /// `exec -T --index=i api argv...`.
     pub fn exec_api(&self, number: u32, argv: &[&str]) -> Result<Output> {
         self.compose().exec(self.sh, API, number, argv)
@@ -539,6 +625,37 @@ impl<'a> Stack<'a> {
             }
         }
     }
+}
+
+/// Failed probes in a row, all started after the replica logged `Listening on`, that stop the
+/// wait: the app is up, its health probe says otherwise, and that will not mend by itself.
+pub const FAILING_PROBES_STOP: usize = 2;
+
+/// A replica whose last `FAILING_PROBES_STOP` health probes (Docker's health log) all failed
+/// although they started after the app logged `Listening on`; the reason quotes the last
+/// probe's exit code and output. Docker reports these only when the healthcheck's start period
+/// (90 s) runs out; this sees them within a few seconds.
+pub fn failing_probes(
+    times: &[parse::ContainerTimes],
+    startups: &BTreeMap<u32, parse::Startup>,
+) -> Option<String> {
+    times.iter().find_map(|c| {
+        let listening = *startups.get(&c.number)?.listening.first()?;
+        let after: Vec<&parse::Probe> = c.probes.iter().filter(|p| p.start > listening).collect();
+        let last = after.len().checked_sub(FAILING_PROBES_STOP).map(|i| &after[i..])?;
+        if !last.iter().all(|p| p.exit_code != 0) {
+            return None;
+        }
+        let probe = last.last()?;
+        Some(format!(
+            "api-{} has been listening since {} but its last {} health probes failed (Docker's health log): exit {}: {}",
+            c.number,
+            listening.format("%H:%M:%S%.3f"),
+            last.len(),
+            probe.exit_code,
+            probe.output.trim()
+        ))
+    })
 }
 
 /// A replica that is not healthy and whose first ERROR line is older than 5 s (the first

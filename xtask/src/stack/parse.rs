@@ -175,6 +175,8 @@ pub struct Startup {
     /// (when, the whole message)
     pub timed_out: Vec<(DateTime<Utc>, String)>,
     pub listening: Vec<DateTime<Utc>>,
+    /// (when, the whole message) of every ERROR line.
+    pub errors: Vec<(DateTime<Utc>, String)>,
     /// Every message of this container, in order, for evidence.
     pub lines: Vec<String>,
 }
@@ -223,6 +225,9 @@ pub fn startups(lines: &[LogLine]) -> BTreeMap<u32, Startup> {
         }
         if m.contains(contract::LISTENING) {
             s.listening.push(t);
+        }
+        if m.contains(" ERROR ") {
+            s.errors.push((t, m.trim().to_string()));
         }
     }
     by_replica
@@ -318,4 +323,116 @@ pub fn migration_versions<'a>(file_names: impl IntoIterator<Item = &'a str>) -> 
     versions.sort();
     versions.dedup();
     versions
+}
+
+/// `151<TAB>7` (one `-N -B` row of two numbers) → (151, 7).
+pub fn two_numbers(stdout: &str) -> Option<(u32, u32)> {
+    let mut cols = stdout.split_whitespace();
+    let a = cols.next()?.parse().ok()?;
+    let b = cols.next()?.parse().ok()?;
+    Some((a, b))
+}
+
+/// `API_DB_POOL_SIZE` among a container's `.Config.Env` lines (`KEY=value`, one a line).
+pub fn pool_size_from_env(env: &str) -> Option<u32> {
+    env.lines()
+        .find_map(|l| l.trim().strip_prefix("API_DB_POOL_SIZE="))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Docker keeps the results of this many health probes per container (moby's
+/// `maxLogEntries`): older ones, possibly the one that turned the container healthy, are gone.
+pub const HEALTH_LOG_KEPT: usize = 5;
+
+/// One health probe, as `.State.Health.Log` reports it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Probe {
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+    pub exit_code: i64,
+    /// What the probe printed (Docker keeps the first 4 KiB).
+    pub output: String,
+}
+
+/// What Docker knows about one container's start.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ContainerTimes {
+    pub number: u32,
+    pub started_at: Option<DateTime<Utc>>,
+    /// Oldest first, at most the last five.
+    pub probes: Vec<Probe>,
+}
+
+#[derive(Deserialize)]
+struct InspectLine {
+    number: String,
+    started_at: String,
+    health: Option<InspectHealth>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectHealth {
+    #[serde(default)]
+    log: Option<Vec<InspectProbe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct InspectProbe {
+    start: String,
+    end: String,
+    exit_code: i64,
+    #[serde(default)]
+    output: String,
+}
+
+fn time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+/// The probes whose times parse, in Docker's order (oldest first).
+fn probes(log: Vec<InspectProbe>) -> Vec<Probe> {
+    log.into_iter()
+        .filter_map(|p| {
+            Some(Probe {
+                start: time(&p.start)?,
+                end: time(&p.end)?,
+                exit_code: p.exit_code,
+                output: p.output,
+            })
+        })
+        .collect()
+}
+
+/// Parses a container's `{{json .State.Health.Log}}`: the probes Docker kept, oldest first.
+pub fn parse_health_log(json: &str) -> Result<Vec<Probe>> {
+    let log: Vec<InspectProbe> =
+        serde_json::from_str(json.trim()).context("parsing a container's health log")?;
+    Ok(probes(log))
+}
+
+/// Parses `Docker::start_and_health`: one JSON object per line.
+pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let entry: InspectLine = serde_json::from_str(line)
+                .with_context(|| format!("parsing a `docker inspect` line: {line}"))?;
+            let number = entry
+                .number
+                .parse()
+                .with_context(|| format!("container number {:?} in {line}", entry.number))?;
+            // A container that never started reports year 1.
+            let started_at = time(&entry.started_at).filter(|t| t.timestamp() > 0);
+            let probes = probes(entry.health.and_then(|h| h.log).unwrap_or_default());
+            Ok(ContainerTimes {
+                number,
+                started_at,
+                probes,
+            })
+        })
+        .collect()
 }

@@ -115,6 +115,7 @@ mod tests {
             start: t(start),
             end: t(end),
             exit_code,
+            output: String::new(),
         }
     }
 
@@ -206,6 +207,7 @@ mod tests {
                         start: ready,
                         end: ready + chrono::TimeDelta::milliseconds(500),
                         exit_code: 0,
+                        output: String::new(),
                     }],
                 }
             })

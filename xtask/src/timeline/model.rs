@@ -3,104 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
 use plotters::style::RGBColor;
 use serde::{Deserialize, Serialize};
 
 use crate::stack::parse::Startup;
 
-/// Docker keeps the results of this many health probes per container (moby's
-/// `maxLogEntries`): older ones, possibly the one that turned the container healthy, are gone.
-pub const HEALTH_LOG_KEPT: usize = 5;
-
-/// One health probe, as `.State.Health.Log` reports it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Probe {
-    pub start: DateTime<Utc>,
-    pub end: DateTime<Utc>,
-    pub exit_code: i64,
-}
-
-/// What Docker knows about one container's start.
-#[derive(Clone, Debug, PartialEq)]
-pub struct ContainerTimes {
-    pub number: u32,
-    pub started_at: Option<DateTime<Utc>>,
-    /// Oldest first, at most the last five.
-    pub probes: Vec<Probe>,
-}
-
-#[derive(Deserialize)]
-struct InspectLine {
-    number: String,
-    started_at: String,
-    health: Option<InspectHealth>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectHealth {
-    #[serde(default)]
-    log: Option<Vec<InspectProbe>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct InspectProbe {
-    start: String,
-    end: String,
-    exit_code: i64,
-}
-
-fn time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
-}
-
-/// The probes whose times parse, in Docker's order (oldest first).
-fn probes(log: Vec<InspectProbe>) -> Vec<Probe> {
-    log.into_iter()
-        .filter_map(|p| {
-            Some(Probe {
-                start: time(&p.start)?,
-                end: time(&p.end)?,
-                exit_code: p.exit_code,
-            })
-        })
-        .collect()
-}
-
-/// Parses a container's `{{json .State.Health.Log}}`: the probes Docker kept, oldest first.
-pub fn parse_health_log(json: &str) -> Result<Vec<Probe>> {
-    let log: Vec<InspectProbe> =
-        serde_json::from_str(json.trim()).context("parsing a container's health log")?;
-    Ok(probes(log))
-}
-
-/// Parses `Docker::start_and_health`: one JSON object per line.
-pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
-    text.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|line| {
-            let entry: InspectLine = serde_json::from_str(line)
-                .with_context(|| format!("parsing a `docker inspect` line: {line}"))?;
-            let number = entry
-                .number
-                .parse()
-                .with_context(|| format!("container number {:?} in {line}", entry.number))?;
-            // A container that never started reports year 1.
-            let started_at = time(&entry.started_at).filter(|t| t.timestamp() > 0);
-            let probes = probes(entry.health.and_then(|h| h.log).unwrap_or_default());
-            Ok(ContainerTimes {
-                number,
-                started_at,
-                probes,
-            })
-        })
-        .collect()
-}
+// Docker's start times and health log are parsed in `stack::parse` (the stack's waits read
+// them too); the timeline uses the same parser.
+pub use crate::stack::parse::{
+    parse_health_log, parse_inspect, ContainerTimes, Probe, HEALTH_LOG_KEPT,
+};
 
 /// When the container turned healthy: the end of its first successful probe. `exact` is false
 /// when Docker's log is full and starts with a success, so an earlier, dropped probe may have
