@@ -38,8 +38,12 @@ images: check-docker ## Build or obtain the images (local ones from Debian's pac
 ##@ Quality
 
 .PHONY: test
-test: ## Run all the tests: unit, api against a real MariaDB, the scaling check and the fault runs
+test: ## Run all the tests: unit, api and scaling check on MariaDB 10.11 and MySQL 9, faults, resilience
 	@$(CARGO) xtask test $(ARGS)
+
+.PHONY: test-matrix
+test-matrix: ## Run every test stage on each server: MariaDB 10.11, MySQL 9, MariaDB 11.8
+	@$(CARGO) xtask test --matrix $(ARGS)
 
 .PHONY: test-scaling
 test-scaling: check-docker ## Pre-deploy check: N replicas healthy, parallel start, shared data, one migrator

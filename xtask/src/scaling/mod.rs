@@ -25,7 +25,7 @@ use xshell::Shell;
 use self::checks::{Check, HttpRead, SharedDataResult};
 use crate::{
     flags,
-    host::{images, preflight, testdb::random_hex},
+    host::{dbserver::DbChoice, images, preflight, testdb::random_hex},
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
@@ -94,6 +94,8 @@ pub struct Options {
     pub keep: bool,
     pub fault: Option<Fault>,
     pub report_dir: Option<PathBuf>,
+    /// `--db`: the database server; `None` is the default stack's.
+    pub db: Option<DbChoice>,
 }
 
 impl Default for Options {
@@ -107,6 +109,7 @@ impl Default for Options {
             keep: false,
             fault: None,
             report_dir: None,
+            db: None,
         }
     }
 }
@@ -144,6 +147,7 @@ impl Options {
             keep: flags.keep,
             fault,
             report_dir: flags.report_dir.clone(),
+            db: flags.db.as_deref().map(DbChoice::parse).transpose()?,
         })
     }
 }
@@ -194,9 +198,16 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
 
     let image_set = if opts.no_build {
         ui::step("Images: --no-build, using what is present");
-        images::select_present(sh, &docker)?
+        images::select_present(sh, &docker, opts.db.as_ref())?
     } else {
-        images::ensure(sh, project, &docker, &compose_program, false)?
+        images::ensure_for(
+            sh,
+            project,
+            &docker,
+            &compose_program,
+            opts.db.as_ref(),
+            false,
+        )?
     };
 
     let extra = match opts.fault {
