@@ -91,11 +91,11 @@ pub struct Options {
     pub max_spread: f64,
     pub timeout: Duration,
     pub no_build: bool,
+    /// `--db`: the database server; `None` is the default stack's.
+    pub db: Option<DbChoice>,
     pub keep: bool,
     pub fault: Option<Fault>,
     pub report_dir: Option<PathBuf>,
-    /// `--db`: the database server; `None` is the default stack's.
-    pub db: Option<DbChoice>,
 }
 
 impl Default for Options {
@@ -106,10 +106,10 @@ impl Default for Options {
             max_spread: DEFAULT_MAX_SPREAD_SECS,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             no_build: false,
+            db: None,
             keep: false,
             fault: None,
             report_dir: None,
-            db: None,
         }
     }
 }
