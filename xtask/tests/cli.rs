@@ -56,6 +56,26 @@ fn help_lists_every_command_and_exits_0() {
 }
 
 #[test]
+fn a_misspelt_db_server_cannot_run_on_any_command_that_takes_db() {
+    for command in [
+        "test-scaling",
+        "test-faults",
+        "test-resilience",
+        "bench",
+        "test",
+    ] {
+        assert_cannot_run(
+            &[command, "--db", "mysql9"],
+            "expected one of mariadb-10.11, mariadb-11.8, mysql-9",
+        );
+    }
+    assert_cannot_run(
+        &["test", "--db", "mysql-9", "--matrix"],
+        "--db and --matrix exclude each other",
+    );
+}
+
+#[test]
 fn a_command_s_help_shows_its_flags_and_defaults() {
     let out = xtask(&["test-scaling", "--help"]);
     assert_eq!(out.status.code(), Some(0));
@@ -108,24 +128,4 @@ fn without_docker_on_path_a_check_cannot_run() {
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "{stderr}");
     assert!(errors[0].contains("docker"), "{stderr}");
-}
-
-#[test]
-fn a_misspelt_db_server_cannot_run_on_any_command_that_takes_db() {
-    for command in [
-        "test-scaling",
-        "test-faults",
-        "test-resilience",
-        "bench",
-        "test",
-    ] {
-        assert_cannot_run(
-            &[command, "--db", "mysql9"],
-            "expected one of mariadb-10.11, mariadb-11.8, mysql-9",
-        );
-    }
-    assert_cannot_run(
-        &["test", "--db", "mysql-9", "--matrix"],
-        "--db and --matrix exclude each other",
-    );
 }
