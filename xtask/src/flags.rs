@@ -42,12 +42,16 @@ xflags::xflags! {
             /// Where to write the JSON and JUnit reports and the container logs
             /// (default target/scaling-report, or target/scaling-report/fault-NAME).
             optional --report-dir dir: PathBuf
+            /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
         }
 
         /// Run every fault of `test-scaling --fault` and assert that each one is caught.
         cmd test-faults {
             /// Only these faults (comma-separated); default: all.
             optional --only names: String
+            /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
         }
 
         /// Resilience of the scaled stack: leader death, database restart, concurrent writers,
@@ -57,6 +61,8 @@ xflags::xflags! {
             optional --replicas n: u32
             /// Only these scenarios (comma-separated); default: all.
             optional --only names: String
+            /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
         }
 
         /// Measure start-up and throughput as the replica count grows; writes a table, a JSON
@@ -66,13 +72,19 @@ xflags::xflags! {
             optional --replicas list: String
             /// Where to write the results (default target/bench-report).
             optional --report-dir dir: PathBuf
+            /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
         }
 
-        /// Run all the tests: xtask unit tests, the api's tests against a real MariaDB,
-        /// the scaling check, the fault-injection runs and the resilience scenarios.
+        /// Run all the tests: xtask unit tests, the api's tests and the scaling check on
+        /// MariaDB 10.11 and on MySQL 9, the fault-injection runs and the resilience scenarios.
         cmd test {
-            /// Only the tests that need no Docker (unit tests and the api against MariaDB).
+            /// Only the tests that need no Docker (unit tests and the api's tests).
             optional --no-docker
+            /// Run every stage on this server only: mariadb-10.11, mariadb-11.8, mysql-9, or an image.
+            optional --db name: String
+            /// Run every stage on each of mariadb-10.11, mysql-9 and mariadb-11.8.
+            optional --matrix
         }
 
         /// Start a throwaway database server for the api's tests and keep it running until

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use xshell::Shell;
 
 use crate::{
-    host::{images, preflight, testdb},
+    host::{dbserver::DbChoice, images, preflight, testdb},
     outcome::Failed,
 };
 
@@ -112,11 +112,12 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
             scaling::run(&sh, &project, scaling::Options::from_flags(&cmd)?)
         }
         flags::XtaskCmd::TestFaults(cmd) => {
-            scaling::faults::run(&sh, &project, cmd.only.as_deref())
+            let db = cmd.db.as_deref().map(DbChoice::parse).transpose()?;
+            scaling::faults::run(&sh, &project, cmd.only.as_deref(), db)
         }
         flags::XtaskCmd::TestResilience(cmd) => resilience::run(&sh, &project, &cmd),
         flags::XtaskCmd::Bench(cmd) => bench::run(&sh, &project, &cmd),
-        flags::XtaskCmd::Test(cmd) => test::run(&sh, &project, cmd.no_docker),
+        flags::XtaskCmd::Test(cmd) => test::run(&sh, &project, &cmd),
         flags::XtaskCmd::TestDb(cmd) => testdb::serve(&sh, &project, cmd.db.as_deref()),
     }
 }

@@ -56,6 +56,26 @@ fn help_lists_every_command_and_exits_0() {
 }
 
 #[test]
+fn a_misspelt_db_server_cannot_run_on_any_command_that_takes_db() {
+    for command in [
+        "test-scaling",
+        "test-faults",
+        "test-resilience",
+        "bench",
+        "test",
+    ] {
+        assert_cannot_run(
+            &[command, "--db", "mysql9"],
+            "expected one of mariadb-10.11, mariadb-11.8, mysql-9",
+        );
+    }
+    assert_cannot_run(
+        &["test", "--db", "mysql-9", "--matrix"],
+        "--db and --matrix exclude each other",
+    );
+}
+
+#[test]
 fn a_command_s_help_shows_its_flags_and_defaults() {
     let out = xtask(&["test-scaling", "--help"]);
     assert_eq!(out.status.code(), Some(0));

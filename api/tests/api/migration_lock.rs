@@ -26,7 +26,8 @@ async fn the_sql_lock_name_is_the_rust_one_and_takes_the_same_lock() {
         .expect("GET_LOCK runs");
     assert_eq!(got, Some(1));
     let mut api_side = db.connection().await;
-    let holder: Option<i64> = sqlx::query_scalar("SELECT IS_USED_LOCK(?)")
+    // CAST, as the api does: MySQL types IS_USED_LOCK as BIGINT UNSIGNED (servers.rs).
+    let holder: Option<i64> = sqlx::query_scalar("SELECT CAST(IS_USED_LOCK(?) AS SIGNED)")
         .bind(db.lock_name())
         .fetch_one(&mut api_side)
         .await

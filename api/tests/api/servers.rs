@@ -191,3 +191,102 @@ async fn mysql_frees_closed_sessions_locks_late_so_a_failed_leader_releases_its_
         );
     }
 }
+
+/// The api reads a missing `_sqlx_migrations` as "fresh database" by its error number, 1146
+/// (ER_NO_SUCH_TABLE), and the migrations' DDL commits implicitly (a killed leader leaves what
+/// it applied, hence the dirty-schema check): both hold on every server.
+#[tokio::test]
+async fn missing_table_is_error_1146_and_ddl_commits_implicitly_on_every_server() {
+    let db = TestDb::create().await;
+    let mut conn = db.connection().await;
+    let err = sqlx::query("SELECT version FROM _sqlx_migrations")
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_err();
+    let number = err
+        .as_database_error()
+        .and_then(|e| e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+        .map(|e| e.number());
+    assert_eq!(number, Some(1146), "{err}");
+
+    sqlx::query("CREATE TABLE implicit_commit (n INT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let mut tx = conn.begin().await.unwrap();
+    sqlx::query("INSERT INTO implicit_commit VALUES (1)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    // DDL inside the transaction commits it first.
+    sqlx::query("CREATE TABLE implicit_commit_ddl (n INT)")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.rollback().await.unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM implicit_commit")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 1, "the CREATE TABLE committed the INSERT before it");
+}
+
+/// MySQL types IS_USED_LOCK (a connection id) as BIGINT UNSIGNED, MariaDB as BIGINT, so a
+/// plain `Option<i64>` decodes on MariaDB only; the api CASTs every lock function AS SIGNED,
+/// which decodes on both.
+#[tokio::test]
+async fn is_used_lock_is_unsigned_on_mysql_so_the_api_casts_lock_results_signed() {
+    let db = TestDb::create().await;
+    let lock = db.lock_name();
+    let mut holder = db.connection().await;
+    let mut other = db.connection().await;
+    let mariadb = is_mariadb(&mut holder).await;
+    let got: Option<i64> = sqlx::query_scalar("SELECT CAST(GET_LOCK(?, 0) AS SIGNED)")
+        .bind(&lock)
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(got, Some(1));
+    let plain = sqlx::query_scalar::<_, Option<i64>>("SELECT IS_USED_LOCK(?)")
+        .bind(&lock)
+        .fetch_one(&mut other)
+        .await;
+    assert_eq!(plain.is_ok(), mariadb, "{plain:?}");
+    let id: i64 = sqlx::query_scalar("SELECT CAST(CONNECTION_ID() AS SIGNED)")
+        .fetch_one(&mut holder)
+        .await
+        .unwrap();
+    assert_eq!(lock_holder(&mut other, &lock).await, Some(id));
+}
+
+/// MySQL refuses LOCK TABLES over the prepared-statement protocol (error 1295), which sqlx's
+/// `query` uses; MariaDB accepts it. The text protocol (`raw_sql`) works on both. The api
+/// itself never locks tables; its tests do, to hang a query.
+#[tokio::test]
+async fn lock_tables_is_text_protocol_only_on_mysql() {
+    let db = TestDb::create().await;
+    let mut conn = db.connection().await;
+    let mariadb = is_mariadb(&mut conn).await;
+    sqlx::raw_sql("CREATE TABLE locked (n INT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let prepared = sqlx::query("LOCK TABLES locked WRITE")
+        .execute(&mut conn)
+        .await;
+    if mariadb {
+        assert!(prepared.is_ok(), "{prepared:?}");
+    } else {
+        let number = prepared
+            .as_ref()
+            .err()
+            .and_then(|e| e.as_database_error())
+            .and_then(|e| e.try_downcast_ref::<sqlx::mysql::MySqlDatabaseError>())
+            .map(|e| e.number());
+        assert_eq!(number, Some(1295), "{prepared:?}");
+    }
+    sqlx::raw_sql("LOCK TABLES locked WRITE; UNLOCK TABLES")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+}

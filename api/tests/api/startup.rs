@@ -220,7 +220,8 @@ async fn a_query_hung_at_shutdown_does_not_keep_the_replica_from_exiting() {
     let app =
         spawn_app_with(|s| s.application.shutdown_drain = std::time::Duration::from_secs(1)).await;
     let mut locker = app.db.connection().await;
-    sqlx::query("LOCK TABLES documents WRITE")
+    // The text protocol: MySQL refuses LOCK TABLES as a prepared statement (servers.rs).
+    sqlx::raw_sql("LOCK TABLES documents WRITE")
         .execute(&mut locker)
         .await
         .unwrap();
@@ -234,7 +235,7 @@ async fn a_query_hung_at_shutdown_does_not_keep_the_replica_from_exiting() {
     let started = std::time::Instant::now();
     let stopped = tokio::time::timeout(std::time::Duration::from_secs(10), app.stop()).await;
     let took = started.elapsed();
-    let _ = sqlx::query("UNLOCK TABLES").execute(&mut locker).await;
+    let _ = sqlx::raw_sql("UNLOCK TABLES").execute(&mut locker).await;
     hung.abort();
     assert!(stopped.is_ok(), "still closing the pool after {took:?}");
     assert!(took < std::time::Duration::from_secs(4), "{took:?}");

@@ -29,7 +29,7 @@ use self::{
 };
 use crate::{
     flags,
-    host::{images, preflight, provision},
+    host::{dbserver::DbChoice, images, preflight, provision},
     outcome::{self, CannotRun},
     stack::{http, parse, Setup, Stack, Unhealthy, WaitOutcome, DB_NAME, DEFAULT_TIMEOUT_SECS},
     timeline::{self, Timeline},
@@ -87,6 +87,7 @@ struct Bench<'a> {
 }
 
 pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
+    let db = flags.db.as_deref().map(DbChoice::parse).transpose()?;
     let counts =
         parse_counts(flags.replicas.as_deref().unwrap_or(DEFAULT_REPLICAS)).map_err(CannotRun)?;
     let report_dir = flags
@@ -106,7 +107,7 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
             .join(", ")
     ));
     let (docker, compose_program) = preflight::run(sh, project)?;
-    let image_set = images::ensure(sh, project, &docker, &compose_program, false)?;
+    let image_set = images::ensure_for(sh, project, &docker, &compose_program, db.as_ref(), false)?;
     let wrk = provision::debian_package(sh, "wrk", "wrk", "to put HTTP load on the replicas")?;
     let script = report_dir.join("wrk-load.lua");
     std::fs::write(&script, load::SCRIPT)

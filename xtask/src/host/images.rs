@@ -73,18 +73,8 @@ pub fn run(sh: &Shell, project: &Project, flags: &Flags) -> Result<()> {
     Ok(())
 }
 
-/// Makes sure the db and api images exist and returns the compose variables that select them.
-pub fn ensure(
-    sh: &Shell,
-    project: &Project,
-    docker: &Docker,
-    compose_program: &crate::docker::ComposeProgram,
-    force: bool,
-) -> Result<ImageSet> {
-    ensure_for(sh, project, docker, compose_program, None, force)
-}
-
-/// [`ensure`] with a chosen database server (`--db`); `None` keeps the default stack's.
+/// Makes sure the db and api images exist and returns the compose variables that select them;
+/// the database server is `--db`'s, `None` keeping the default stack's.
 pub fn ensure_for(
     sh: &Shell,
     project: &Project,
@@ -170,8 +160,9 @@ pub fn ensure_for(
     Ok(set)
 }
 
-/// `--no-build`: pick images that are already present, preferring official ones.
-pub fn select_present(sh: &Shell, docker: &Docker) -> Result<ImageSet> {
+/// `--no-build`: pick images that are already present, preferring official ones; the database
+/// server's is `--db`'s (`None`: MariaDB 10.11).
+pub fn select_present(sh: &Shell, docker: &Docker, db: Option<&DbChoice>) -> Result<ImageSet> {
     let pick = |official: &str, local: &str, what: &str| -> Result<String> {
         [official, local]
             .into_iter()
@@ -179,7 +170,18 @@ pub fn select_present(sh: &Shell, docker: &Docker) -> Result<ImageSet> {
             .map(String::from)
             .with_context(|| format!("--no-build: no {what} image ({official} or {local}) is present; run `cargo xtask images` first"))
     };
-    let db = pick(OFFICIAL_DB_IMAGE, LOCAL_DB_IMAGE, "database")?;
+    let db = match db {
+        Some(DbChoice::Image(image)) => {
+            if !docker.image_exists(sh, image) {
+                bail!("--no-build: the --db image {image} is not present; `docker load` it or run without --no-build");
+            }
+            image.clone()
+        }
+        Some(DbChoice::Known(server)) => {
+            pick(server.official_image(), server.local_image(), server.name())?
+        }
+        None => pick(OFFICIAL_DB_IMAGE, LOCAL_DB_IMAGE, "database")?,
+    };
     if !docker.image_exists(sh, API_IMAGE) {
         bail!(
             "--no-build: the api image {API_IMAGE} is not present; run `cargo xtask images` first"

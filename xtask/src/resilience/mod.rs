@@ -22,7 +22,7 @@ use xshell::Shell;
 
 use crate::{
     flags,
-    host::{images, preflight},
+    host::{dbserver::DbChoice, images, preflight},
     outcome::{self, CannotRun, Failed},
     stack::{Setup, Stack, Unhealthy, WaitOutcome, DEFAULT_REPLICAS},
     ui, Project,
@@ -157,6 +157,8 @@ struct ScenarioResult {
 pub struct Options {
     pub replicas: u32,
     pub scenarios: Vec<Scenario>,
+    /// `--db`: the database server; `None` is the default stack's.
+    pub db: Option<DbChoice>,
 }
 
 impl Options {
@@ -175,6 +177,7 @@ impl Options {
         Ok(Options {
             replicas,
             scenarios,
+            db: flags.db.as_deref().map(DbChoice::parse).transpose()?,
         })
     }
 }
@@ -225,7 +228,14 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         return Ok(outcomes);
     }
 
-    let image_set = images::ensure(sh, project, &docker, &compose_program, false)?;
+    let image_set = images::ensure_for(
+        sh,
+        project,
+        &docker,
+        &compose_program,
+        opts.db.as_ref(),
+        false,
+    )?;
     // Fresh random passwords per run: nothing secret is stored or printed, and the security
     // scenario looks for these exact values (`stack.secrets`) in the images.
     let stack = Stack::new(
@@ -435,6 +445,7 @@ mod tests {
             let flags = flags::TestResilience {
                 replicas: Some(bad),
                 only: None,
+                db: None,
             };
             let err = Options::from_flags(&flags).unwrap_err();
             assert!(err.downcast_ref::<CannotRun>().is_some(), "{bad}");
@@ -446,7 +457,8 @@ mod tests {
         assert_eq!(
             Options::from_flags(&flags::TestResilience {
                 replicas: None,
-                only: None
+                only: None,
+                db: None,
             })
             .unwrap()
             .replicas,

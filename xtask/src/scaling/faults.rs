@@ -11,6 +11,7 @@ use xshell::Shell;
 use super::{report::Report, Fault, Options};
 use crate::{
     docker::Docker,
+    host::dbserver::DbChoice,
     outcome::{self, CannotRun, Failed},
     scaling,
     stack::DbState,
@@ -69,7 +70,8 @@ const EXPECTATIONS: &[Expectation] = &[
     },
 ];
 
-pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
+/// `db`: the database server every fault run uses (`--db`); `None` is the default stack's.
+pub fn run(sh: &Shell, project: &Project, only: Option<&str>, db: Option<DbChoice>) -> Result<()> {
     let selected: Vec<&Expectation> = match only {
         None => EXPECTATIONS.iter().collect(),
         Some(list) => {
@@ -103,6 +105,7 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>) -> Result<()> {
             // Images are built once, by the first run.
             no_build: i > 0,
             fault: Some(exp.fault),
+            db: db.clone(),
             ..Options::default()
         };
         let verdict = scaling::execute(sh, project, &opts).and_then(|report| {

@@ -28,7 +28,7 @@ use xshell::Shell;
 use self::checks::{Check, HttpRead, SharedDataResult};
 use crate::{
     flags,
-    host::{images, preflight, testdb::random_hex},
+    host::{dbserver::DbChoice, images, preflight, testdb::random_hex},
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
@@ -100,6 +100,8 @@ pub struct Options {
     pub max_startup: f64,
     pub timeout: Duration,
     pub no_build: bool,
+    /// `--db`: the database server; `None` is the default stack's.
+    pub db: Option<DbChoice>,
     pub keep: bool,
     pub fault: Option<Fault>,
     pub report_dir: Option<PathBuf>,
@@ -115,6 +117,7 @@ impl Default for Options {
             max_startup: DEFAULT_MAX_STARTUP_SECS,
             timeout: Duration::from_secs(DEFAULT_TIMEOUT_SECS),
             no_build: false,
+            db: None,
             keep: false,
             fault: None,
             report_dir: None,
@@ -161,6 +164,7 @@ impl Options {
             keep: flags.keep,
             fault,
             report_dir: flags.report_dir.clone(),
+            db: flags.db.as_deref().map(DbChoice::parse).transpose()?,
         })
     }
 }
@@ -264,9 +268,16 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
 
     let image_set = if opts.no_build {
         ui::step("Images: --no-build, using what is present");
-        images::select_present(sh, &docker)?
+        images::select_present(sh, &docker, opts.db.as_ref())?
     } else {
-        images::ensure(sh, project, &docker, &compose_program, false)?
+        images::ensure_for(
+            sh,
+            project,
+            &docker,
+            &compose_program,
+            opts.db.as_ref(),
+            false,
+        )?
     };
 
     let extra = match opts.fault {
