@@ -5,4 +5,5 @@ pub mod dbserver;
 pub mod images;
 pub mod preflight;
 pub mod provision;
+pub mod slow_api;
 pub mod testdb;
