@@ -10,6 +10,7 @@ mod leader;
 mod mid_migration;
 mod scale_down;
 mod security;
+mod slow_clients;
 mod writers;
 
 use std::{
@@ -304,12 +305,16 @@ fn run_shared_stack(
         project,
         docker,
         compose_program.clone(),
-        Setup::new(
-            PROJECT_NAME,
-            opts.replicas,
-            image_set,
-            report_dir.join("empty.env"),
-        ),
+        Setup {
+            // Small slow-client limits, so bad-input's slow clients are cut off in seconds.
+            extra: slow_clients::stack_limits(),
+            ..Setup::new(
+                PROJECT_NAME,
+                opts.replicas,
+                image_set,
+                report_dir.join("empty.env"),
+            )
+        },
     )?;
     let guard = stack.begin(false)?;
     let setup = stack.start_db(Duration::from_secs(120));
