@@ -19,12 +19,37 @@ pub const SLOW_SECS: u64 = 8;
 /// Its version: after every real one.
 pub const SLOW_VERSION: i64 = 20991231000000;
 const INPUTS_LABEL: &str = "org.scaling-check.inputs";
+/// The variant's package and binary name; its library keeps the name `api`.
+const PACKAGE: &str = "api-slow-migration";
 
-/// The extra migration's file name and text: the server sleeps, as a long ALTER would.
+/// api/Cargo.toml with the package and the binary renamed to [`PACKAGE`] and the library
+/// still called `api` (main.rs uses `api::`).
+pub fn renamed_manifest(text: &str) -> Result<String> {
+    let package = "[package]\nname = \"api\"\n";
+    let lib = "[lib]\n";
+    let bin = "[[bin]]\nname = \"api\"\n";
+    if !(text.contains(package) && text.contains(lib) && text.contains(bin)) {
+        anyhow::bail!("api/Cargo.toml no longer has the [package], [lib] and [[bin]] sections the slow-migration copy renames");
+    }
+    Ok(text
+        .replacen(package, &format!("[package]\nname = \"{PACKAGE}\"\n"), 1)
+        .replacen(lib, "[lib]\nname = \"api\"\n", 1)
+        .replacen(bin, &format!("[[bin]]\nname = \"{PACKAGE}\"\n"), 1))
+}
+
+/// The extra migration's file name and text: a DDL statement, then the server sleeps, as a
+/// long ALTER would. Without the DDL the recorded row would stay uncommitted, invisible, and
+/// rolled back by a kill: no dirty row to see.
 pub fn slow_migration() -> (String, String) {
     (
         format!("{SLOW_VERSION}_slow_for_resilience.sql"),
-        format!("-- Added by the xtask to a copy of the api: a migration that takes {SLOW_SECS} s.\nDO SLEEP({SLOW_SECS});\n"),
+        format!(
+            "-- Added by the xtask to a copy of the api: a migration that takes {SLOW_SECS} s.\n\
+             -- sqlx records it with success = 0 in a transaction; the DDL commits that row\n\
+             -- (MySQL's implicit commit), as a real ALTER would, then the server works.\n\
+             CREATE TABLE resilience_slow_migration (id INT PRIMARY KEY);\n\
+             DO SLEEP({SLOW_SECS});\n"
+        ),
     )
 }
 
@@ -43,6 +68,11 @@ pub fn ensure(sh: &Shell, project: &Project, docker: &Docker, base: &ImageSet) -
     // rebuilds only when something changed.
     let (name, sql) = slow_migration();
     let mut wanted = copy_dir(&project.root.join("api"), &ws.join("api"))?;
+    let manifest_path = ws.join("api").join("Cargo.toml");
+    let renamed = renamed_manifest(&std::fs::read_to_string(
+        project.root.join("api/Cargo.toml"),
+    )?)?;
+    write_if_changed(&manifest_path, renamed.as_bytes())?;
     let extra = ws.join("api").join("migrations").join(name);
     write_if_changed(&extra, sql.as_bytes())?;
     wanted.push(extra);
@@ -56,15 +86,17 @@ pub fn ensure(sh: &Shell, project: &Project, docker: &Docker, base: &ImageSet) -
     )?;
 
     // The project's own target directory: the dependencies compiled for the real api are
-    // reused, and cargo re-links each package's binary on every build, so the real api's
-    // `release/api` is restored by its next build. The variant's binary is copied out at once.
+    // reused. The variant is its own package with its own binary (renamed_manifest): cargo
+    // derives a path package's build hashes from its name and its path relative to the
+    // workspace, so a copy still named `api` would pass for the real api, fresh, and the real
+    // image would get this binary.
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let manifest = ws.join("Cargo.toml");
     let target_dir = &project.target_dir;
     let wait = ui::Waiting::new("cargo build --release (api with a slow migration)");
     cmd!(
         sh,
-        "{cargo} build --release -p api --manifest-path {manifest} --target-dir {target_dir}"
+        "{cargo} build --release -p {PACKAGE} --manifest-path {manifest} --target-dir {target_dir}"
     )
     .quiet()
     .run()
@@ -159,6 +191,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_copy_is_a_package_of_its_own_whose_library_is_still_api() {
+        let real = include_str!("../../../api/Cargo.toml");
+        let copy = renamed_manifest(real).unwrap();
+        assert!(
+            copy.contains("[package]\nname = \"api-slow-migration\"\n"),
+            "{copy}"
+        );
+        assert!(copy.contains("[lib]\nname = \"api\"\n"), "{copy}");
+        assert!(
+            copy.contains("[[bin]]\nname = \"api-slow-migration\"\n"),
+            "{copy}"
+        );
+        assert!(renamed_manifest("[package]\nname = \"other\"\n").is_err());
+    }
+
+    #[test]
     fn the_slow_migration_comes_after_every_real_one_and_sleeps() {
         let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../api/migrations");
         let real: Vec<i64> = std::fs::read_dir(dir)
@@ -170,6 +218,10 @@ mod tests {
         assert!(real.iter().all(|v| *v < SLOW_VERSION), "{real:?}");
         let (name, sql) = slow_migration();
         assert!(name.starts_with(&SLOW_VERSION.to_string()));
-        assert!(sql.contains(&format!("SLEEP({SLOW_SECS})")));
+        let create = sql.find("CREATE TABLE").expect("a DDL statement");
+        assert!(
+            sql.find(&format!("SLEEP({SLOW_SECS})")).unwrap() > create,
+            "{sql}"
+        );
     }
 }
