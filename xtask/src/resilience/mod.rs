@@ -6,6 +6,7 @@
 mod bad_input;
 mod cli;
 mod db_restart;
+mod fuzz;
 mod leader;
 mod mid_migration;
 mod scale_down;
@@ -49,11 +50,12 @@ pub enum Scenario {
     XtaskInput,
     StopMidMigration,
     KillMidMigration,
+    Schemathesis,
 }
 
 impl Scenario {
     /// In the report's order (the README's table).
-    pub const ALL: [Scenario; 9] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::LeaderDeath,
         Scenario::DbRestart,
         Scenario::ConcurrentWriters,
@@ -63,18 +65,20 @@ impl Scenario {
         Scenario::XtaskInput,
         Scenario::StopMidMigration,
         Scenario::KillMidMigration,
+        Scenario::Schemathesis,
     ];
 
     /// The order they run in: the xtask's own bad input before any stack exists, leader death
     /// on the fresh database, scale-down last (it leaves fewer replicas); then the
     /// mid-migration scenarios, each on a stack of its own (a fresh database, the slow api).
-    const RUN_ORDER: [Scenario; 9] = [
+    const RUN_ORDER: [Scenario; 10] = [
         Scenario::XtaskInput,
         Scenario::LeaderDeath,
         Scenario::Security,
         Scenario::DbRestart,
         Scenario::ConcurrentWriters,
         Scenario::BadInput,
+        Scenario::Schemathesis,
         Scenario::ScaleDown,
         Scenario::StopMidMigration,
         Scenario::KillMidMigration,
@@ -91,6 +95,7 @@ impl Scenario {
             Scenario::XtaskInput => "xtask-input",
             Scenario::StopMidMigration => "stop-mid-migration",
             Scenario::KillMidMigration => "kill-mid-migration",
+            Scenario::Schemathesis => "schemathesis",
         }
     }
 
@@ -414,6 +419,7 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
         Scenario::ScaleDown => scale_down::run(stack),
         Scenario::BadInput => bad_input::run(stack),
         Scenario::Security => security::run(stack),
+        Scenario::Schemathesis => fuzz::run(stack),
         Scenario::LeaderDeath
         | Scenario::XtaskInput
         | Scenario::StopMidMigration
@@ -546,7 +552,7 @@ mod tests {
         assert!(Scenario::parse_list(" , ").is_err());
         assert_eq!(
             Scenario::ALL.map(Scenario::number),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
         );
         let mut run = Scenario::RUN_ORDER.to_vec();
         run.sort();
