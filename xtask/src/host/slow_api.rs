@@ -105,7 +105,10 @@ pub fn ensure(sh: &Shell, project: &Project, docker: &Docker, base: &ImageSet) -
     let context = dir.join("context");
     let bin_dir = context.join("target").join("docker");
     std::fs::create_dir_all(&bin_dir)?;
-    std::fs::copy(target_dir.join("release").join("api"), bin_dir.join("api"))?;
+    std::fs::copy(
+        target_dir.join("release").join(PACKAGE),
+        bin_dir.join("api"),
+    )?;
 
     let runtime = base
         .get("RUNTIME_IMAGE")

@@ -144,7 +144,7 @@ pub struct SlowRead {
 pub fn slow_read(addr: SocketAddr, id: &str, size: usize) -> SlowRead {
     let full_min = size;
     let mut neighbour = Err("not sent".to_string());
-    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
+    let Ok(mut stream) = small_window(addr) else {
         return SlowRead {
             got: 0,
             full: full_min,
@@ -188,6 +188,20 @@ pub fn slow_read(addr: SocketAddr, id: &str, size: usize) -> SlowRead {
         closed,
         neighbour,
     }
+}
+
+/// A connection whose receive buffer stays small (16 KiB, no autotuning): the bytes in flight
+/// are then mostly the server's send buffer, well below [`LARGE_DOCUMENT`], so the server's
+/// writes really stall.
+fn small_window(addr: SocketAddr) -> std::io::Result<TcpStream> {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
+    socket.set_recv_buffer_size(16 * 1024)?;
+    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
+    Ok(socket.into())
 }
 
 pub fn judge_slow_read(v: &mut Verdict, number: u32, r: &SlowRead) {
