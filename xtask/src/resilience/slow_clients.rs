@@ -27,7 +27,9 @@ const DRIP_EVERY: Duration = Duration::from_secs(3);
 const FLOOD_EXTRA: usize = 8;
 /// A normal request must be answered this fast meanwhile.
 const NORMAL_LATENCY: Duration = Duration::from_secs(1);
-/// The download nobody reads: larger than every socket buffer on its way.
+/// The download nobody reads: larger than the buffers on its way (the kernel's, and Docker's
+/// port proxy: about 8.7 MiB were in flight when the server gave up in a real run, so this
+/// margin is thin; a larger document needs API_MAX_UPLOAD_BYTES raised for the test stack).
 pub const LARGE_DOCUMENT: usize = 9 * 1024 * 1024;
 
 /// The limits the test stack runs with (compose variables of the api).
@@ -144,7 +146,7 @@ pub struct SlowRead {
 pub fn slow_read(addr: SocketAddr, id: &str, size: usize) -> SlowRead {
     let full_min = size;
     let mut neighbour = Err("not sent".to_string());
-    let Ok(mut stream) = small_window(addr) else {
+    let Ok(mut stream) = TcpStream::connect_timeout(&addr, Duration::from_secs(5)) else {
         return SlowRead {
             got: 0,
             full: full_min,
@@ -188,20 +190,6 @@ pub fn slow_read(addr: SocketAddr, id: &str, size: usize) -> SlowRead {
         closed,
         neighbour,
     }
-}
-
-/// A connection whose receive buffer stays small (16 KiB, no autotuning): the bytes in flight
-/// are then mostly the server's send buffer, well below [`LARGE_DOCUMENT`], so the server's
-/// writes really stall.
-fn small_window(addr: SocketAddr) -> std::io::Result<TcpStream> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
-    socket.set_recv_buffer_size(16 * 1024)?;
-    socket.connect_timeout(&addr.into(), Duration::from_secs(5))?;
-    Ok(socket.into())
 }
 
 pub fn judge_slow_read(v: &mut Verdict, number: u32, r: &SlowRead) {
