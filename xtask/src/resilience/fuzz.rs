@@ -35,6 +35,10 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         schemathesis::VERSION,
         MAX_TIME.as_secs()
     ));
+    // schemathesis keeps its example database in its working directory: the report's, not
+    // the repository's.
+    std::fs::create_dir_all(&report)?;
+    let _cwd = stack.sh.push_dir(&report);
     let max_examples = MAX_EXAMPLES.to_string();
     let max_time = MAX_TIME.as_secs().to_string();
     let out = cmd!(
@@ -46,7 +50,6 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     .output()
     .context("running schemathesis")?;
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    let _ = std::fs::create_dir_all(&report);
     let _ = std::fs::write(report.join("output.txt"), &text);
     Ok(judge(out.status.success(), &text))
 }
