@@ -172,6 +172,74 @@ impl Docker {
             .with_context(|| format!("building image {tag} from {}", context.display()))
     }
 
+    /// `docker build --target` of one stage of a multi-stage Dockerfile (`-f`) on `context`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn build_target(
+        &self,
+        sh: &Shell,
+        context: &Path,
+        dockerfile: &Path,
+        target: &str,
+        tag: &str,
+        build_args: &[(String, String)],
+        labels: &[(String, String)],
+    ) -> Result<()> {
+        let docker = &self.program;
+        let mut args = Vec::new();
+        for (k, v) in build_args {
+            args.push("--build-arg".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        for (k, v) in labels {
+            args.push("--label".to_string());
+            args.push(format!("{k}={v}"));
+        }
+        cmd!(
+            sh,
+            "{docker} build --quiet -f {dockerfile} --target {target} -t {tag} {args...} {context}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| {
+            format!(
+                "building image {tag} (target {target}) from {}",
+                context.display()
+            )
+        })
+    }
+
+    /// Starts one stopped container again (by id).
+    pub fn start(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} start {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("starting container {id}"))
+    }
+
+    /// Sends SIGKILL to one container, as the kernel's OOM killer or a lost node would.
+    pub fn kill(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} kill {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("killing container {id}"))
+    }
+
+    /// `docker stop --time grace`: SIGTERM, then SIGKILL after `grace` seconds.
+    pub fn stop_with_grace(&self, sh: &Shell, id: &str, grace: u64) -> Result<()> {
+        let docker = &self.program;
+        let grace = grace.to_string();
+        cmd!(sh, "{docker} stop --time {grace} {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("stopping container {id}"))
+    }
+
     /// `docker inspect` of containers with a Go template, one line per container.
     pub fn inspect(&self, sh: &Shell, ids: &[String], format: &str) -> Result<String> {
         if ids.is_empty() {

@@ -55,7 +55,8 @@ xflags::xflags! {
         }
 
         /// Resilience of the scaled stack: leader death, database restart, concurrent writers,
-        /// scale-down under load, bad input, security facts, and the xtask's own bad input.
+        /// scale-down under load, bad input, security facts, the xtask's own bad input, and a
+        /// leader stopped or killed mid-migration.
         cmd test-resilience {
             /// Number of api replicas (default 4).
             optional --replicas n: u32

@@ -5,4 +5,6 @@ pub mod dbserver;
 pub mod images;
 pub mod preflight;
 pub mod provision;
+pub mod schemathesis;
+pub mod slow_api;
 pub mod testdb;

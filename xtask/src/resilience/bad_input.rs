@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::Result;
 
-use super::{wait_all_healthy, Verdict};
+use super::{slow_clients, wait_all_healthy, Verdict};
 use crate::{
     stack::{
         http::{self, Outcome},
@@ -167,6 +167,21 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     let mut v = judge(&cases, &answers);
     judge_slow_headers(&mut v, first_n, &slow_headers);
     judge_stalled_body(&mut v, second_n, &stalled_body, &temp_files);
+
+    // The slow clients the limits are for (resilience/slow_clients.rs), one replica each.
+    ui::note("a slow-drip upload, a download nobody reads and a connection flood");
+    let large = super::pseudo_random_bytes(5, slow_clients::LARGE_DOCUMENT);
+    let large_id = http::store(first, "large.bin", &large, TIMEOUT)?;
+    let drip = std::thread::spawn(move || slow_clients::slow_drip(second));
+    let read = slow_clients::slow_read(first, &large_id, large.len());
+    let flooded = addrs[addrs.len() / 2];
+    let flood = slow_clients::flood(flooded.1, first);
+    let drip = drip
+        .join()
+        .map_err(|_| anyhow::anyhow!("the slow-drip client panicked"))?;
+    slow_clients::judge_drip(&mut v, second_n, &drip);
+    slow_clients::judge_slow_read(&mut v, first_n, &read);
+    slow_clients::judge_flood(&mut v, flooded.0, &flood);
     let mut unhealthy = Vec::new();
     for (number, addr) in &ports {
         let ready = http::get(*addr, "/readyz", TIMEOUT);
@@ -246,7 +261,7 @@ fn finish(started: Instant, outcome: Outcome, neighbour: Result<Duration, String
     }
 }
 
-fn timed_get(addr: SocketAddr) -> Result<Duration, String> {
+pub fn timed_get(addr: SocketAddr) -> Result<Duration, String> {
     let t = Instant::now();
     match http::get(addr, "/documents?limit=1", TIMEOUT) {
         Outcome::Reply(r) if r.status == 200 => Ok(t.elapsed()),

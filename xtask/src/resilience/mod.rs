@@ -6,9 +6,12 @@
 mod bad_input;
 mod cli;
 mod db_restart;
+mod fuzz;
 mod leader;
+mod mid_migration;
 mod scale_down;
 mod security;
+mod slow_clients;
 mod writers;
 
 use std::{
@@ -22,7 +25,7 @@ use xshell::Shell;
 
 use crate::{
     flags,
-    host::{dbserver::DbChoice, images, preflight},
+    host::{dbserver::DbChoice, images, preflight, slow_api},
     outcome::{self, CannotRun, Failed},
     stack::{Setup, Stack, Unhealthy, WaitOutcome, DEFAULT_REPLICAS},
     ui, Project,
@@ -30,6 +33,8 @@ use crate::{
 
 /// The scenarios' own compose project: never the developer's, nor the scaling check's.
 pub const PROJECT_NAME: &str = "scaling-resilience";
+/// The mid-migration scenarios' project: a fresh database each, of the slow-migration api.
+pub const MIGRATION_PROJECT_NAME: &str = "scaling-resilience-migration";
 /// How long a scenario waits for the replicas to be healthy before it starts.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -43,11 +48,14 @@ pub enum Scenario {
     BadInput,
     Security,
     XtaskInput,
+    StopMidMigration,
+    KillMidMigration,
+    Schemathesis,
 }
 
 impl Scenario {
     /// In the report's order (the README's table).
-    pub const ALL: [Scenario; 7] = [
+    pub const ALL: [Scenario; 10] = [
         Scenario::LeaderDeath,
         Scenario::DbRestart,
         Scenario::ConcurrentWriters,
@@ -55,18 +63,25 @@ impl Scenario {
         Scenario::BadInput,
         Scenario::Security,
         Scenario::XtaskInput,
+        Scenario::StopMidMigration,
+        Scenario::KillMidMigration,
+        Scenario::Schemathesis,
     ];
 
     /// The order they run in: the xtask's own bad input before any stack exists, leader death
-    /// on the fresh database, scale-down last (it leaves fewer replicas).
-    const RUN_ORDER: [Scenario; 7] = [
+    /// on the fresh database, scale-down last (it leaves fewer replicas); then the
+    /// mid-migration scenarios, each on a stack of its own (a fresh database, the slow api).
+    const RUN_ORDER: [Scenario; 10] = [
         Scenario::XtaskInput,
         Scenario::LeaderDeath,
         Scenario::Security,
         Scenario::DbRestart,
         Scenario::ConcurrentWriters,
         Scenario::BadInput,
+        Scenario::Schemathesis,
         Scenario::ScaleDown,
+        Scenario::StopMidMigration,
+        Scenario::KillMidMigration,
     ];
 
     pub fn name(self) -> &'static str {
@@ -78,6 +93,9 @@ impl Scenario {
             Scenario::BadInput => "bad-input",
             Scenario::Security => "security",
             Scenario::XtaskInput => "xtask-input",
+            Scenario::StopMidMigration => "stop-mid-migration",
+            Scenario::KillMidMigration => "kill-mid-migration",
+            Scenario::Schemathesis => "schemathesis",
         }
     }
 
@@ -89,8 +107,20 @@ impl Scenario {
             + 1
     }
 
+    /// Runs on the shared stack of `scaling-resilience`.
     fn needs_stack(self) -> bool {
-        self != Scenario::XtaskInput
+        !matches!(
+            self,
+            Scenario::XtaskInput | Scenario::StopMidMigration | Scenario::KillMidMigration
+        )
+    }
+
+    /// Runs on a stack of its own, of the api variant with a slow migration.
+    fn mid_migration(self) -> bool {
+        matches!(
+            self,
+            Scenario::StopMidMigration | Scenario::KillMidMigration
+        )
     }
 
     pub fn parse_list(list: &str) -> Result<Vec<Scenario>> {
@@ -224,10 +254,10 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
     if chosen(Scenario::XtaskInput) {
         outcomes.push(timed(Scenario::XtaskInput, || cli::run(sh, &docker)));
     }
-    if !opts.scenarios.iter().any(|s| s.needs_stack()) {
+    let wants = |f: fn(Scenario) -> bool| opts.scenarios.iter().any(|s| f(*s));
+    if !wants(Scenario::needs_stack) && !wants(Scenario::mid_migration) {
         return Ok(outcomes);
     }
-
     let image_set = images::ensure_for(
         sh,
         project,
@@ -236,19 +266,70 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         opts.db.as_ref(),
         false,
     )?;
+    if wants(Scenario::needs_stack) {
+        outcomes.extend(run_shared_stack(
+            sh,
+            project,
+            &docker,
+            &compose_program,
+            &image_set,
+            opts,
+            &report_dir,
+        )?);
+    }
+    if wants(Scenario::mid_migration) {
+        let slow_set = slow_api::ensure(sh, project, &docker, &image_set)?;
+        for scenario in Scenario::RUN_ORDER
+            .into_iter()
+            .filter(|s| s.mid_migration() && chosen(*s))
+        {
+            outcomes.push(run_own_stack(
+                sh,
+                project,
+                &docker,
+                &compose_program,
+                &slow_set,
+                opts,
+                &report_dir,
+                scenario,
+            )?);
+        }
+    }
+    let json = serde_json::to_string_pretty(&outcomes)?;
+    std::fs::write(report_dir.join("report.json"), json)?;
+    ui::note(&format!("report and logs: {}", report_dir.display()));
+    Ok(outcomes)
+}
+
+/// The scenarios of the shared stack, in their run order, then the stack's logs and cleanup.
+fn run_shared_stack(
+    sh: &Shell,
+    project: &Project,
+    docker: &crate::docker::Docker,
+    compose_program: &crate::docker::ComposeProgram,
+    image_set: &images::ImageSet,
+    opts: &Options,
+    report_dir: &Path,
+) -> Result<Vec<ScenarioResult>> {
+    let chosen = |s: Scenario| opts.scenarios.contains(&s);
+    let mut outcomes = Vec::new();
     // Fresh random passwords per run: nothing secret is stored or printed, and the security
     // scenario looks for these exact values (`stack.secrets`) in the images.
     let stack = Stack::new(
         sh,
         project,
-        &docker,
-        compose_program,
-        Setup::new(
-            PROJECT_NAME,
-            opts.replicas,
-            &image_set,
-            report_dir.join("empty.env"),
-        ),
+        docker,
+        compose_program.clone(),
+        Setup {
+            // Small slow-client limits, so bad-input's slow clients are cut off in seconds.
+            extra: slow_clients::stack_limits(),
+            ..Setup::new(
+                PROJECT_NAME,
+                opts.replicas,
+                image_set,
+                report_dir.join("empty.env"),
+            )
+        },
     )?;
     let guard = stack.begin(false)?;
     let setup = stack.start_db(Duration::from_secs(120));
@@ -273,7 +354,7 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
             }
         }
     }
-    save_logs(&stack, &report_dir);
+    save_logs(&stack, &report_dir.join("compose.log"));
     drop(guard);
     let left = stack.leftovers()?;
     if !left.is_empty() {
@@ -282,10 +363,52 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         last.verdict
             .problem(format!("cleanup left behind: {}", left.join(", ")));
     }
-    let json = serde_json::to_string_pretty(&outcomes)?;
-    std::fs::write(report_dir.join("report.json"), json)?;
-    ui::note(&format!("report and logs: {}", report_dir.display()));
     Ok(outcomes)
+}
+
+/// One mid-migration scenario on its own stack (fresh database, the slow-migration api),
+/// taken down afterwards.
+#[allow(clippy::too_many_arguments)]
+fn run_own_stack(
+    sh: &Shell,
+    project: &Project,
+    docker: &crate::docker::Docker,
+    compose_program: &crate::docker::ComposeProgram,
+    image_set: &images::ImageSet,
+    opts: &Options,
+    report_dir: &Path,
+    scenario: Scenario,
+) -> Result<ScenarioResult> {
+    let stack = Stack::new(
+        sh,
+        project,
+        docker,
+        compose_program.clone(),
+        Setup::new(
+            MIGRATION_PROJECT_NAME,
+            opts.replicas,
+            image_set,
+            report_dir.join("empty.env"),
+        ),
+    )?;
+    let guard = stack.begin(false)?;
+    let mut result = match stack.start_db(Duration::from_secs(120)) {
+        Err(e) => failed_outcome(scenario, format!("the database did not start: {e:#}")),
+        Ok(()) => timed(scenario, || match scenario {
+            Scenario::StopMidMigration => mid_migration::stop(&stack),
+            _ => mid_migration::kill(&stack),
+        }),
+    };
+    save_logs(&stack, &report_dir.join(format!("{}.log", scenario.name())));
+    drop(guard);
+    let left = stack.leftovers()?;
+    if !left.is_empty() {
+        result.passed = false;
+        result
+            .verdict
+            .problem(format!("cleanup left behind: {}", left.join(", ")));
+    }
+    Ok(result)
 }
 
 fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
@@ -306,7 +429,11 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
         Scenario::ScaleDown => scale_down::run(stack),
         Scenario::BadInput => bad_input::run(stack),
         Scenario::Security => security::run(stack),
-        Scenario::LeaderDeath | Scenario::XtaskInput => unreachable!("handled above"),
+        Scenario::Schemathesis => fuzz::run(stack),
+        Scenario::LeaderDeath
+        | Scenario::XtaskInput
+        | Scenario::StopMidMigration
+        | Scenario::KillMidMigration => unreachable!("handled above"),
     }
 }
 
@@ -394,9 +521,9 @@ fn print_table(outcomes: &[ScenarioResult]) {
 }
 
 /// Every container's log into the report directory, before the stack goes away.
-fn save_logs(stack: &Stack, dir: &Path) {
+fn save_logs(stack: &Stack, file: &Path) {
     if let Ok(text) = stack.all_logs_text() {
-        let _ = std::fs::write(dir.join("compose.log"), text);
+        let _ = std::fs::write(file, text);
     }
 }
 
@@ -433,7 +560,10 @@ mod tests {
         assert!(err.downcast_ref::<CannotRun>().is_some());
         assert!(err.to_string().contains("\"nope\""), "{err}");
         assert!(Scenario::parse_list(" , ").is_err());
-        assert_eq!(Scenario::ALL.map(Scenario::number), [1, 2, 3, 4, 5, 6, 7]);
+        assert_eq!(
+            Scenario::ALL.map(Scenario::number),
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+        );
         let mut run = Scenario::RUN_ORDER.to_vec();
         run.sort();
         assert_eq!(run, Scenario::ALL.to_vec(), "every scenario runs once");

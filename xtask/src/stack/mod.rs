@@ -425,11 +425,13 @@ impl<'a> Stack<'a> {
                     },
                     c.status
                 );
+                let reason = self.with_first_error(reason, c.number);
                 wait.finish(&format!("stopped: {reason}"));
                 return Ok(WaitOutcome::Broken { seconds, reason });
             }
             if let Some((num, count)) = restarts.iter().find(|(_, count)| **count > 0) {
-                let reason = format!("api-{num} restarted {count} time(s)");
+                let reason =
+                    self.with_first_error(format!("api-{num} restarted {count} time(s)"), *num);
                 wait.finish(&format!("stopped: {reason}"));
                 return Ok(WaitOutcome::Broken { seconds, reason });
             }
@@ -470,6 +472,16 @@ impl<'a> Stack<'a> {
                 return Ok(WaitOutcome::TimedOut { seconds });
             }
             std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    /// `reason`, followed by the first ERROR line replica `number` logged, if any: why a
+    /// replica exited or restarted (e.g. the dirty-schema line) is in its log, not in `ps`.
+    fn with_first_error(&self, reason: String, number: u32) -> String {
+        let lines = parse::logs(&self.compose().logs(self.sh, API).unwrap_or_default());
+        match first_error(&lines, number) {
+            Some(error) => format!("{reason} and logged: {error}"),
+            None => reason,
         }
     }
 
@@ -656,6 +668,15 @@ pub fn failing_probes(
             probe.output.trim()
         ))
     })
+}
+
+/// The first ERROR line replica `number` logged, trimmed.
+pub fn first_error(lines: &[LogLine], number: u32) -> Option<String> {
+    lines
+        .iter()
+        .filter(|l| l.number == Some(number) && l.message.contains(" ERROR "))
+        .min_by_key(|l| l.time)
+        .map(|l| l.message.trim().to_string())
 }
 
 /// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
