@@ -23,8 +23,8 @@ use crate::{
 
 const TIMEOUT: Duration = Duration::from_secs(10);
 const UNKNOWN_ID: &str = "6f1c1f55-6f0a-4d8b-9a51-1c2a3b4c5d6e";
-/// The api's default API_MAX_UPLOAD_BYTES.
-const MAX_UPLOAD: usize = 10 * 1024 * 1024;
+/// The test stack's API_MAX_UPLOAD_BYTES.
+const MAX_UPLOAD: usize = slow_clients::MAX_UPLOAD;
 /// The api's default API_CLIENT_TIMEOUT_SECS: a client silent this long is cut off.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// A request to a replica a slow client is working on must still be answered this fast.
@@ -100,8 +100,8 @@ pub fn cases() -> Vec<Case> {
         case("DELETE /healthz", "DELETE", "/healthz", &[], b"", 405, "method_not_allowed"),
         case("POST to content", "POST", &unknown_content, &[], b"x", 405, "method_not_allowed"),
         // Oversized and empty bodies.
-        case("declared 10 MiB + 1", "POST", "/documents?name=big.bin", &[("Content-Length", &oversized_length)], b"", 413, "payload_too_large"),
-        raw("streamed 10 MiB + 256 KiB", &oversized_chunked, 413, "payload_too_large"),
+        case("declared API_MAX_UPLOAD_BYTES + 1", "POST", "/documents?name=big.bin", &[("Content-Length", &oversized_length)], b"", 413, "payload_too_large"),
+        raw("streamed API_MAX_UPLOAD_BYTES + 256 KiB", &oversized_chunked, 413, "payload_too_large"),
         case("empty body", "POST", "/documents?name=empty.bin", &[("Content-Length", "0")], b"", 400, "empty_body"),
         raw(
             "empty chunked body",

@@ -27,10 +27,12 @@ const DRIP_EVERY: Duration = Duration::from_secs(3);
 const FLOOD_EXTRA: usize = 8;
 /// A normal request must be answered this fast meanwhile.
 const NORMAL_LATENCY: Duration = Duration::from_secs(1);
-/// The download nobody reads: larger than the buffers on its way (the kernel's, and Docker's
-/// port proxy: about 8.7 MiB were in flight when the server gave up in a real run, so this
-/// margin is thin; a larger document needs API_MAX_UPLOAD_BYTES raised for the test stack).
-pub const LARGE_DOCUMENT: usize = 9 * 1024 * 1024;
+/// The download nobody reads: far larger than the buffers on its way (the kernel's, and Docker's
+/// port proxy: about 8.7 MiB were in flight when the server gave up in a real run with a 9 MiB
+/// document, too thin a margin), so the test stack raises API_MAX_UPLOAD_BYTES to store it.
+pub const LARGE_DOCUMENT: usize = 32 * 1024 * 1024;
+/// The test stack's API_MAX_UPLOAD_BYTES (default 10 MiB): room for [`LARGE_DOCUMENT`].
+pub const MAX_UPLOAD: usize = 40 * 1024 * 1024;
 
 /// The limits the test stack runs with (compose variables of the api).
 pub fn stack_limits() -> Vec<(String, String)> {
@@ -40,6 +42,7 @@ pub fn stack_limits() -> Vec<(String, String)> {
             WRITE_TIMEOUT.as_secs().to_string(),
         ),
         ("API_MAX_CONNECTIONS".into(), MAX_CONNECTIONS.to_string()),
+        ("API_MAX_UPLOAD_BYTES".into(), MAX_UPLOAD.to_string()),
     ]
 }
 
