@@ -4,7 +4,7 @@
 #   runtime-base      Debian runtime without the binary: non-root user, /app/data, healthcheck.
 #   runtime-prebuilt  runtime-base + target/docker/api, a release binary built on the host
 #                     (`cargo xtask` puts it there). For machines whose containers cannot reach
-#                     crates.io or that have no registry to pull RUST_IMAGE from.
+#                     the Rust crate registry or that have no registry to pull RUST_IMAGE from.
 #   build             compiles the release binary inside RUST_IMAGE.
 #   runtime           runtime-base + the binary from `build` (the default, last stage).
 #
