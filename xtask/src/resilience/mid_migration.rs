@@ -391,4 +391,23 @@ mod tests {
         assert!(quoted.contains(DIRTY), "{quoted}");
         assert_eq!(crate::stack::first_error(&lines, 1), None);
     }
+
+    #[test]
+    fn a_killed_leader_that_logged_nothing_is_explained_by_the_others_dirty_line() {
+        let lines = vec![
+            line(1, 0, " INFO api::migrate: Acquired migration lock"),
+            line(2, 1, &dirty_line()),
+            line(3, 2, " ERROR api: startup failed"),
+        ];
+        // api-1 was SIGKILLed: no line of its own, so the first ERROR of another replica.
+        let why = crate::stack::explain_down(&lines, 1);
+        assert!(why.starts_with("; api-2 logged: "), "{why}");
+        assert!(why.contains(DIRTY), "{why}");
+        // A replica with its own ERROR line is explained by it.
+        let own = crate::stack::explain_down(&lines, 3);
+        assert!(own.starts_with(" and logged: "), "{own}");
+        assert!(own.contains("startup failed"), "{own}");
+        // Nobody logged an error (a replica stopped on purpose): nothing is added.
+        assert_eq!(crate::stack::explain_down(&lines[..1], 1), "");
+    }
 }

@@ -475,14 +475,11 @@ impl<'a> Stack<'a> {
         }
     }
 
-    /// `reason`, followed by the first ERROR line replica `number` logged, if any: why a
-    /// replica exited or restarted (e.g. the dirty-schema line) is in its log, not in `ps`.
+    /// `reason`, followed by why (`explain_down`): a replica's exit or restart is explained by
+    /// a log line (e.g. the dirty-schema line), not by `ps`.
     fn with_first_error(&self, reason: String, number: u32) -> String {
         let lines = parse::logs(&self.compose().logs(self.sh, API).unwrap_or_default());
-        match first_error(&lines, number) {
-            Some(error) => format!("{reason} and logged: {error}"),
-            None => reason,
-        }
+        format!("{reason}{}", explain_down(&lines, number))
     }
 
     /// The api's last log lines, for an error message.
@@ -677,6 +674,28 @@ pub fn first_error(lines: &[LogLine], number: u32) -> Option<String> {
         .filter(|l| l.number == Some(number) && l.message.contains(" ERROR "))
         .min_by_key(|l| l.time)
         .map(|l| l.message.trim().to_string())
+}
+
+/// What to add to "replica `number` is down": its own first ERROR line; or, when it logged
+/// none (a SIGKILLed leader logs nothing), the first ERROR line any other replica logged,
+/// named (after a leader is killed mid-migration, the others' dirty-schema line is the cause
+/// and the repair); or nothing.
+pub fn explain_down(lines: &[LogLine], number: u32) -> String {
+    if let Some(error) = first_error(lines, number) {
+        return format!(" and logged: {error}");
+    }
+    lines
+        .iter()
+        .filter(|l| l.number.is_some() && l.message.contains(" ERROR "))
+        .min_by_key(|l| l.time)
+        .map(|l| {
+            format!(
+                "; api-{} logged: {}",
+                l.number.unwrap_or_default(),
+                l.message.trim()
+            )
+        })
+        .unwrap_or_default()
 }
 
 /// A replica that is not healthy and whose first ERROR line is older than 5 s (the first
