@@ -477,6 +477,102 @@ mod tests {
         assert!(v.passed(), "{:?}", v.problems);
     }
 
+    /// A replica of the scaling-resilience stack recorded before the secret, when the compose
+    /// file gave the api DB_PASSWORD: `docker inspect --format '{{json .}}'` and
+    /// `cat /proc/1/environ` (NUL-separated); that run's random password replaced by
+    /// RUN_PASSWORD, its checkout's path by /checkout.
+    const INSPECT_API_BEFORE: &str =
+        include_str!("../../testdata/security-inspect-api-before.json");
+    const ENVIRON_API_BEFORE: &str = include_str!("../../testdata/security-environ-api-before.txt");
+    const RUN_PASSWORD: &str = "9f2c4e1a7b3d5c6e8f0a1b2c3d4e5f60";
+
+    /// The same replica as the compose file now makes it: DB_PASSWORD_FILE instead.
+    fn after(recorded: &str) -> String {
+        let out = recorded.replacen(
+            &format!("DB_PASSWORD={RUN_PASSWORD}"),
+            "DB_PASSWORD_FILE=/run/secrets/db-password",
+            1,
+        );
+        assert_ne!(out, recorded, "the recording has DB_PASSWORD");
+        out
+    }
+
+    fn replica(inspect: &str, environ: &str) -> Vec<RuntimeFacts> {
+        vec![RuntimeFacts {
+            replica: 1,
+            inspect: inspect.to_string(),
+            environ: environ.to_string(),
+        }]
+    }
+
+    #[test]
+    fn a_replica_with_its_password_in_a_secret_file_passes() {
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(&after(INSPECT_API_BEFORE), &after(ENVIRON_API_BEFORE)),
+            &[RUN_PASSWORD.into()],
+        );
+        assert!(v.passed(), "{:?}", v.problems);
+        assert!(
+            v.figures[0].contains("no password in `docker inspect`"),
+            "{:?}",
+            v.figures
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_containers_environment_fails() {
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(INSPECT_API_BEFORE, ENVIRON_API_BEFORE),
+            &[RUN_PASSWORD.into()],
+        );
+        let text = v.problems.join("\n");
+        assert!(
+            text.contains("api-1: this run's database password appears in its `docker inspect`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("api-1: this run's database password appears in its /proc/1/environ"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`docker inspect` .Config.Env sets DB_PASSWORD"),
+            "{text}"
+        );
+        assert!(text.contains("/proc/1/environ sets DB_PASSWORD"), "{text}");
+        assert!(text.contains("lacks DB_PASSWORD_FILE"), "{text}");
+        assert!(v.figures.is_empty(), "{:?}", v.figures);
+
+        // The value alone, anywhere (say a command line), is caught too.
+        let clean = after(INSPECT_API_BEFORE);
+        let inspect = clean.replacen("\"Cmd\":", &format!("\"X\":\"{RUN_PASSWORD}\",\"Cmd\":"), 1);
+        assert_ne!(inspect, clean);
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(&inspect, &after(ENVIRON_API_BEFORE)),
+            &[RUN_PASSWORD.into()],
+        );
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    }
+
+    #[test]
+    fn unreadable_inspect_output_or_no_replica_fails() {
+        let mut v = Verdict::default();
+        judge_runtime(&mut v, &replica("[]", &after(ENVIRON_API_BEFORE)), &[]);
+        assert!(
+            v.problems[0].contains("not one container's JSON"),
+            "{:?}",
+            v.problems
+        );
+        let mut v = Verdict::default();
+        judge_runtime(&mut v, &[], &[]);
+        assert!(!v.passed());
+    }
+
     #[test]
     fn ports_on_loopback_pass_and_on_all_interfaces_fail() {
         let ps = r#"{"Name":"p-api-1","Publishers":[{"URL":"127.0.0.1","TargetPort":8080,"PublishedPort":49153,"Protocol":"tcp"}]}
