@@ -486,16 +486,10 @@ mod tests {
     const ENVIRON_API_BEFORE: &str = include_str!("../../testdata/security-environ-api-before.txt");
     const RUN_PASSWORD: &str = "9f2c4e1a7b3d5c6e8f0a1b2c3d4e5f60";
 
-    /// The same replica as the compose file now makes it: DB_PASSWORD_FILE instead.
-    fn after(recorded: &str) -> String {
-        let out = recorded.replacen(
-            &format!("DB_PASSWORD={RUN_PASSWORD}"),
-            "DB_PASSWORD_FILE=/run/secrets/db-password",
-            1,
-        );
-        assert_ne!(out, recorded, "the recording has DB_PASSWORD");
-        out
-    }
+    /// The same, recorded with the secret: the api has DB_PASSWORD_FILE and the file is
+    /// bind-mounted read-only at /run/secrets/db-password (checkout path replaced by /checkout).
+    const INSPECT_API: &str = include_str!("../../testdata/security-inspect-api.json");
+    const ENVIRON_API: &str = include_str!("../../testdata/security-environ-api.txt");
 
     fn replica(inspect: &str, environ: &str) -> Vec<RuntimeFacts> {
         vec![RuntimeFacts {
@@ -510,7 +504,7 @@ mod tests {
         let mut v = Verdict::default();
         judge_runtime(
             &mut v,
-            &replica(&after(INSPECT_API_BEFORE), &after(ENVIRON_API_BEFORE)),
+            &replica(INSPECT_API, ENVIRON_API),
             &[RUN_PASSWORD.into()],
         );
         assert!(v.passed(), "{:?}", v.problems);
@@ -547,13 +541,13 @@ mod tests {
         assert!(v.figures.is_empty(), "{:?}", v.figures);
 
         // The value alone, anywhere (say a command line), is caught too.
-        let clean = after(INSPECT_API_BEFORE);
+        let clean = INSPECT_API;
         let inspect = clean.replacen("\"Cmd\":", &format!("\"X\":\"{RUN_PASSWORD}\",\"Cmd\":"), 1);
         assert_ne!(inspect, clean);
         let mut v = Verdict::default();
         judge_runtime(
             &mut v,
-            &replica(&inspect, &after(ENVIRON_API_BEFORE)),
+            &replica(&inspect, ENVIRON_API),
             &[RUN_PASSWORD.into()],
         );
         assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
@@ -562,7 +556,7 @@ mod tests {
     #[test]
     fn unreadable_inspect_output_or_no_replica_fails() {
         let mut v = Verdict::default();
-        judge_runtime(&mut v, &replica("[]", &after(ENVIRON_API_BEFORE)), &[]);
+        judge_runtime(&mut v, &replica("[]", ENVIRON_API), &[]);
         assert!(
             v.problems[0].contains("not one container's JSON"),
             "{:?}",
