@@ -430,6 +430,9 @@ pub struct TestStack<'a> {
     pub image_env: &'a [(String, String)],
     pub db_name: &'a str,
     pub password: &'a str,
+    /// The file holding `password` that the compose file's `db-password` secret reads (the
+    /// api's copy of the password; the database still gets it as a variable).
+    pub password_file: &'a Path,
     pub root_password: &'a str,
     pub extra: Vec<(String, String)>,
     /// The env file the compose file reads instead of the project's `.env`.
@@ -458,6 +461,10 @@ impl Compose {
             ]
             .map(|(k, v)| (k.to_string(), v.to_string())),
         );
+        env.push((
+            "DB_PASSWORD_SECRET_FILE".to_string(),
+            stack.password_file.display().to_string(),
+        ));
         env.extend(stack.extra);
         let contents: String = if stack.write_vars {
             env.iter().map(|(k, v)| format!("{k}={v}\n")).collect()

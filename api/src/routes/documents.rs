@@ -11,14 +11,13 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
+use super::params::{parse_id, Page, PageParams};
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
 use crate::state::AppState;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
 const MAX_NAME_CHARS: usize = 255;
 const MAX_CONTENT_TYPE_LEN: usize = 255;
-const DEFAULT_LIMIT: i64 = 20;
-const MAX_LIMIT: i64 = 100;
 
 #[derive(Debug, Serialize, sqlx::FromRow, utoipa::ToSchema)]
 pub struct Document {
@@ -173,12 +172,6 @@ async fn insert(state: &AppState, document: &Document) -> Result<(), ApiError> {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ListParams {
-    limit: Option<String>,
-    offset: Option<String>,
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct DocumentPage {
     documents: Vec<Document>,
@@ -202,30 +195,9 @@ pub struct DocumentPage {
 )]
 pub async fn list(
     State(state): State<AppState>,
-    ApiQuery(params): ApiQuery<ListParams>,
+    ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<DocumentPage>, ApiError> {
-    let limit = match params.limit.as_deref() {
-        None => DEFAULT_LIMIT,
-        Some(raw) => raw
-            .parse::<i64>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                ApiError::bad_request(
-                    "invalid_pagination",
-                    format!("limit must be a whole number from 1 to {MAX_LIMIT}, got {raw:?}"),
-                )
-            })?,
-    };
-    let offset = match params.offset.as_deref() {
-        None => 0,
-        Some(raw) => raw.parse::<i64>().ok().filter(|n| *n >= 0).ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_pagination",
-                format!("offset must be a whole number of at least 0, got {raw:?}"),
-            )
-        })?,
-    };
+    let Page { limit, offset } = params.page()?;
     let documents = sqlx::query_as::<_, Document>(
         "SELECT id, name, size, sha256, content_type, created_at, stored_by FROM documents \
          ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
@@ -356,15 +328,6 @@ async fn find(state: &AppState, id: Uuid) -> Result<Document, ApiError> {
     .fetch_optional(&state.pool)
     .await?
     .ok_or_else(|| ApiError::not_found(format!("document {id} does not exist")))
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(raw).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("{raw:?} is not a document id (expected a UUID)"),
-        )
-    })
 }
 
 fn validate_name(name: Option<String>) -> Result<String, ApiError> {

@@ -7,16 +7,14 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
+use super::params::{parse_id, Page, PageParams};
 use crate::error::ErrorBody;
 use crate::error::{ApiError, ApiPath, ApiQuery};
 use crate::state::AppState;
 
 const MAX_LABELS: usize = 20;
 const MAX_LABEL_LEN: usize = 64;
-const DEFAULT_LIMIT: i64 = 20;
-const MAX_LIMIT: i64 = 100;
 
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 struct LabelsBody {
@@ -112,12 +110,6 @@ pub async fn get(
     Ok(Json(DocumentLabels { id, labels }))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct PageParams {
-    limit: Option<String>,
-    offset: Option<String>,
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LabelledDocuments {
     label: String,
@@ -148,13 +140,7 @@ pub async fn documents(
     ApiQuery(params): ApiQuery<PageParams>,
 ) -> Result<Json<LabelledDocuments>, ApiError> {
     let label = validate_label(label)?;
-    let limit = page_number(
-        params.limit.as_deref(),
-        "limit",
-        DEFAULT_LIMIT,
-        1..=MAX_LIMIT,
-    )?;
-    let offset = page_number(params.offset.as_deref(), "offset", 0, 0..=i64::MAX)?;
+    let Page { limit, offset } = params.page()?;
     let documents = sqlx::query_scalar(
         "SELECT d.id FROM document_labels l JOIN documents d ON d.id = l.document_id \
          WHERE l.label = ? ORDER BY d.created_at DESC, d.id DESC LIMIT ? OFFSET ?",
@@ -170,37 +156,6 @@ pub async fn documents(
         limit,
         offset,
     }))
-}
-
-fn page_number(
-    raw: Option<&str>,
-    what: &str,
-    default: i64,
-    range: std::ops::RangeInclusive<i64>,
-) -> Result<i64, ApiError> {
-    let Some(raw) = raw else { return Ok(default) };
-    raw.parse::<i64>()
-        .ok()
-        .filter(|n| range.contains(n))
-        .ok_or_else(|| {
-            ApiError::bad_request(
-                "invalid_pagination",
-                format!(
-                    "{what} must be a whole number from {} to {}, got {raw:?}",
-                    range.start(),
-                    range.end()
-                ),
-            )
-        })
-}
-
-fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
-    Uuid::try_parse(raw).map_err(|_| {
-        ApiError::bad_request(
-            "invalid_id",
-            format!("{raw:?} is not a document id (expected a UUID)"),
-        )
-    })
 }
 
 fn invalid(message: impl Into<String>) -> ApiError {

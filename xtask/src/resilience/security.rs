@@ -1,6 +1,7 @@
 //! Scenario 6, security facts checked, not assumed: each replica runs as the non-root UID,
 //! its root filesystem is read-only, no credential is in an image's history or environment,
-//! and every published port is bound to 127.0.0.1 only.
+//! nor in a running replica's `docker inspect` or `/proc/1/environ` (the password reaches it as
+//! a Compose secret file), and every published port is bound to 127.0.0.1 only.
 
 use std::collections::BTreeMap;
 
@@ -50,6 +51,26 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         });
     }
 
+    let mut runtime = Vec::new();
+    for c in &containers {
+        let inspect = stack
+            .docker
+            .inspect(stack.sh, std::slice::from_ref(&c.id), "{{json .}}")?;
+        let out = stack.exec_api(c.number, &["cat", "/proc/1/environ"])?;
+        if !out.status.success() {
+            anyhow::bail!(
+                "api-{}: `cat /proc/1/environ` failed: {}",
+                c.number,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        runtime.push(RuntimeFacts {
+            replica: c.number,
+            inspect,
+            environ: String::from_utf8_lossy(&out.stdout).into_owned(),
+        });
+    }
+
     let ps = stack.all_containers_text()?;
     let mut ports = Vec::new();
     for c in &containers {
@@ -61,6 +82,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
     judge_users(&mut v, &uids);
     judge_root_fs(&mut v, &touch, &inspect);
     judge_images(&mut v, &images, &stack.secrets);
+    judge_runtime(&mut v, &runtime, &stack.secrets);
     judge_ports(&mut v, &ps, &ports);
     Ok(v)
 }
@@ -167,6 +189,95 @@ pub fn judge_images(v: &mut Verdict, images: &[ImageFacts], secrets: &[String]) 
         v.figure(format!(
             "no credential in `docker history --no-trunc` or .Config.Env of {} (this run's passwords absent, no PASSWORD/SECRET/TOKEN/DATABASE_URL variable)",
             images.iter().map(|i| i.image.as_str()).collect::<Vec<_>>().join(", ")
+        ));
+    }
+}
+
+/// What a running replica shows of its environment.
+pub struct RuntimeFacts {
+    pub replica: u32,
+    /// `docker inspect --format '{{json .}}'` of its container.
+    pub inspect: String,
+    /// `/proc/1/environ` inside it: the api's own environment, NUL-separated.
+    pub environ: String,
+}
+
+/// Where the api reads its password from instead (`docker-compose.yml`'s secret).
+const PASSWORD_FILE_VAR: &str = "DB_PASSWORD_FILE=/run/secrets/db-password";
+
+/// No replica's `docker inspect` or `/proc/1/environ` holds this run's passwords or sets a
+/// credential variable (a `*_FILE` variable names a file, it is no credential); and the api
+/// got `DB_PASSWORD_FILE`, so it did read its password from the secret.
+pub fn judge_runtime(v: &mut Verdict, replicas: &[RuntimeFacts], secrets: &[String]) {
+    let before = v.problems.len();
+    for facts in replicas {
+        let n = facts.replica;
+        for (what, text) in [
+            ("`docker inspect`", &facts.inspect),
+            ("/proc/1/environ", &facts.environ),
+        ] {
+            if secrets
+                .iter()
+                .any(|s| !s.is_empty() && text.contains(s.as_str()))
+            {
+                v.problem(format!(
+                    "api-{n}: this run's database password appears in its {what}"
+                ));
+            }
+        }
+        let inspect: serde_json::Value = match serde_json::from_str(facts.inspect.trim()) {
+            Ok(serde_json::Value::Array(mut all)) if all.len() == 1 => all.remove(0),
+            Ok(one @ serde_json::Value::Object(_)) => one,
+            _ => {
+                v.problem(format!(
+                    "api-{n}: `docker inspect` is not one container's JSON: {}",
+                    facts.inspect.chars().take(120).collect::<String>()
+                ));
+                continue;
+            }
+        };
+        let config_env: Vec<String> = inspect["Config"]["Env"]
+            .as_array()
+            .map(|vars| {
+                vars.iter()
+                    .filter_map(|kv| kv.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let environ: Vec<String> = facts
+            .environ
+            .split('\0')
+            .filter(|kv| !kv.is_empty())
+            .map(str::to_owned)
+            .collect();
+        for (what, vars) in [
+            ("`docker inspect` .Config.Env", &config_env),
+            ("/proc/1/environ", &environ),
+        ] {
+            for name in vars
+                .iter()
+                .filter_map(|kv| kv.split_once('='))
+                .filter(|(name, value)| {
+                    credential_name(name) && !name.ends_with("_FILE") && !value.is_empty()
+                })
+                .map(|(name, _)| name)
+            {
+                v.problem(format!("api-{n}: {what} sets {name}"));
+            }
+            if !vars.iter().any(|kv| kv == PASSWORD_FILE_VAR) {
+                v.problem(format!(
+                    "api-{n}: {what} lacks {PASSWORD_FILE_VAR} (the password is not read from the secret)"
+                ));
+            }
+        }
+    }
+    if replicas.is_empty() {
+        v.problem("no api replica to inspect for credentials".to_string());
+    }
+    if v.problems.len() == before {
+        v.figure(format!(
+            "no password in `docker inspect` nor /proc/1/environ of all {} replicas (this run's passwords absent, no PASSWORD/SECRET/TOKEN/DATABASE_URL variable); each reads it from {PASSWORD_FILE_VAR}",
+            replicas.len()
         ));
     }
 }
@@ -364,6 +475,96 @@ mod tests {
             &[],
         );
         assert!(v.passed(), "{:?}", v.problems);
+    }
+
+    /// A replica of the scaling-resilience stack recorded before the secret, when the compose
+    /// file gave the api DB_PASSWORD: `docker inspect --format '{{json .}}'` and
+    /// `cat /proc/1/environ` (NUL-separated); that run's random password replaced by
+    /// RUN_PASSWORD, its checkout's path by /checkout.
+    const INSPECT_API_BEFORE: &str =
+        include_str!("../../testdata/security-inspect-api-before.json");
+    const ENVIRON_API_BEFORE: &str = include_str!("../../testdata/security-environ-api-before.txt");
+    const RUN_PASSWORD: &str = "9f2c4e1a7b3d5c6e8f0a1b2c3d4e5f60";
+
+    /// The same, recorded with the secret: the api has DB_PASSWORD_FILE and the file is
+    /// bind-mounted read-only at /run/secrets/db-password (checkout path replaced by /checkout).
+    const INSPECT_API: &str = include_str!("../../testdata/security-inspect-api.json");
+    const ENVIRON_API: &str = include_str!("../../testdata/security-environ-api.txt");
+
+    fn replica(inspect: &str, environ: &str) -> Vec<RuntimeFacts> {
+        vec![RuntimeFacts {
+            replica: 1,
+            inspect: inspect.to_string(),
+            environ: environ.to_string(),
+        }]
+    }
+
+    #[test]
+    fn a_replica_with_its_password_in_a_secret_file_passes() {
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(INSPECT_API, ENVIRON_API),
+            &[RUN_PASSWORD.into()],
+        );
+        assert!(v.passed(), "{:?}", v.problems);
+        assert!(
+            v.figures[0].contains("no password in `docker inspect`"),
+            "{:?}",
+            v.figures
+        );
+    }
+
+    #[test]
+    fn a_password_in_the_containers_environment_fails() {
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(INSPECT_API_BEFORE, ENVIRON_API_BEFORE),
+            &[RUN_PASSWORD.into()],
+        );
+        let text = v.problems.join("\n");
+        assert!(
+            text.contains("api-1: this run's database password appears in its `docker inspect`"),
+            "{text}"
+        );
+        assert!(
+            text.contains("api-1: this run's database password appears in its /proc/1/environ"),
+            "{text}"
+        );
+        assert!(
+            text.contains("`docker inspect` .Config.Env sets DB_PASSWORD"),
+            "{text}"
+        );
+        assert!(text.contains("/proc/1/environ sets DB_PASSWORD"), "{text}");
+        assert!(text.contains("lacks DB_PASSWORD_FILE"), "{text}");
+        assert!(v.figures.is_empty(), "{:?}", v.figures);
+
+        // The value alone, anywhere (say a command line), is caught too.
+        let clean = INSPECT_API;
+        let inspect = clean.replacen("\"Cmd\":", &format!("\"X\":\"{RUN_PASSWORD}\",\"Cmd\":"), 1);
+        assert_ne!(inspect, clean);
+        let mut v = Verdict::default();
+        judge_runtime(
+            &mut v,
+            &replica(&inspect, ENVIRON_API),
+            &[RUN_PASSWORD.into()],
+        );
+        assert_eq!(v.problems.len(), 1, "{:?}", v.problems);
+    }
+
+    #[test]
+    fn unreadable_inspect_output_or_no_replica_fails() {
+        let mut v = Verdict::default();
+        judge_runtime(&mut v, &replica("[]", ENVIRON_API), &[]);
+        assert!(
+            v.problems[0].contains("not one container's JSON"),
+            "{:?}",
+            v.problems
+        );
+        let mut v = Verdict::default();
+        judge_runtime(&mut v, &[], &[]);
+        assert!(!v.passed());
     }
 
     #[test]

@@ -52,11 +52,18 @@ fn stack_file(sh: &Shell, replicas: u32, pw: &str) -> Result<stack_file::StackFi
     let compose = compose_program();
     let project = crate::Project::locate().expect("run inside a checkout of this project");
     let file = project.compose_file();
+    // The api's password as the compose file's `db-password` secret file.
+    let secret = crate::stack::write_secret_file(
+        &project.target_dir.join("secrets").join(STACK),
+        "db-password",
+        pw,
+    )?;
     let config = cmd!(
         sh,
         "{compose} -f {file} -p {STACK} --env-file /dev/null config --format json"
     )
     .env("DB_PASSWORD", pw)
+    .env("DB_PASSWORD_SECRET_FILE", &secret)
     .env("DB_ROOT_PASSWORD", format!("r{pw}"))
     .env(
         "API_IMAGE",

@@ -177,6 +177,29 @@ pub struct Stack<'a> {
     pub db_image: String,
 }
 
+/// Writes `value` to `dir/name` for a file-sourced Compose secret, and returns its path.
+///
+/// Without Swarm, Compose bind-mounts the file itself into the container, keeping its host
+/// owner and mode, and the api runs as uid 10001, not as us: so the file is 0644 (set
+/// explicitly, whatever the umask) and the directory 0700, which no other host user can enter.
+/// The container needs no access to the directory: the daemon resolves the mount's source.
+pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    // An existing directory keeps its mode through create(): set it.
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .with_context(|| format!("making {} private (0700)", dir.display()))?;
+    let file = dir.join(name);
+    std::fs::write(&file, value).with_context(|| format!("writing {}", file.display()))?;
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("making {} readable by the api's uid", file.display()))?;
+    Ok(file)
+}
+
 impl<'a> Stack<'a> {
     /// A test stack on the workspace's compose file, with fresh random passwords. Every
     /// variable comes from the check itself, never from a developer's `.env`.
@@ -188,6 +211,11 @@ impl<'a> Stack<'a> {
         setup: Setup<'_>,
     ) -> Result<Stack<'a>> {
         let secrets = vec![random_hex(16)?, random_hex(16)?];
+        let password_file = write_secret_file(
+            &project.target_dir.join("secrets").join(setup.name),
+            "db-password",
+            &secrets[0],
+        )?;
         let compose = Compose::test_stack(
             program,
             project.compose_file(),
@@ -196,6 +224,7 @@ impl<'a> Stack<'a> {
                 image_env: &setup.images.env,
                 db_name: DB_NAME,
                 password: &secrets[0],
+                password_file: &password_file,
                 root_password: &secrets[1],
                 extra: setup.extra,
                 env_file: setup.env_file,
@@ -717,4 +746,36 @@ pub fn errored_replica(lines: &[LogLine], containers: &[Container]) -> Option<St
             },
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &Path) -> u32 {
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+    }
+
+    #[test]
+    fn a_secret_file_is_readable_by_the_api_uid_inside_a_private_directory() {
+        let root = std::env::temp_dir().join(format!("xtask-secret-{}", std::process::id()));
+        let dir = root.join("project");
+        // An existing, too open directory and file are tightened and overwritten.
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::write(dir.join("db-password"), "old-and-longer").unwrap();
+        std::fs::set_permissions(
+            dir.join("db-password"),
+            std::fs::Permissions::from_mode(0o600),
+        )
+        .unwrap();
+
+        let file = write_secret_file(&dir, "db-password", "s3cr3t").unwrap();
+        assert_eq!(std::fs::read_to_string(&file).unwrap(), "s3cr3t");
+        assert_eq!(mode(&file), 0o644);
+        assert_eq!(mode(&dir), 0o700);
+        std::fs::remove_dir_all(&root).unwrap();
+    }
 }

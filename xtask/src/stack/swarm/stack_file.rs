@@ -89,10 +89,27 @@ pub fn from_compose_config(config_json: &str, replicas: u32) -> Result<StackFile
         .and_then(Value::as_object)
         .map(|v| v.keys().map(|k| (k.clone(), json!({}))).collect())
         .unwrap_or_default();
+    // File secrets (the api's `db-password`) keep their file, already an absolute path, and
+    // lose their compose `name` too: the stack prefixes them, so each run's stack has its own.
+    let secrets: Map<String, Value> = config
+        .get("secrets")
+        .and_then(Value::as_object)
+        .map(|all| {
+            all.iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        json!({ "file": v.get("file").cloned().unwrap_or(Value::Null) }),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
     let stack = json!({
         "version": "3.8",
         "services": out_services,
         "volumes": volumes,
+        "secrets": secrets,
         "networks": { "default": { "driver": "overlay", "attachable": true } },
     });
     Ok(StackFile {
@@ -123,6 +140,21 @@ mod tests {
         }
         assert_eq!(s["networks"]["default"]["attachable"], true);
         assert_eq!(s["networks"]["default"]["driver"], "overlay");
+    }
+
+    #[test]
+    fn a_file_secret_is_kept_with_its_file_and_without_its_compose_name() {
+        let mut config: Value = serde_json::from_str(CONFIG).unwrap();
+        config["secrets"] = json!({ "db-password": { "name": "p_db-password", "file": "/x/target/secrets/p/db-password" } });
+        config["services"]["api"]["secrets"] =
+            json!([{ "source": "db-password", "target": "/run/secrets/db-password" }]);
+        let file = from_compose_config(&config.to_string(), 2).unwrap();
+        let s: Value = serde_json::from_str(&file.text).unwrap();
+        assert_eq!(
+            s["secrets"],
+            json!({ "db-password": { "file": "/x/target/secrets/p/db-password" } })
+        );
+        assert_eq!(s["services"]["api"]["secrets"][0]["source"], "db-password");
     }
 
     #[test]
