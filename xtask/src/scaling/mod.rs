@@ -473,6 +473,17 @@ fn run_scenario(
         if let Some(last) = containers.iter().max_by_key(|c| c.number) {
             ui::note(&format!("fault: stopping {}", last.label()));
             stack.docker.stop(stack.sh, &last.id)?;
+            // Swarm records the stopped task in the slot's history and schedules another: wait
+            // until it has, so the check sees what Swarm did rather than a race with it.
+            let since = Instant::now();
+            while let Some(tasks) = stack.swarm_tasks()? {
+                if tasks.replaced().get(&last.number).copied().unwrap_or(0) > 0
+                    || since.elapsed() > Duration::from_secs(15)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
     }
     if let Some(mut holder) = lock_holder.take() {
@@ -523,7 +534,12 @@ fn run_scenario(
             c
         }
     }];
-    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    // A Swarm task may have no container yet (one replacing a stopped task).
+    let ids: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| c.id.clone())
+        .collect();
     let inspect = stack.docker.start_and_health(stack.sh, &ids)?;
     std::fs::write(
         report_dir.join(format!("{}-inspect.txt", scenario.slug())),

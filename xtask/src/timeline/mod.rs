@@ -39,7 +39,11 @@ pub fn capture(
     docker: &Docker,
     containers: &[Container],
 ) -> Result<Vec<ContainerTimes>> {
-    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| c.id.clone())
+        .collect();
     parse_inspect(&docker.start_and_health(sh, &ids)?)
 }
 
