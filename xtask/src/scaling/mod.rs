@@ -448,8 +448,10 @@ fn run_scenario(
     let contention = if scenario == DbState::FreshDatabase {
         let c = stack.start_api_contended(first, opts.timeout)?;
         ui::note(&format!(
-            "database paused {:.1} s while compose started {first} replicas ({:.1} s), then released",
-            c.paused_s, c.compose_up_s
+            "database paused {:.1} s while {} started {first} replicas ({:.1} s), then released",
+            c.paused_s,
+            stack.engine().name(),
+            c.compose_up_s
         ));
         Some(c)
     } else {

@@ -264,7 +264,7 @@ impl SwarmStack {
     }
 
     /// `docker service logs --timestamps --no-trunc`: every task's lines, failed ones included,
-    /// each prefixed with `<service>.<slot>.<task id>@<node>`.
+    /// each prefixed with `<service>.<slot>.<task id>@<node>`, stdout's then stderr's.
     pub fn logs(&self, sh: &Shell, short: &str) -> Result<String> {
         let (docker, service) = (&self.docker, self.service(short));
         let out = cmd!(
@@ -274,7 +274,12 @@ impl SwarmStack {
         .quiet()
         .ignore_status()
         .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        // The CLI prints what a task wrote to stderr on its own stderr (MariaDB logs there).
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     /// `docker service rm <stack>_<service>`; returns before its containers are gone.
@@ -443,6 +448,7 @@ impl SwarmStack {
         left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
         let services = cmd!(sh, "{docker} stack ls --format {names}")
             .quiet()
+            .ignore_stderr()
             .ignore_status()
             .read()
             .unwrap_or_default();
@@ -457,9 +463,11 @@ impl SwarmStack {
     pub fn remove(&self, sh: &Shell, timeout: Duration) -> Result<f64> {
         let (docker, name) = (&self.docker, &self.name);
         let start = Instant::now();
+        // "Nothing found in stack" when there is none: not an error here.
         cmd!(sh, "{docker} stack rm {name}")
             .quiet()
             .ignore_stdout()
+            .ignore_stderr()
             .ignore_status()
             .run()?;
         let label = format!("label=com.docker.stack.namespace={name}");

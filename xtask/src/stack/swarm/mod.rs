@@ -297,6 +297,18 @@ mod tests {
     }
 
     #[test]
+    fn a_task_containers_start_and_health_is_numbered_by_its_slot() {
+        // `Docker::start_and_health` of 4 task containers: no compose number, the task's name
+        let times = compose_parse::parse_inspect(&load("start-and-health.txt")).unwrap();
+        let mut slots: Vec<u32> = times.iter().map(|t| t.number).collect();
+        slots.sort_unstable();
+        assert_eq!(slots, [1, 2, 3, 4]);
+        assert!(times
+            .iter()
+            .all(|t| t.started_at.is_some() && !t.probes.is_empty()));
+    }
+
+    #[test]
     fn service_logs_in_compose_shape_feed_the_start_up_parser_by_slot() {
         let lines = parse::service_logs(&load("service-logs.txt"));
         let text = compose_shaped(&lines, "api");
