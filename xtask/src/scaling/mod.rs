@@ -292,10 +292,10 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     outcome::fresh_dir(&report_dir)?;
 
     ui::step(&format!(
-        "Scaling check of {} on {}: {} replicas{}",
+        "Scaling check of {}: {} replicas on {}{}",
         project.root.display(),
-        opts.engine.name(),
         opts.replicas,
+        opts.engine.name(),
         opts.fault
             .map(|f| format!(", fault {}", f.name()))
             .unwrap_or_default()
