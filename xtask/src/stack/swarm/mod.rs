@@ -46,18 +46,21 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// The current task of each slot with its container (if it has one yet), by slot.
+    /// The current task of each slot with its container, by slot. A task Swarm has not
+    /// started yet (one replacing a stopped task waits out the restart delay) has none: the
+    /// slot's latest container stands for it, so its start time and exit stay visible.
     pub fn current(&self) -> BTreeMap<u32, (&Task, Option<&TaskContainer>)> {
         self.tasks
             .iter()
             .filter(|t| t.is_current())
             .map(|t| {
-                let container = self
-                    .containers
-                    .iter()
-                    .filter(|c| c.task_id == t.id)
-                    .max_by_key(|c| c.started_at);
-                (t.slot, (t, container))
+                let latest = |of_task: bool| {
+                    self.containers
+                        .iter()
+                        .filter(|c| c.slot == t.slot && (!of_task || c.task_id == t.id))
+                        .max_by_key(|c| c.started_at)
+                };
+                (t.slot, (t, latest(true).or_else(|| latest(false))))
             })
             .collect()
     }
@@ -271,16 +274,8 @@ mod tests {
     }
 
     #[test]
-    fn a_rejected_task_reads_as_an_exited_replica() {
-        let tasks = recorded("service-ps-api-rejected.jsonl");
-        let replicas = tasks.as_containers("api");
-        let slot2 = replicas.iter().find(|c| c.number == 2).unwrap();
-        assert!(slot2.is_down(), "{slot2:?}");
-        assert!(slot2.status.starts_with("Rejected"));
-    }
-
-    #[test]
-    fn a_task_without_a_container_yet_is_created_not_down() {
+    fn a_task_not_started_yet_stands_as_its_slots_last_container() {
+        // slot 3's current task lost its container; the slot's earlier one exited 1
         let mut tasks = recorded("service-ps-api-converged.jsonl");
         let id = tasks
             .tasks
@@ -290,6 +285,25 @@ mod tests {
             .id
             .clone();
         tasks.containers.retain(|c| c.task_id != id);
+        let replicas = tasks.as_containers("api");
+        let slot3 = replicas.iter().find(|c| c.number == 3).unwrap();
+        assert_eq!((slot3.state.as_str(), slot3.exit_code), ("exited", 1));
+        assert!(slot3.is_down() && !slot3.id.is_empty());
+    }
+
+    #[test]
+    fn a_rejected_task_reads_as_an_exited_replica() {
+        let tasks = recorded("service-ps-api-rejected.jsonl");
+        let replicas = tasks.as_containers("api");
+        let slot2 = replicas.iter().find(|c| c.number == 2).unwrap();
+        assert!(slot2.is_down(), "{slot2:?}");
+        assert!(slot2.status.starts_with("Rejected"));
+    }
+
+    #[test]
+    fn a_slot_without_any_container_yet_is_created_not_down() {
+        let mut tasks = recorded("service-ps-api-converged.jsonl");
+        tasks.containers.retain(|c| c.slot != 3);
         let replicas = tasks.as_containers("api");
         let slot3 = replicas.iter().find(|c| c.number == 3).unwrap();
         assert_eq!(slot3.state, "created");
