@@ -520,12 +520,10 @@ fn run_scenario(
         .collect();
 
     let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
-    // On Swarm a task is `Running` only once its container is healthy: one Swarm is still
-    // starting in place of a stopped one is not asked.
     let tasks = stack.swarm_tasks()?;
     let running: Vec<u32> = containers
         .iter()
-        .filter(|c| c.state == "running" && (tasks.is_none() || c.status.starts_with("Running")))
+        .filter(|c| c.state == "running")
         .map(|c| c.number)
         .collect();
     let mut checks = vec![match &tasks {

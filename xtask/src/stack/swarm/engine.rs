@@ -458,6 +458,21 @@ impl SwarmStack {
         Ok(left)
     }
 
+    /// `docker logs --timestamps` of one container, stdout's lines then stderr's.
+    pub fn container_log(&self, sh: &Shell, container: &str) -> Result<String> {
+        let docker = &self.docker;
+        let out = cmd!(sh, "{docker} logs --timestamps {container}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("docker logs of {container}"))?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
     /// `stack rm`, then waits until its containers and networks are gone and removes its
     /// volumes. Returns the seconds it took.
     pub fn remove(&self, sh: &Shell, timeout: Duration) -> Result<f64> {

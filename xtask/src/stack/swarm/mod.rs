@@ -202,13 +202,24 @@ impl Swarm {
         Ok(format!("{}_{source}", self.stack.name))
     }
 
-    /// Every task's log lines (exited ones included) in compose's `logs --timestamps` shape,
-    /// `api.3 | <time> <line>`, so the engine-neutral log parser reads them.
+    /// Every task container's log lines (exited ones included) in compose's
+    /// `logs --timestamps` shape, `api.3 | <time> <line>`, so the engine-neutral log parser
+    /// reads them. Read with `docker logs` from each container of this node: `docker service
+    /// logs` was seen to print nothing at all for a service whose tasks were unhealthy
+    /// (`--fault data-not-writable`), and the check runs on one node anyway.
     pub fn logs_as_compose(&self, sh: &Shell, service: &str) -> Result<String> {
-        Ok(compose_shaped(
-            &parse::service_logs(&self.stack.logs(sh, service)?),
-            service,
-        ))
+        let tasks = self.tasks(sh, service)?;
+        let mut lines = Vec::new();
+        for c in &tasks.containers {
+            let node = tasks
+                .tasks
+                .iter()
+                .find(|t| t.id == c.task_id)
+                .map_or("", |t| t.node.as_str());
+            let text = self.stack.container_log(sh, &c.id)?;
+            lines.extend(parse::container_logs(&text, c.slot, &c.task_id, node));
+        }
+        Ok(compose_shaped(&lines, service))
     }
 }
 
