@@ -46,21 +46,31 @@ pub struct Tasks {
 }
 
 impl Tasks {
-    /// The current task of each slot with its container, by slot. A task Swarm has not
-    /// started yet (one replacing a stopped task waits out the restart delay) has none: the
-    /// slot's latest container stands for it, so its start time and exit stay visible.
+    /// The current task of each slot with its container, by slot. While Swarm has not started
+    /// a task's container yet (one replacing a stopped task waits out the restart delay as
+    /// `Ready`, its container created but not started), the slot's latest started container
+    /// stands for it, so its start time and its exit stay visible.
     pub fn current(&self) -> BTreeMap<u32, (&Task, Option<&TaskContainer>)> {
         self.tasks
             .iter()
             .filter(|t| t.is_current())
             .map(|t| {
-                let latest = |of_task: bool| {
+                let own = self
+                    .containers
+                    .iter()
+                    .filter(|c| c.task_id == t.id)
+                    .max_by_key(|c| c.started_at);
+                let earlier = || {
                     self.containers
                         .iter()
-                        .filter(|c| c.slot == t.slot && (!of_task || c.task_id == t.id))
+                        .filter(|c| c.slot == t.slot && c.started_at.is_some())
                         .max_by_key(|c| c.started_at)
                 };
-                (t.slot, (t, latest(true).or_else(|| latest(false))))
+                let container = match own {
+                    Some(c) if c.started_at.is_some() => Some(c),
+                    _ => earlier().or(own),
+                };
+                (t.slot, (t, container))
             })
             .collect()
     }
@@ -300,6 +310,24 @@ mod tests {
         let slot3 = replicas.iter().find(|c| c.number == 3).unwrap();
         assert_eq!((slot3.state.as_str(), slot3.exit_code), ("exited", 1));
         assert!(slot3.is_down() && !slot3.id.is_empty());
+    }
+
+    #[test]
+    fn a_task_whose_container_is_created_but_not_started_stands_as_the_earlier_one() {
+        let mut tasks = recorded("service-ps-api-converged.jsonl");
+        let id = tasks
+            .tasks
+            .iter()
+            .find(|t| t.is_current() && t.slot == 3)
+            .unwrap()
+            .id
+            .clone();
+        for c in tasks.containers.iter_mut().filter(|c| c.task_id == id) {
+            (c.status, c.health, c.started_at) = ("created".into(), String::new(), None);
+        }
+        let replicas = tasks.as_containers("api");
+        let slot3 = replicas.iter().find(|c| c.number == 3).unwrap();
+        assert_eq!((slot3.state.as_str(), slot3.exit_code), ("exited", 1));
     }
 
     #[test]
