@@ -312,6 +312,7 @@ impl Docker {
     pub fn start_and_health(&self, sh: &Shell, ids: &[String]) -> Result<String> {
         let format = concat!(
             r#"{"number":{{json (index .Config.Labels "com.docker.compose.container-number")}},"#,
+            r#""task":{{json (index .Config.Labels "com.docker.swarm.task.name")}},"#,
             r#""started_at":{{json .State.StartedAt}},"health":{{json .State.Health}}}"#
         );
         self.inspect(sh, ids, format)
@@ -384,7 +385,7 @@ fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str])
 /// Runs `$XTASK_SQL` as root on the application database inside the db container, with
 /// `-N -B` output. The root password never leaves the container's environment, and the SQL
 /// travels in an environment variable, so it needs no shell quoting.
-const DB_SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$XTASK_SQL\"";
+pub const DB_SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$XTASK_SQL\"";
 
 /// How to run Compose v2: the docker CLI plugin, or a standalone binary.
 #[derive(Clone, Debug)]

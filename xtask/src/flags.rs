@@ -44,14 +44,20 @@ xflags::xflags! {
             optional --report-dir dir: PathBuf
             /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
             optional --db name: String
+            /// What runs the stack: compose (default) or swarm (the compose file deployed as a
+            /// Docker Swarm stack; a single-node swarm is created for the run if needed).
+            optional --engine name: String
         }
 
         /// Run every fault of `test-scaling --fault` and assert that each one is caught.
         cmd test-faults {
-            /// Only these faults (comma-separated); default: all.
+            /// Only these faults (comma-separated); default: all (on swarm: replica-down and
+            /// data-not-writable).
             optional --only names: String
             /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
             optional --db name: String
+            /// What runs the stack: compose (default) or swarm.
+            optional --engine name: String
         }
 
         /// Resilience of the scaled stack: leader death, database restart, concurrent writers,

@@ -113,7 +113,14 @@ fn run(flags: flags::Xtask) -> anyhow::Result<()> {
         }
         flags::XtaskCmd::TestFaults(cmd) => {
             let db = cmd.db.as_deref().map(DbChoice::parse).transpose()?;
-            scaling::faults::run(&sh, &project, cmd.only.as_deref(), db)
+            let engine = cmd
+                .engine
+                .as_deref()
+                .map(stack::EngineKind::parse)
+                .transpose()
+                .map_err(outcome::CannotRun)?
+                .unwrap_or_default();
+            scaling::faults::run(&sh, &project, cmd.only.as_deref(), db, engine)
         }
         flags::XtaskCmd::TestResilience(cmd) => resilience::run(&sh, &project, &cmd),
         flags::XtaskCmd::Bench(cmd) => bench::run(&sh, &project, &cmd),

@@ -1,6 +1,7 @@
 //! `cargo xtask test`: every test of the project, the README's test command.
 //! Unit tests, the api's tests against real servers, then (with Docker) the scaling check for
-//! real, the fault-injection runs and the resilience scenarios, each on the servers `plan` picks.
+//! real (and once as a Docker Swarm stack), the fault-injection runs and the resilience
+//! scenarios, each on the servers `plan` picks.
 
 use std::time::Instant;
 
@@ -27,6 +28,8 @@ pub enum Stage {
     Unit,
     Api(Option<DbChoice>),
     Scaling(Option<DbChoice>),
+    /// `test-scaling --engine swarm`, once per run.
+    SwarmScaling(Option<DbChoice>),
     Faults(Option<DbChoice>),
     Resilience(Option<DbChoice>),
 }
@@ -41,6 +44,7 @@ impl Stage {
             Stage::Unit => "xtask unit tests".into(),
             Stage::Api(db) => format!("api tests{}", on(db)),
             Stage::Scaling(db) => format!("test-scaling{}", on(db)),
+            Stage::SwarmScaling(db) => format!("test-scaling --engine swarm{}", on(db)),
             Stage::Faults(db) => format!("test-faults{}", on(db)),
             Stage::Resilience(db) => format!("test-resilience{}", on(db)),
         }
@@ -49,7 +53,7 @@ impl Stage {
     fn needs_docker(&self) -> bool {
         matches!(
             self,
-            Stage::Scaling(_) | Stage::Faults(_) | Stage::Resilience(_)
+            Stage::Scaling(_) | Stage::SwarmScaling(_) | Stage::Faults(_) | Stage::Resilience(_)
         )
     }
 }
@@ -79,6 +83,9 @@ pub fn plan(flags: &flags::Test) -> Result<Vec<Stage>> {
     let mut stages = vec![Stage::Unit];
     stages.extend(api_and_scaling.iter().cloned().map(Stage::Api));
     stages.extend(api_and_scaling.into_iter().map(Stage::Scaling));
+    // Swarm once, on the first server of the other stages: it answers "does the same stack
+    // scale as a Swarm stack", not a per-server question.
+    stages.extend(rest.first().cloned().map(Stage::SwarmScaling));
     stages.extend(rest.iter().cloned().map(Stage::Faults));
     stages.extend(rest.into_iter().map(Stage::Resilience));
     if flags.no_docker {
@@ -120,7 +127,28 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Test) -> Result<()> {
                     ..scaling::Options::default()
                 },
             ),
-            Stage::Faults(db) => scaling::faults::run(sh, project, None, db.clone()),
+            Stage::SwarmScaling(db) => scaling::run(
+                sh,
+                project,
+                scaling::Options {
+                    db: db.clone(),
+                    engine: crate::stack::EngineKind::Swarm,
+                    report_dir: db.as_ref().map(|db| {
+                        project
+                            .target_dir
+                            .join("scaling-report")
+                            .join(format!("swarm-{}", report_slug(db)))
+                    }),
+                    ..scaling::Options::default()
+                },
+            ),
+            Stage::Faults(db) => scaling::faults::run(
+                sh,
+                project,
+                None,
+                db.clone(),
+                crate::stack::EngineKind::Compose,
+            ),
             Stage::Resilience(db) => resilience::run(
                 sh,
                 project,
@@ -189,6 +217,7 @@ mod tests {
                 "api tests on mysql-9",
                 "test-scaling on mariadb-10.11",
                 "test-scaling on mysql-9",
+                "test-scaling --engine swarm",
                 "test-faults",
                 "test-resilience",
             ]
@@ -198,11 +227,14 @@ mod tests {
     #[test]
     fn db_runs_every_stage_on_that_server_only() {
         let stages = plan(&flags(Some("mariadb-11.8"), false, false)).unwrap();
-        assert_eq!(stages.len(), 5);
+        assert_eq!(stages.len(), 6);
         let on = Some(DbChoice::Known(Server::Mariadb118));
         assert!(stages[1..].iter().all(|s| match s {
-            Stage::Api(db) | Stage::Scaling(db) | Stage::Faults(db) | Stage::Resilience(db) =>
-                *db == on,
+            Stage::Api(db)
+            | Stage::Scaling(db)
+            | Stage::SwarmScaling(db)
+            | Stage::Faults(db)
+            | Stage::Resilience(db) => *db == on,
             Stage::Unit => false,
         }));
     }
@@ -210,8 +242,15 @@ mod tests {
     #[test]
     fn the_matrix_runs_every_stage_on_all_three_servers() {
         let stages = plan(&flags(None, true, false)).unwrap();
-        // The unit tests once, then four stages per server.
-        assert_eq!(stages.len(), 1 + 4 * 3);
+        // The unit tests once, then four stages per server, and Swarm once.
+        assert_eq!(stages.len(), 1 + 4 * 3 + 1);
+        assert_eq!(
+            stages
+                .iter()
+                .filter(|s| matches!(s, Stage::SwarmScaling(_)))
+                .count(),
+            1
+        );
         for server in Server::ALL {
             let on = Some(DbChoice::Known(server));
             assert!(stages.contains(&Stage::Api(on.clone())));

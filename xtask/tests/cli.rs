@@ -114,6 +114,24 @@ fn out_of_range_values_exit_2_before_docker() {
         "--fault needs at least 2 replicas",
     );
     assert_cannot_run(&["test-faults", "--only", "nope"], "unknown fault \"nope\"");
+    assert_cannot_run(
+        &["test-scaling", "--engine", "k8s"],
+        "choose compose or swarm",
+    );
+    assert_cannot_run(
+        &[
+            "test-scaling",
+            "--engine",
+            "swarm",
+            "--fault",
+            "late-replica",
+        ],
+        "not available with --engine swarm",
+    );
+    assert_cannot_run(
+        &["test-faults", "--engine", "swarm", "--only", "no-lock"],
+        "not available with --engine swarm",
+    );
     assert_cannot_run(&["test-resilience", "--replicas", "1"], "between 2 and 16");
     assert_cannot_run(&["test-resilience", "--only", "nope"], "unknown scenario");
     assert_cannot_run(&["bench", "--replicas", "0"], "between 1 and 32");

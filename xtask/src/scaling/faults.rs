@@ -14,7 +14,7 @@ use crate::{
     host::dbserver::DbChoice,
     outcome::{self, CannotRun, Failed},
     scaling,
-    stack::DbState,
+    stack::{DbState, EngineKind},
     ui, Project,
 };
 
@@ -70,19 +70,57 @@ const EXPECTATIONS: &[Expectation] = &[
     },
 ];
 
+/// The same faults on Swarm, where a replica is a task `api.<slot>` on a node, and a stopped
+/// task is replaced by Swarm (its slot's history shows it).
+const SWARM_EXPECTATIONS: &[Expectation] = &[
+    Expectation {
+        fault: Fault::ReplicaDown,
+        fails: "TEST-01",
+        evidence: &["api.4 (node ", "was restarted"],
+        passes: &["TEST-02", "TEST-03", "TEST-04", "HTTP"],
+    },
+    Expectation {
+        fault: Fault::DataNotWritable,
+        fails: "TEST-03",
+        evidence: &[
+            "cannot write to /app/data",
+            "uid 10001",
+            "owned by 0:0",
+            "api.1 (node ",
+        ],
+        passes: &["TEST-02", "TEST-04"],
+    },
+];
+
 /// `db`: the database server every fault run uses (`--db`); `None` is the default stack's.
-pub fn run(sh: &Shell, project: &Project, only: Option<&str>, db: Option<DbChoice>) -> Result<()> {
+/// `engine`: Compose, or Swarm with the faults that apply there.
+pub fn run(
+    sh: &Shell,
+    project: &Project,
+    only: Option<&str>,
+    db: Option<DbChoice>,
+    engine: EngineKind,
+) -> Result<()> {
+    let expectations = match engine {
+        EngineKind::Compose => EXPECTATIONS,
+        EngineKind::Swarm => SWARM_EXPECTATIONS,
+    };
     let selected: Vec<&Expectation> = match only {
-        None => EXPECTATIONS.iter().collect(),
+        None => expectations.iter().collect(),
         Some(list) => {
             let mut v = Vec::new();
             for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
                 let fault = Fault::parse(name)?;
                 v.push(
-                    EXPECTATIONS
+                    expectations
                         .iter()
                         .find(|e| e.fault == fault)
-                        .expect("every fault has an expectation"),
+                        .ok_or_else(|| {
+                            CannotRun(format!(
+                                "fault {name} is not available with --engine {}",
+                                engine.name()
+                            ))
+                        })?,
                 );
             }
             v
@@ -106,6 +144,7 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>, db: Option<DbChoic
             no_build: i > 0,
             fault: Some(exp.fault),
             db: db.clone(),
+            engine,
             ..Options::default()
         };
         let verdict = scaling::execute(sh, project, &opts).and_then(|report| {
@@ -128,6 +167,7 @@ pub fn run(sh: &Shell, project: &Project, only: Option<&str>, db: Option<DbChoic
         "\n{}",
         outcome::row(COLUMNS, &["fault", "caught by", "time", "verdict"])
     );
+    println!("engine: {}", engine.name());
     let mut failed = 0;
     for (name, check, verdict, seconds) in &outcomes {
         let time = format!("{seconds:.0} s");

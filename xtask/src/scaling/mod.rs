@@ -1,11 +1,13 @@
 //! `cargo xtask test-scaling`: the pre-deploy check that horizontal scaling works, run for
-//! real with Docker Compose. Sequence: preflight, images, database, the fresh-database
-//! scenario, the existing-database scenario, report; cleanup on every exit path.
+//! real with Docker Compose or, with `--engine swarm`, as a Docker Swarm stack. Sequence:
+//! preflight, images, database, the fresh-database scenario, the existing-database scenario,
+//! report; cleanup on every exit path.
 
 pub mod checks;
 pub mod faults;
 pub mod report;
-// The Swarm engine's checks, plugged into the command with `--engine swarm` later.
+// `shared_data` (the per-node judge of TEST-03) serves `swarm_proof.rs` until the Swarm
+// check runs on more than one node; the command uses Compose's TEST-03 with its causes.
 #[allow(dead_code)]
 pub mod swarm_checks;
 #[cfg(test)]
@@ -32,14 +34,16 @@ use crate::{
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
-        http, parse, DbState, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
-        DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
+        http, parse, DbState, EngineKind, Setup, Stack, Unhealthy, DATA_DIR,
+        DEFAULT_MAX_STARTUP_SECS, DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
 };
 
 /// The check's own compose project: never the developer's default one, nor its volumes.
 pub const PROJECT_NAME: &str = "scaling-check";
+/// The check's own Swarm stack (`--engine swarm`).
+pub const SWARM_STACK_NAME: &str = "scaling-swarm";
 /// The outside client of the `lock-held` fault plays a migration that never ends; the api
 /// gets this deadline so the run stays short.
 const LOCK_HELD_DEADLINE_SECS: u64 = 10;
@@ -80,6 +84,12 @@ impl Fault {
         }
     }
 
+    /// The faults the Swarm run injects: the others act on Compose's way of starting
+    /// containers one by one or on the database in ways not yet wired for a Swarm stack.
+    pub fn on_swarm(self) -> bool {
+        matches!(self, Fault::ReplicaDown | Fault::DataNotWritable)
+    }
+
     pub fn parse(name: &str) -> Result<Fault> {
         Fault::ALL
             .into_iter()
@@ -107,6 +117,8 @@ pub struct Options {
     pub report_dir: Option<PathBuf>,
     /// How many times to run the whole check.
     pub repeat: u32,
+    /// `--engine`: Docker Compose or Docker Swarm.
+    pub engine: EngineKind,
 }
 
 impl Default for Options {
@@ -122,6 +134,7 @@ impl Default for Options {
             fault: None,
             report_dir: None,
             repeat: 1,
+            engine: EngineKind::Compose,
         }
     }
 }
@@ -148,6 +161,26 @@ impl Options {
             );
         }
         let fault = flags.fault.as_deref().map(Fault::parse).transpose()?;
+        let engine = flags
+            .engine
+            .as_deref()
+            .map(EngineKind::parse)
+            .transpose()
+            .map_err(CannotRun)?
+            .unwrap_or_default();
+        if let Some(f) = fault.filter(|f| engine == EngineKind::Swarm && !f.on_swarm()) {
+            return Err(CannotRun(format!(
+                "--fault {} is not available with --engine swarm: choose {}",
+                f.name(),
+                Fault::ALL
+                    .into_iter()
+                    .filter(|f| f.on_swarm())
+                    .map(|f| f.name())
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ))
+            .into());
+        }
         if fault.is_some() && replicas < 2 {
             return Err(CannotRun("--fault needs at least 2 replicas".into()).into());
         }
@@ -156,6 +189,7 @@ impl Options {
             return Err(CannotRun(format!("--repeat {repeat}: choose between 1 and 100")).into());
         }
         Ok(Options {
+            engine,
             repeat,
             replicas,
             max_startup,
@@ -247,12 +281,21 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             .join(format!("fault-{}", f.name())),
         None => project.target_dir.join("scaling-report").join("latest"),
     });
+    let report_dir = match opts.engine {
+        // Swarm's reports beside Compose's, not over them.
+        EngineKind::Swarm if opts.report_dir.is_none() => {
+            let name = report_dir.file_name().unwrap_or_default().to_string_lossy();
+            report_dir.with_file_name(format!("swarm-{name}"))
+        }
+        _ => report_dir,
+    };
     outcome::fresh_dir(&report_dir)?;
 
     ui::step(&format!(
-        "Scaling check of {}: {} replicas{}",
+        "Scaling check of {}: {} replicas on {}{}",
         project.root.display(),
         opts.replicas,
+        opts.engine.name(),
         opts.fault
             .map(|f| format!(", fault {}", f.name()))
             .unwrap_or_default()
@@ -298,8 +341,12 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         Setup {
             extra,
             write_vars: opts.keep,
+            engine: opts.engine,
             ..Setup::new(
-                PROJECT_NAME,
+                match opts.engine {
+                    EngineKind::Compose => PROJECT_NAME,
+                    EngineKind::Swarm => SWARM_STACK_NAME,
+                },
                 opts.replicas,
                 &image_set,
                 report_dir.join(if opts.keep {
@@ -310,10 +357,17 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             )
         },
     )?;
-    let guard = stack.begin(opts.keep)?;
-
     let mut report = report::Report::new(opts, &image_set);
     report.checkout = project.root.display().to_string();
+    let guard = match stack.begin(opts.keep) {
+        Ok(guard) => guard,
+        Err(e) => {
+            // Joining the swarm failed (a worker node) or the old stack would not go.
+            report.error = Some(format!("{e:#}"));
+            report.write(&report_dir)?;
+            return Err(e);
+        }
+    };
     let outcome = (|| -> Result<()> {
         stack.start_db(opts.timeout)?;
         let fresh = run_scenario(&stack, opts, DbState::FreshDatabase, &report_dir)?;
@@ -331,7 +385,9 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     }
     stack.save_logs_by_container(&report_dir);
     drop(guard);
-    if opts.fault.is_none() && !opts.keep {
+    // test-faults checks what a Compose fault run left; a Swarm run checks itself (the swarm
+    // membership is part of what it must leave as it found it).
+    if (opts.fault.is_none() || opts.engine == EngineKind::Swarm) && !opts.keep {
         let left = stack.leftovers()?;
         if !left.is_empty() {
             report
@@ -392,8 +448,10 @@ fn run_scenario(
     let contention = if scenario == DbState::FreshDatabase {
         let c = stack.start_api_contended(first, opts.timeout)?;
         ui::note(&format!(
-            "database paused {:.1} s while compose started {first} replicas ({:.1} s), then released",
-            c.paused_s, c.compose_up_s
+            "database paused {:.1} s while {} started {first} replicas ({:.1} s), then released",
+            c.paused_s,
+            stack.engine().name(),
+            c.compose_up_s
         ));
         Some(c)
     } else {
@@ -417,6 +475,17 @@ fn run_scenario(
         if let Some(last) = containers.iter().max_by_key(|c| c.number) {
             ui::note(&format!("fault: stopping {}", last.label()));
             stack.docker.stop(stack.sh, &last.id)?;
+            // Swarm records the stopped task in the slot's history and schedules another: wait
+            // until it has, so the check sees what Swarm did rather than a race with it.
+            let since = Instant::now();
+            while let Some(tasks) = stack.swarm_tasks()? {
+                if tasks.replaced().get(&last.number).copied().unwrap_or(0) > 0
+                    || since.elapsed() > Duration::from_secs(15)
+                {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(300));
+            }
         }
     }
     if let Some(mut holder) = lock_holder.take() {
@@ -438,6 +507,7 @@ fn run_scenario(
     crate::timeline::add_to_report(
         stack.sh,
         &stack.docker,
+        stack.engine().name(),
         scenario,
         &containers,
         &startups,
@@ -450,19 +520,26 @@ fn run_scenario(
         .collect();
 
     let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
+    let tasks = stack.swarm_tasks()?;
     let running: Vec<u32> = containers
         .iter()
         .filter(|c| c.state == "running")
         .map(|c| c.number)
         .collect();
-    let mut checks = vec![checks::replicas(
-        n,
-        &containers,
-        &restarts,
-        &wait,
-        &last_lines,
-    )];
-    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let mut checks = vec![match &tasks {
+        None => checks::replicas(n, &containers, &restarts, &wait, &last_lines),
+        Some(tasks) => {
+            let mut c = swarm_checks::tasks_healthy(n, &tasks.tasks, &tasks.containers);
+            swarm_checks::add_wait(&mut c, &wait);
+            c
+        }
+    }];
+    // A Swarm task may have no container yet (one replacing a stopped task).
+    let ids: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| c.id.clone())
+        .collect();
     let inspect = stack.docker.start_and_health(stack.sh, &ids)?;
     std::fs::write(
         report_dir.join(format!("{}-inspect.txt", scenario.slug())),
@@ -511,6 +588,12 @@ fn run_scenario(
                 .collect();
             c.evidence
                 .push(format!("not running, so not asked: {}", down.join(", ")));
+        }
+    }
+    if let Some(tasks) = &tasks {
+        let nodes = tasks.nodes();
+        for check in checks.iter_mut() {
+            swarm_checks::name_tasks(check, &nodes);
         }
     }
     for check in &checks {
@@ -609,37 +692,27 @@ fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
     let body: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
-    let mut ports = BTreeMap::new();
-    for &n in replicas {
-        if let Ok(addr) = stack.port(n) {
-            ports.insert(n, addr);
-        }
-    }
-    let Some((&first, addr)) = ports.iter().next() else {
+    let Some(&first) = replicas.first() else {
         return checks::cross_replica_http(
             0,
-            &Err("no replica has a published port".into()),
+            &Err("no replica is running".into()),
             &body,
             &[],
             replicas,
         );
     };
     let timeout = Duration::from_secs(10);
-    let send = |addr: &str, method: &str, path: &str, body: &[u8]| -> Result<http::Reply, String> {
-        let addr: std::net::SocketAddr = addr
-            .parse()
-            .map_err(|e| format!("published address {addr:?}: {e}"))?;
+    // Through each replica's published port on Compose; from a client container on the
+    // stack's overlay network on Swarm (`Stack::http`).
+    let send = |n: u32, method: &str, path: &str, body: &[u8]| -> Result<http::Reply, String> {
         let headers: &[(&str, &str)] = if body.is_empty() {
             &[]
         } else {
             &[("Content-Type", "application/octet-stream")]
         };
-        match http::send(addr, &http::request(method, path, headers, body), timeout) {
-            http::Outcome::Reply(reply) => Ok(reply),
-            other => Err(other.describe()),
-        }
+        stack.http(n, &http::request(method, path, headers, body), timeout)
     };
-    let store = send(addr, "POST", "/documents?name=scaling-check.bin", &body).and_then(|r| {
+    let store = send(first, "POST", "/documents?name=scaling-check.bin", &body).and_then(|r| {
         let text = String::from_utf8_lossy(&r.body).into_owned();
         if r.status == 201 {
             Ok(text)
@@ -654,12 +727,12 @@ fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
         .and_then(|v| v["id"].as_str().map(String::from));
     let mut reads = Vec::new();
     if let Some(id) = &id {
-        for (&n, addr) in &ports {
-            let result = send(addr, "GET", &format!("/documents/{id}/content"), b"")
+        for &n in replicas {
+            let result = send(n, "GET", &format!("/documents/{id}/content"), b"")
                 .map(|r| (r.status, r.body));
             reads.push(HttpRead { number: n, result });
         }
-        let _ = send(addr, "DELETE", &format!("/documents/{id}"), b"");
+        let _ = send(first, "DELETE", &format!("/documents/{id}"), b"");
     }
     let store = match (&store, &id) {
         (Ok(text), Some(_)) => Ok(text.chars().take(200).collect()),

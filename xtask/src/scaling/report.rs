@@ -15,6 +15,8 @@ const COLUMNS: &[usize] = &[18, 8, 26, 6];
 
 #[derive(Debug)]
 pub struct Report {
+    /// `compose` or `swarm`: what ran the stack.
+    pub engine: &'static str,
     pub replicas: u32,
     pub max_startup: f64,
     pub fault: Option<String>,
@@ -32,6 +34,7 @@ pub struct Report {
 impl Report {
     pub fn new(opts: &Options, images: &ImageSet) -> Report {
         Report {
+            engine: opts.engine.name(),
             replicas: opts.replicas,
             max_startup: opts.max_startup,
             fault: opts.fault.map(|f| f.name().to_string()),
@@ -110,8 +113,9 @@ impl Report {
         }
         println!("{}", "-".repeat(100));
         println!(
-            "{} replicas{}, {:.1} s in all",
+            "{} replicas on {}{}, {:.1} s in all",
             self.replicas,
+            self.engine,
             self.fault
                 .as_deref()
                 .map(|f| format!(", fault {f}"))
@@ -130,6 +134,7 @@ impl Report {
     pub fn to_json(&self) -> serde_json::Value {
         json!({
             "passed": self.passed(),
+            "engine": self.engine,
             "replicas": self.replicas,
             "max_startup_s": self.max_startup,
             "fault": self.fault,
@@ -146,9 +151,13 @@ impl Report {
     }
 
     pub fn to_junit(&self) -> Result<String> {
-        let mut junit = quick_junit::Report::new("scaling-check");
+        let mut junit = quick_junit::Report::new(format!("scaling-check ({})", self.engine));
         for s in &self.scenarios {
-            let mut suite = TestSuite::new(format!("test-scaling: {}", s.scenario.name()));
+            let mut suite = TestSuite::new(format!(
+                "test-scaling on {}: {}",
+                self.engine,
+                s.scenario.name()
+            ));
             for c in &s.checks {
                 let status = if c.passed {
                     TestCaseStatus::success()
@@ -159,14 +168,14 @@ impl Report {
                     status
                 };
                 let mut case = TestCase::new(format!("{} {}", c.id, c.name), status);
-                case.set_classname(format!("scaling.{}", s.scenario.slug()));
+                case.set_classname(format!("scaling.{}.{}", self.engine, s.scenario.slug()));
                 case.set_system_out(format!("{}\n{}", c.summary, c.evidence.join("\n")));
                 suite.add_test_case(case);
             }
             junit.add_test_suite(suite);
         }
         if let Some(e) = &self.error {
-            let mut suite = TestSuite::new("test-scaling: run");
+            let mut suite = TestSuite::new(format!("test-scaling on {}: run", self.engine));
             let mut status = TestCaseStatus::non_success(NonSuccessKind::Error);
             status.set_message(e.clone());
             suite.add_test_case(TestCase::new("run", status));

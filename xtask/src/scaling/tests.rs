@@ -915,6 +915,7 @@ fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
         let mut c = checks::capacity(4, 5, if passed { 300 } else { 10 }, 9);
         c.figures.insert("contended".into(), contended);
         Report {
+            engine: "compose",
             replicas: 4,
             max_startup: 5.0,
             fault: None,

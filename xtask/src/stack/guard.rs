@@ -1,14 +1,89 @@
-//! The cleanup of test stacks: a guard that takes a compose project down on every exit path,
-//! and the one Ctrl-C handler that takes down whichever stacks are up.
+//! The cleanup of test stacks: a guard that takes a stack down on every exit path (a compose
+//! project, or a Swarm stack and the swarm the run created), and the one Ctrl-C handler that
+//! takes down whichever stacks are up.
+
+use std::time::Duration;
 
 use xshell::Shell;
 
+use super::swarm::engine::{Membership, SwarmStack};
 use crate::docker::Compose;
 
-/// Compose stacks to take down on Ctrl-C, whatever the main thread is doing. One registry
-/// and one handler for every check, so a run of several checks in one process (`cargo xtask
-/// test`) cleans up whichever stack is up.
-static LIVE_STACKS: std::sync::Mutex<Vec<Compose>> = std::sync::Mutex::new(Vec::new());
+/// How long `stack rm` may take until its containers and networks are gone.
+const SWARM_REMOVAL: Duration = Duration::from_secs(120);
+
+/// What to take down: a compose project, or a Swarm stack and, if this run created it, the
+/// swarm itself.
+#[derive(Debug)]
+pub enum Teardown {
+    Compose(Compose),
+    Swarm {
+        stack: SwarmStack,
+        membership: Membership,
+    },
+}
+
+impl Teardown {
+    fn name(&self) -> &str {
+        match self {
+            Teardown::Compose(c) => &c.project,
+            Teardown::Swarm { stack, .. } => &stack.name,
+        }
+    }
+
+    fn run(&self, sh: &Shell) -> anyhow::Result<()> {
+        match self {
+            Teardown::Compose(compose) => compose.down(sh),
+            Teardown::Swarm { stack, membership } => {
+                // Leave the swarm we created even if the removal failed: a half-removed stack
+                // goes with the swarm.
+                let removed = stack.remove(sh, SWARM_REMOVAL).map(drop);
+                let left = membership.leave(sh);
+                removed.and(left)
+            }
+        }
+    }
+
+    fn describe(&self) -> &'static str {
+        match self {
+            Teardown::Compose(_) => "down -v --remove-orphans",
+            Teardown::Swarm { membership, .. } if membership.created => {
+                "stack rm, its networks and volumes, and leaving the swarm this run created"
+            }
+            Teardown::Swarm { .. } => "stack rm, its networks and volumes",
+        }
+    }
+
+    fn print_keep(&self) {
+        eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
+        match self {
+            Teardown::Compose(compose) => {
+                eprintln!("  {}", compose.user_command("ps"));
+                eprintln!("  {}", compose.user_command("logs --timestamps api"));
+                eprintln!("  {}", compose.user_command("down -v --remove-orphans"));
+            }
+            Teardown::Swarm { stack, membership } => {
+                eprintln!("  docker stack ps {}", stack.name);
+                eprintln!(
+                    "  docker service logs --timestamps {}",
+                    stack.service("api")
+                );
+                eprintln!(
+                    "  docker stack rm {0}; then, once its containers are gone: docker volume rm $(docker volume ls -q --filter label=com.docker.stack.namespace={0})",
+                    stack.name
+                );
+                if membership.created {
+                    eprintln!("  docker swarm leave --force   # this run created the swarm");
+                }
+            }
+        }
+    }
+}
+
+/// Stacks to take down on Ctrl-C, whatever the main thread is doing. One registry and one
+/// handler for every check, so a run of several checks in one process (`cargo xtask test`)
+/// cleans up whichever stack is up.
+static LIVE_STACKS: std::sync::Mutex<Vec<Teardown>> = std::sync::Mutex::new(Vec::new());
 
 fn install_interrupt_handler() {
     static ONCE: std::sync::Once = std::sync::Once::new();
@@ -20,8 +95,8 @@ fn install_interrupt_handler() {
                 .map(|mut live| std::mem::take(&mut *live))
                 .unwrap_or_default();
             if let Ok(sh) = Shell::new() {
-                for compose in stacks {
-                    let _ = compose.down(&sh);
+                for stack in stacks {
+                    let _ = stack.run(&sh);
                 }
             }
             std::process::exit(130);
@@ -29,53 +104,49 @@ fn install_interrupt_handler() {
     });
 }
 
-/// Takes a compose project down (`down -v --remove-orphans`) when dropped: on success,
-/// failure, error and panic alike, and on Ctrl-C through the shared handler. With `keep`,
-/// leaves it up and prints how to inspect and remove it.
+/// Takes a stack down when dropped: on success, failure, error and panic alike, and on
+/// Ctrl-C through the shared handler. With `keep`, leaves it up and prints how to inspect and
+/// remove it.
 pub struct StackGuard {
-    compose: Compose,
+    name: String,
     keep: bool,
 }
 
 impl StackGuard {
     pub fn new(compose: &Compose, keep: bool) -> StackGuard {
+        StackGuard::of(Teardown::Compose(compose.clone()), keep)
+    }
+
+    pub fn of(teardown: Teardown, keep: bool) -> StackGuard {
         install_interrupt_handler();
+        let name = teardown.name().to_string();
         if let Ok(mut live) = LIVE_STACKS.lock() {
-            live.push(compose.clone());
+            live.push(teardown);
         }
-        StackGuard {
-            compose: compose.clone(),
-            keep,
-        }
+        StackGuard { name, keep }
     }
 }
 
 impl Drop for StackGuard {
     fn drop(&mut self) {
-        let still_ours = LIVE_STACKS
+        let mine = LIVE_STACKS
             .lock()
             .map(|mut live| {
-                let before = live.len();
-                live.retain(|c| c.project != self.compose.project);
-                live.len() < before
+                let at = live.iter().position(|t| t.name() == self.name)?;
+                Some(live.remove(at))
             })
-            .unwrap_or(true);
-        if !still_ours {
+            .ok()
+            .flatten();
+        let Some(teardown) = mine else {
             return;
-        }
+        };
         if self.keep {
-            eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
-            eprintln!("  {}", self.compose.user_command("ps"));
-            eprintln!("  {}", self.compose.user_command("logs --timestamps api"));
-            eprintln!(
-                "  {}",
-                self.compose.user_command("down -v --remove-orphans")
-            );
+            teardown.print_keep();
             return;
         }
-        crate::ui::step("Cleaning up: down -v --remove-orphans");
+        crate::ui::step(&format!("Cleaning up: {}", teardown.describe()));
         if let Ok(sh) = Shell::new() {
-            if let Err(e) = self.compose.down(&sh) {
+            if let Err(e) = teardown.run(&sh) {
                 crate::ui::warn(&format!("cleanup failed: {e:#}"));
             }
         }

@@ -1,12 +1,13 @@
-//! A test stack: one compose project of the api's replicas and their database, set up with
-//! this run's passwords, taken down on every exit path, and the operations every command runs
-//! on it (containers, waits, logs, SQL, published ports). Commands use a `Stack`; only this
-//! layer knows which engine runs it (`Engine`); every call to Docker goes through `crate::docker`.
+//! A test stack: the api's replicas and their database, as one compose project or one Swarm
+//! stack, set up with this run's passwords, taken down on every exit path, and the operations
+//! every command runs on it (containers, waits, logs, SQL, HTTP to a replica). Commands use a
+//! `Stack`; only this layer knows which engine runs it (`Engine`).
 
 pub mod db;
 mod guard;
 pub mod http;
 pub mod parse;
+// The lifecycle wait, node listing and probe-file parser serve `scaling/swarm_proof.rs` (a test).
 #[allow(dead_code)]
 pub mod swarm;
 
@@ -24,7 +25,14 @@ use serde::Serialize;
 use xshell::Shell;
 
 pub use self::guard::StackGuard;
-use self::parse::{Container, LogLine};
+use self::{
+    guard::Teardown,
+    parse::{Container, LogLine},
+    swarm::{
+        engine::{Membership, SwarmStack},
+        Swarm, Tasks,
+    },
+};
 use crate::{
     docker::{Compose, ComposeProgram, Docker, TestStack},
     host::{images, testdb::random_hex},
@@ -48,11 +56,40 @@ pub const DEFAULT_MAX_STARTUP_SECS: f64 = 5.0;
 /// How long to wait for the replicas to be healthy, seconds, unless told otherwise.
 pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
-/// What runs the stack. One engine today, Docker Compose; a second one (Docker Swarm) is a new
-/// variant here and new arms in `Stack`'s methods, with no change to the commands.
-#[derive(Clone, Debug)]
+/// What runs the stack: Docker Compose, or the same compose file deployed as a Docker Swarm
+/// stack. Commands do not see it: `Stack`'s methods have an arm for each.
+#[derive(Debug)]
 pub enum Engine {
     Compose(Compose),
+    Swarm(Swarm),
+}
+
+/// Which engine a command asked for (`--engine`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EngineKind {
+    #[default]
+    Compose,
+    Swarm,
+}
+
+impl EngineKind {
+    pub const ALL: [EngineKind; 2] = [EngineKind::Compose, EngineKind::Swarm];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EngineKind::Compose => "compose",
+            EngineKind::Swarm => "swarm",
+        }
+    }
+
+    /// `--engine NAME`; anything else is a clear error (exit 2 by the caller).
+    pub fn parse(name: &str) -> Result<EngineKind, String> {
+        EngineKind::ALL
+            .into_iter()
+            .find(|e| e.name() == name)
+            .ok_or_else(|| format!("--engine {name:?}: choose compose or swarm"))
+    }
 }
 
 /// Which database the replicas start on.
@@ -139,6 +176,8 @@ pub struct Setup<'a> {
     /// Write every variable into `env_file` (so the commands printed for `--keep` work).
     pub write_vars: bool,
     pub images: &'a images::ImageSet,
+    /// Docker Compose, or a Swarm stack made from the same compose file.
+    pub engine: EngineKind,
 }
 
 impl<'a> Setup<'a> {
@@ -157,6 +196,7 @@ impl<'a> Setup<'a> {
             env_file,
             write_vars: false,
             images,
+            engine: EngineKind::Compose,
         }
     }
 }
@@ -231,9 +271,19 @@ impl<'a> Stack<'a> {
                 write_vars: setup.write_vars,
             },
         )?;
+        let engine = match setup.engine {
+            EngineKind::Compose => Engine::Compose(compose),
+            EngineKind::Swarm => Engine::Swarm(Swarm::new(
+                compose,
+                SwarmStack {
+                    docker: docker.program.clone(),
+                    name: setup.name.to_string(),
+                },
+            )),
+        };
         Ok(Stack {
             sh,
-            engine: Engine::Compose(compose),
+            engine,
             docker: docker.clone(),
             project: project.clone(),
             name: setup.name,
@@ -252,56 +302,156 @@ impl<'a> Stack<'a> {
         })
     }
 
+    /// The compose project: every engine has one (Swarm's stack file is made from its
+    /// `config`); the Compose-only operations use it directly.
     fn compose(&self) -> &Compose {
         match &self.engine {
             Engine::Compose(compose) => compose,
+            Engine::Swarm(swarm) => &swarm.compose,
+        }
+    }
+
+    fn swarm(&self) -> Option<&Swarm> {
+        match &self.engine {
+            Engine::Compose(_) => None,
+            Engine::Swarm(swarm) => Some(swarm),
+        }
+    }
+
+    /// Fails for an operation the engine has no counterpart for.
+    fn compose_only(&self, what: &str) -> Result<&Compose> {
+        match &self.engine {
+            Engine::Compose(compose) => Ok(compose),
+            Engine::Swarm(_) => bail!("{what} is not implemented on Swarm (--engine swarm)"),
+        }
+    }
+
+    pub fn engine(&self) -> EngineKind {
+        match &self.engine {
+            Engine::Compose(_) => EngineKind::Compose,
+            Engine::Swarm(_) => EngineKind::Swarm,
         }
     }
 
     /// Removes any previous state of the project, then returns the guard that takes it down
-    /// on every exit path (Ctrl-C included); with `keep`, the guard leaves it up instead.
+    /// on every exit path (Ctrl-C included); with `keep`, the guard leaves it up instead. On
+    /// Swarm it first joins a swarm: the engine's own if it is a manager, otherwise a
+    /// single-node one it creates (and the guard leaves); a worker cannot run it.
     pub fn begin(&self, keep: bool) -> Result<StackGuard> {
         ui::step(&format!(
             "Removing any previous state of project {}",
             self.name
         ));
-        self.compose().down(self.sh)?;
-        Ok(StackGuard::new(self.compose(), keep))
+        match &self.engine {
+            Engine::Compose(compose) => {
+                compose.down(self.sh)?;
+                Ok(StackGuard::new(compose, keep))
+            }
+            Engine::Swarm(swarm) => {
+                let membership = Membership::join(self.sh, &self.docker.program)
+                    .map_err(|e| crate::outcome::CannotRun(format!("{e:#}")))?;
+                swarm.created_swarm.set(membership.created);
+                ui::note(if membership.created {
+                    "swarm: this engine was in no swarm; initialised a single-node one for this run"
+                } else {
+                    "swarm: this engine is a swarm manager; using its swarm, left as it is"
+                });
+                let guard = StackGuard::of(
+                    Teardown::Swarm {
+                        stack: swarm.stack.clone(),
+                        membership,
+                    },
+                    keep,
+                );
+                swarm.stack.remove(self.sh, Duration::from_secs(120))?;
+                for key in swarm.dropped(self.sh)? {
+                    ui::note(&format!("swarm ignores {key}"));
+                }
+                Ok(guard)
+            }
+        }
     }
 
-    /// Containers, networks or volumes of the project still present (after the guard ran).
+    /// Containers, networks or volumes of the project still present (after the guard ran); on
+    /// Swarm also the stack, and the swarm membership and `docker_gwbridge` network if this
+    /// run created the swarm.
     pub fn leftovers(&self) -> Result<Vec<String>> {
-        self.docker.project_leftovers(self.sh, self.name)
+        match &self.engine {
+            Engine::Compose(_) => self.docker.project_leftovers(self.sh, self.name),
+            Engine::Swarm(swarm) => {
+                let mut left = swarm.stack.leftovers(self.sh)?;
+                if swarm.created_swarm.get() {
+                    let state = swarm::engine::state(self.sh, &self.docker.program)?;
+                    if state != swarm::parse::SwarmState::Inactive {
+                        left.push(format!("swarm membership ({state:?})"));
+                    }
+                    if swarm::engine::network_exists(
+                        self.sh,
+                        &self.docker.program,
+                        "docker_gwbridge",
+                    )? {
+                        left.push("network docker_gwbridge".into());
+                    }
+                }
+                Ok(left)
+            }
+        }
     }
 
+    /// On Swarm: the api service's tasks (history included) and their containers.
+    pub fn swarm_tasks(&self) -> Result<Option<Tasks>> {
+        self.swarm().map(|s| s.tasks(self.sh, API)).transpose()
+    }
+
+    /// The api replicas: compose's containers, or Swarm's current tasks numbered by slot.
     pub fn api_containers(&self) -> Result<Vec<Container>> {
-        parse::ps(&self.compose().ps(self.sh, API)?)
+        match &self.engine {
+            Engine::Compose(compose) => parse::ps(&compose.ps(self.sh, API)?),
+            Engine::Swarm(swarm) => Ok(swarm.tasks(self.sh, API)?.as_containers(API)),
+        }
     }
 
     pub fn db_container(&self) -> Result<Container> {
-        parse::ps(&self.compose().ps(self.sh, DB)?)?
+        self.db_containers()?
             .into_iter()
             .next()
             .context("the db container does not exist")
     }
 
-    /// `up -d` of the database on a fresh volume; waits until it is healthy.
+    fn db_containers(&self) -> Result<Vec<Container>> {
+        match &self.engine {
+            Engine::Compose(compose) => parse::ps(&compose.ps(self.sh, DB)?),
+            Engine::Swarm(swarm) => Ok(swarm.tasks(self.sh, DB)?.as_containers(DB)),
+        }
+    }
+
+    /// `up -d` of the database on a fresh volume (on Swarm: the stack with no api task);
+    /// waits until it is healthy.
     pub fn start_db(&self, timeout: Duration) -> Result<()> {
         ui::step("Starting the database on a fresh volume");
-        self.compose()
-            .run(self.sh, &["up", "-d", "--no-build", DB])?;
+        match &self.engine {
+            Engine::Compose(compose) => {
+                compose.run(self.sh, &["up", "-d", "--no-build", DB])?;
+            }
+            // Swarm ignores depends_on: the database goes first, alone, as compose does it.
+            Engine::Swarm(swarm) => swarm.deploy(self.sh, 0)?,
+        }
         self.wait_db_healthy(timeout)?;
         Ok(())
     }
 
     /// Stops the database container (the replicas keep running).
     pub fn stop_db(&self) -> Result<()> {
-        self.compose().run(self.sh, &["stop", DB]).map(drop)
+        self.compose_only("stopping the database")?
+            .run(self.sh, &["stop", DB])
+            .map(drop)
     }
 
     /// Starts the stopped database container again.
     pub fn restart_db(&self) -> Result<()> {
-        self.compose().run(self.sh, &["start", DB]).map(drop)
+        self.compose_only("restarting the database")?
+            .run(self.sh, &["start", DB])
+            .map(drop)
     }
 
     /// Polls until the database is healthy; fails at once if it exits or turns unhealthy.
@@ -309,14 +459,11 @@ impl<'a> Stack<'a> {
     pub fn wait_db_healthy(&self, timeout: Duration) -> Result<Instant> {
         let mut wait = ui::Waiting::new("db healthy");
         loop {
-            let containers = parse::ps(&self.compose().ps(self.sh, DB)?)?;
+            let containers = self.db_containers()?;
             match containers.first() {
                 Some(c) if c.is_healthy() => break,
                 Some(c) if c.is_down() || c.health == "unhealthy" => {
-                    let logs = self
-                        .compose()
-                        .run(self.sh, &["logs", "--tail", "20", "--no-color", DB])
-                        .unwrap_or_default();
+                    let logs = self.log_tail(DB, 20);
                     bail!(
                         "the database container is {} ({}); its last log lines:\n{logs}",
                         c.state,
@@ -335,9 +482,13 @@ impl<'a> Stack<'a> {
         Ok(Instant::now())
     }
 
-    /// `up -d --scale api=n api` (no recreation of running replicas).
+    /// `up -d --scale api=n api` (no recreation of running replicas); on Swarm the stack
+    /// deployed with `n` api tasks.
     pub fn scale_api(&self, n: u32) -> Result<()> {
-        self.compose().up_scaled(self.sh, API, n)
+        match &self.engine {
+            Engine::Compose(compose) => compose.up_scaled(self.sh, API, n),
+            Engine::Swarm(swarm) => swarm.deploy(self.sh, n),
+        }
     }
 
     /// Starts `n` replicas that all reach the database at the same moment, without changing
@@ -350,7 +501,11 @@ impl<'a> Stack<'a> {
         self.docker.pause(self.sh, &db.id)?;
         let paused = Instant::now();
         let started = (|| -> Result<f64> {
-            self.compose().up_scaled_no_deps(self.sh, API, n)?;
+            match &self.engine {
+                Engine::Compose(compose) => compose.up_scaled_no_deps(self.sh, API, n)?,
+                // Swarm only creates the tasks; their containers start while the db is paused.
+                Engine::Swarm(swarm) => swarm.deploy(self.sh, n)?,
+            }
             let compose_up_s = paused.elapsed().as_secs_f64();
             let mut wait = ui::Waiting::new(&format!("{n} api containers running"));
             loop {
@@ -391,16 +546,30 @@ impl<'a> Stack<'a> {
         })
     }
 
-    /// Stops and removes every api replica; the database keeps its schema.
+    /// Stops and removes every api replica; the database keeps its schema. On Swarm the api
+    /// service goes (its next deploy starts a new history), once its containers are gone.
     pub fn remove_api(&self) -> Result<()> {
-        self.compose()
-            .run(self.sh, &["rm", "--stop", "--force", API])
-            .map(drop)
+        match &self.engine {
+            Engine::Compose(compose) => compose
+                .run(self.sh, &["rm", "--stop", "--force", API])
+                .map(drop),
+            Engine::Swarm(swarm) => swarm.remove_service(self.sh, API, Duration::from_secs(120)),
+        }
     }
 
     /// Runs a shell script once as root in a new api container with the shared volume
     /// mounted (`run --rm --no-deps --user 0`), with the capabilities to change ownership.
     pub fn run_api_as_root(&self, script: &str) -> Result<()> {
+        if let Some(swarm) = self.swarm() {
+            let volume = swarm.data_volume(self.sh)?;
+            return swarm.stack.run_as_root_on_volume(
+                self.sh,
+                &self.api_image,
+                &volume,
+                DATA_DIR,
+                script,
+            );
+        }
         self.compose()
             .run(
                 self.sh,
@@ -472,7 +641,7 @@ impl<'a> Stack<'a> {
             // Every few polls, read the logs: a replica that logged an error and is still not
             // healthy will not become healthy by itself (a read-only volume, a bad password).
             if unhealthy == Unhealthy::Stops && polls.is_multiple_of(4) {
-                let lines = parse::logs(&self.compose().logs(self.sh, API)?);
+                let lines = self.logs()?;
                 if let Some(reason) = errored_replica(&lines, &containers) {
                     wait.finish(&format!("stopped: {reason}"));
                     return Ok(WaitOutcome::Broken { seconds, reason });
@@ -507,29 +676,97 @@ impl<'a> Stack<'a> {
     /// `reason`, followed by why (`explain_down`): a replica's exit or restart is explained by
     /// a log line (e.g. the dirty-schema line), not by `ps`.
     fn with_first_error(&self, reason: String, number: u32) -> String {
-        let lines = parse::logs(&self.compose().logs(self.sh, API).unwrap_or_default());
+        let lines = parse::logs(&self.logs_text().unwrap_or_default());
         format!("{reason}{}", explain_down(&lines, number))
     }
 
     /// The api's last log lines, for an error message.
     pub fn api_log_tail(&self, lines: u32) -> String {
-        self.compose()
-            .run(
-                self.sh,
-                &["logs", "--tail", &lines.to_string(), "--no-color", API],
-            )
-            .unwrap_or_default()
+        self.log_tail(API, lines)
     }
 
-    /// `ps --all --format json` of every service, as the tool printed it.
+    fn log_tail(&self, service: &str, lines: u32) -> String {
+        match &self.engine {
+            Engine::Compose(compose) => compose
+                .run(
+                    self.sh,
+                    &["logs", "--tail", &lines.to_string(), "--no-color", service],
+                )
+                .unwrap_or_default(),
+            Engine::Swarm(swarm) => {
+                let text = swarm.logs_as_compose(self.sh, service).unwrap_or_default();
+                let all: Vec<&str> = text.lines().collect();
+                all[all.len().saturating_sub(lines as usize)..].join("\n")
+            }
+        }
+    }
+
+    /// `ps --all --format json` of every service (on Swarm, `stack ps` of every task), as the
+    /// tool printed it.
     pub fn all_containers_text(&self) -> Result<String> {
-        self.compose()
-            .run(self.sh, &["ps", "--all", "--format", "json"])
+        match &self.engine {
+            Engine::Compose(compose) => compose.run(self.sh, &["ps", "--all", "--format", "json"]),
+            Engine::Swarm(swarm) => {
+                let tasks = swarm.tasks(self.sh, API)?.tasks;
+                let db = swarm.tasks(self.sh, DB)?.tasks;
+                Ok(format!("{tasks:#?}\n{db:#?}\n"))
+            }
+        }
     }
 
-    /// Published address of one replica's api port, as `compose port` prints it.
+    /// Published address of one replica's api port, as `compose port` prints it. Swarm
+    /// publishes nothing (its ingress needs IPVS and ignores host IPs): use `http`.
     pub fn port(&self, number: u32) -> Result<String> {
-        self.compose().port(self.sh, API, number, API_PORT)
+        self.compose_only("a published port")?
+            .port(self.sh, API, number, API_PORT)
+    }
+
+    /// One HTTP exchange with replica `number`: through its published port on Compose; on
+    /// Swarm from a client container on the stack's overlay network, to the task's own
+    /// address (`endpoint_mode: dnsrr`, nothing published). The reply, or what went wrong.
+    pub fn http(
+        &self,
+        number: u32,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<http::Reply, String> {
+        match &self.engine {
+            Engine::Compose(compose) => {
+                let addr = compose
+                    .port(self.sh, API, number, API_PORT)
+                    .map_err(|e| format!("{e:#}"))?;
+                let addr: SocketAddr = addr
+                    .parse()
+                    .map_err(|e| format!("published address {addr:?}: {e}"))?;
+                match http::send(addr, request, timeout) {
+                    http::Outcome::Reply(reply) => Ok(reply),
+                    other => Err(other.describe()),
+                }
+            }
+            Engine::Swarm(swarm) => {
+                let id = swarm
+                    .container_of(self.sh, API, number)
+                    .map_err(|e| format!("{e:#}"))?;
+                let addresses = swarm
+                    .stack
+                    .addresses(self.sh, std::slice::from_ref(&id))
+                    .map_err(|e| format!("{e:#}"))?;
+                let ip = addresses.split_whitespace().nth(1).ok_or_else(|| {
+                    format!("api.{number} has no address on {}", swarm.stack.network())
+                })?;
+                let out = swarm
+                    .stack
+                    .http_from_client(self.sh, &self.api_image, ip, API_PORT, request)
+                    .map_err(|e| format!("{e:#}"))?;
+                if out.stdout.is_empty() {
+                    return Err(format!(
+                        "no reply from api.{number} ({ip}): {}",
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    ));
+                }
+                http::parse(&out.stdout)
+            }
+        }
     }
 
     /// Published address of each running replica, by container number.
@@ -549,7 +786,16 @@ impl<'a> Stack<'a> {
         Ok(ports)
     }
 
+    /// Restarts of each replica: Docker's restart count on Compose; on Swarm, the tasks each
+    /// slot had before its current one (Swarm replaces a task instead of restarting it).
     pub fn restart_counts(&self, containers: &[Container]) -> Result<BTreeMap<u32, u32>> {
+        if let Some(swarm) = self.swarm() {
+            let replaced = swarm.tasks(self.sh, API)?.replaced();
+            return Ok(containers
+                .iter()
+                .map(|c| (c.number, replaced.get(&c.number).copied().unwrap_or(0)))
+                .collect());
+        }
         let facts = self.container_facts(containers)?;
         Ok(facts.into_iter().map(|(n, f)| (n, f.restarts)).collect())
     }
@@ -598,16 +844,34 @@ impl<'a> Stack<'a> {
         )
     }
 
-    /// `exec -T --index=i api argv...`.
+    /// `exec -T --index=i api argv...`; on Swarm `docker exec` in the current task of slot
+    /// `number` (a task on another node cannot be reached this way).
     pub fn exec_api(&self, number: u32, argv: &[&str]) -> Result<Output> {
-        self.compose().exec(self.sh, API, number, argv)
+        match &self.engine {
+            Engine::Compose(compose) => compose.exec(self.sh, API, number, argv),
+            Engine::Swarm(swarm) => {
+                let id = swarm.container_of(self.sh, API, number)?;
+                swarm.stack.exec(self.sh, &id, argv)
+            }
+        }
     }
 
     /// Runs SQL as root on the application database inside the db container (the password
     /// never leaves the container's environment); the raw output, for callers that read
     /// its status and stderr.
     pub fn sql_output(&self, sql: &str) -> Result<Output> {
-        self.compose().db_sql(self.sh, DB, sql)
+        match &self.engine {
+            Engine::Compose(compose) => compose.db_sql(self.sh, DB, sql),
+            Engine::Swarm(swarm) => {
+                let id = swarm.container_of(self.sh, DB, 1)?;
+                swarm.stack.exec_with_env(
+                    self.sh,
+                    &id,
+                    &[("XTASK_SQL", sql)],
+                    &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
+                )
+            }
+        }
     }
 
     /// Runs SQL as root on the application database; returns `-N -B` output.
@@ -624,12 +888,26 @@ impl<'a> Stack<'a> {
 
     /// Starts SQL in the background (an outside client that must stay connected).
     pub fn spawn_sql(&self, sql: &str) -> Result<std::process::Child> {
-        self.compose().spawn_db_sql(self.sh, DB, sql)
+        match &self.engine {
+            Engine::Compose(compose) => compose.spawn_db_sql(self.sh, DB, sql),
+            Engine::Swarm(swarm) => {
+                let id = swarm.container_of(self.sh, DB, 1)?;
+                swarm.stack.spawn_exec_with_env(
+                    &id,
+                    &[("XTASK_SQL", sql)],
+                    &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
+                )
+            }
+        }
     }
 
-    /// The api replicas' logs, with timestamps, as the tool printed them.
+    /// The api replicas' logs, with timestamps, as the tool printed them (on Swarm, every
+    /// task's lines in compose's shape, named `api.<slot>`).
     pub fn logs_text(&self) -> Result<String> {
-        self.compose().logs(self.sh, API)
+        match &self.engine {
+            Engine::Compose(compose) => compose.logs(self.sh, API),
+            Engine::Swarm(swarm) => swarm.logs_as_compose(self.sh, API),
+        }
     }
 
     pub fn logs(&self) -> Result<Vec<LogLine>> {
@@ -638,8 +916,16 @@ impl<'a> Stack<'a> {
 
     /// Every container's log, with timestamps, as the tool printed them.
     pub fn all_logs_text(&self) -> Result<String> {
-        self.compose()
-            .run(self.sh, &["logs", "--timestamps", "--no-color"])
+        match &self.engine {
+            Engine::Compose(compose) => {
+                compose.run(self.sh, &["logs", "--timestamps", "--no-color"])
+            }
+            Engine::Swarm(swarm) => Ok(format!(
+                "{}{}",
+                swarm.logs_as_compose(self.sh, DB)?,
+                swarm.logs_as_compose(self.sh, API)?
+            )),
+        }
     }
 
     /// Every container's full log into `dir/logs/<container>.log`, before the stack goes away.

@@ -114,7 +114,7 @@ fn label_value<'a>(labels: &'a str, key: &str) -> Option<&'a str> {
         .find_map(|kv| kv.strip_prefix(key)?.strip_prefix('='))
 }
 
-/// "scaling-check-api-3", "api-3", "project_api_3" → 3.
+/// "scaling-check-api-3", "api-3", "project_api_3", and a Swarm task's "api.3" → 3.
 pub fn trailing_number(name: &str) -> Option<u32> {
     let digits: String = name
         .chars()
@@ -122,7 +122,7 @@ pub fn trailing_number(name: &str) -> Option<u32> {
         .take_while(|c| c.is_ascii_digit())
         .collect();
     let sep = name.chars().rev().nth(digits.len());
-    if digits.is_empty() || !matches!(sep, Some('-') | Some('_')) {
+    if digits.is_empty() || !matches!(sep, Some('-' | '_' | '.')) {
         return None;
     }
     digits.chars().rev().collect::<String>().parse().ok()
@@ -366,6 +366,9 @@ pub struct ContainerTimes {
 #[derive(Deserialize)]
 struct InspectLine {
     number: String,
+    /// A Swarm task's container: `<stack>_<service>.<slot>.<task id>`, the slot its number.
+    #[serde(default)]
+    task: Option<String>,
     started_at: String,
     health: Option<InspectHealth>,
 }
@@ -421,10 +424,12 @@ pub fn parse_inspect(text: &str) -> Result<Vec<ContainerTimes>> {
         .map(|line| {
             let entry: InspectLine = serde_json::from_str(line)
                 .with_context(|| format!("parsing a `docker inspect` line: {line}"))?;
-            let number = entry
-                .number
-                .parse()
-                .with_context(|| format!("container number {:?} in {line}", entry.number))?;
+            let number = match (entry.number.as_str(), &entry.task) {
+                ("", Some(task)) => task.split('.').nth(1).unwrap_or_default(),
+                (n, _) => n,
+            }
+            .parse()
+            .with_context(|| format!("container number {:?} in {line}", entry.number))?;
             // A container that never started reports year 1.
             let started_at = time(&entry.started_at).filter(|t| t.timestamp() > 0);
             let probes = probes(entry.health.and_then(|h| h.log).unwrap_or_default());

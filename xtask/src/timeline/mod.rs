@@ -39,7 +39,11 @@ pub fn capture(
     docker: &Docker,
     containers: &[Container],
 ) -> Result<Vec<ContainerTimes>> {
-    let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+    let ids: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| c.id.clone())
+        .collect();
     parse_inspect(&docker.start_and_health(sh, &ids)?)
 }
 
@@ -47,9 +51,11 @@ pub fn capture(
 /// last five probe results): records this scenario's timeline as `timeline-SLUG.json` and
 /// rewrites `timeline.html` with every scenario recorded in `report_dir`. A timeline is not a
 /// check: any problem is a warning.
+#[allow(clippy::too_many_arguments)] // the hook's inputs, each already at hand in the caller
 pub fn add_to_report(
     sh: &Shell,
     docker: &Docker,
+    engine: &str,
     scenario: DbState,
     containers: &[Container],
     startups: &BTreeMap<u32, Startup>,
@@ -59,15 +65,19 @@ pub fn add_to_report(
     let written = (|| -> Result<PathBuf> {
         let origin = Utc::now() - chrono::TimeDelta::from_std(up.elapsed())?;
         let times = capture(sh, docker, containers)?;
-        let title = format!("{}, {} replicas", scenario.name(), containers.len());
+        let title = format!(
+            "{}, {} replicas, {engine}",
+            scenario.name(),
+            containers.len()
+        );
         let timeline = shape(&title, origin, &times, startups);
         let json = report_dir.join(format!("timeline-{}.json", scenario.slug()));
         std::fs::write(&json, serde_json::to_string_pretty(&timeline)?)
             .with_context(|| format!("writing {}", json.display()))?;
         let timelines = read_all(report_dir)?;
         let path = report_dir.join("timeline.html");
-        let intro = "Where each replica's start-up time goes, scenario by scenario, from `docker compose up`.";
-        std::fs::write(&path, page("Start-up timeline", intro, &timelines)?)
+        let intro = format!("Where each replica's start-up time goes, scenario by scenario, from the start of the replicas ({engine}).");
+        std::fs::write(&path, page("Start-up timeline", &intro, &timelines)?)
             .with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     })();

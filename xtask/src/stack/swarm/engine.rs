@@ -110,7 +110,7 @@ pub fn state(sh: &Shell, docker: &Path) -> Result<SwarmState> {
     Ok(parse::swarm_state(&out))
 }
 
-fn network_exists(sh: &Shell, docker: &Path, name: &str) -> Result<bool> {
+pub fn network_exists(sh: &Shell, docker: &Path, name: &str) -> Result<bool> {
     let filter = format!("name=^{name}$");
     let out = cmd!(sh, "{docker} network ls -q --filter {filter}")
         .quiet()
@@ -264,7 +264,7 @@ impl SwarmStack {
     }
 
     /// `docker service logs --timestamps --no-trunc`: every task's lines, failed ones included,
-    /// each prefixed with `<service>.<slot>.<task id>@<node>`.
+    /// each prefixed with `<service>.<slot>.<task id>@<node>`, stdout's then stderr's.
     pub fn logs(&self, sh: &Shell, short: &str) -> Result<String> {
         let (docker, service) = (&self.docker, self.service(short));
         let out = cmd!(
@@ -274,7 +274,203 @@ impl SwarmStack {
         .quiet()
         .ignore_status()
         .output()?;
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+        // The CLI prints what a task wrote to stderr on its own stderr (MariaDB logs there).
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+
+    /// `docker service rm <stack>_<service>`; returns before its containers are gone.
+    pub fn remove_service(&self, sh: &Shell, short: &str) -> Result<()> {
+        let (docker, service) = (&self.docker, self.service(short));
+        cmd!(sh, "{docker} service rm {service}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("removing service {service}"))
+    }
+
+    /// `docker exec -e KEY…` in a task container, the values travelling in the environment of
+    /// the docker process (never in argv); the output whatever the exit.
+    pub fn exec_with_env(
+        &self,
+        sh: &Shell,
+        container: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<Output> {
+        self.exec_cmd(sh, container, env, argv)
+            .ignore_status()
+            .output()
+            .with_context(|| format!("docker exec in {container}"))
+    }
+
+    /// `exec_with_env` in the background (an outside client that must stay connected).
+    pub fn spawn_exec_with_env(
+        &self,
+        container: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<std::process::Child> {
+        let mut command = std::process::Command::new(&self.docker);
+        command.arg("exec");
+        for (k, v) in env {
+            command.args(["-e", k]).env(k, v);
+        }
+        command
+            .arg(container)
+            .args(argv)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .with_context(|| format!("docker exec in {container}"))
+    }
+
+    fn exec_cmd<'a>(
+        &self,
+        sh: &'a Shell,
+        container: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> xshell::Cmd<'a> {
+        let docker = &self.docker;
+        let flags: Vec<String> = env
+            .iter()
+            .flat_map(|(k, _)| ["-e".to_string(), k.to_string()])
+            .collect();
+        let mut command = cmd!(sh, "{docker} exec {flags...} {container} {argv...}").quiet();
+        for (k, v) in env {
+            command = command.env(k, v);
+        }
+        command
+    }
+
+    /// The stack's default network: an attachable overlay, so a client container can join it.
+    pub fn network(&self) -> String {
+        format!("{}_default", self.name)
+    }
+
+    /// Each container's address on the stack's network, `<container id> <ip>` a line.
+    pub fn addresses(&self, sh: &Shell, containers: &[String]) -> Result<String> {
+        if containers.is_empty() {
+            return Ok(String::new());
+        }
+        let docker = &self.docker;
+        let format = format!(
+            "{{{{.Id}}}} {{{{with index .NetworkSettings.Networks \"{}\"}}}}{{{{.IPAddress}}}}{{{{end}}}}",
+            self.network()
+        );
+        cmd!(sh, "{docker} inspect --format {format} {containers...}")
+            .quiet()
+            .read()
+            .context("reading the task containers' addresses")
+    }
+
+    /// One HTTP exchange from a throwaway client container on the stack's overlay network
+    /// (`image`'s bash, `/dev/tcp`): `request` goes in on stdin, the raw reply comes back on
+    /// stdout. The client reaches a task by its own address, wherever Swarm placed it.
+    pub fn http_from_client(
+        &self,
+        sh: &Shell,
+        image: &str,
+        ip: &str,
+        port: u16,
+        request: &[u8],
+    ) -> Result<Output> {
+        let (docker, network) = (&self.docker, self.network());
+        let script = format!("exec 3<>/dev/tcp/{ip}/{port} && cat >&3 && cat <&3");
+        cmd!(
+            sh,
+            "{docker} run --rm -i --network {network} --entrypoint bash {image} -c {script}"
+        )
+        .quiet()
+        .stdin(request)
+        .ignore_status()
+        .output()
+        .context("running a client container on the stack's network")
+    }
+
+    /// Runs `script` as root in a throwaway container of `image` with the stack's volume
+    /// `volume` at `target`, creating the volume with the stack's label first (so `remove`
+    /// finds it), and the capabilities to change ownership.
+    pub fn run_as_root_on_volume(
+        &self,
+        sh: &Shell,
+        image: &str,
+        volume: &str,
+        target: &str,
+        script: &str,
+    ) -> Result<()> {
+        let (docker, name) = (&self.docker, &self.name);
+        let label = format!("com.docker.stack.namespace={name}");
+        cmd!(sh, "{docker} volume create --label {label} {volume}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("creating volume {volume}"))?;
+        let mount = format!("{volume}:{target}");
+        cmd!(sh, "{docker} run --rm --user 0 --cap-add CHOWN --cap-add FOWNER -v {mount} --entrypoint sh {image} -c {script}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .context("running a script as root on the stack's volume")
+    }
+
+    /// What of the stack is still on the engine: containers, networks and volumes with its
+    /// label, as `kind name` entries.
+    pub fn leftovers(&self, sh: &Shell) -> Result<Vec<String>> {
+        let (docker, name) = (&self.docker, &self.name);
+        let label = format!("label=com.docker.stack.namespace={name}");
+        let mut left = Vec::new();
+        let names = "{{.Name}}";
+        let container_names = "{{.Names}}";
+        let containers = cmd!(
+            sh,
+            "{docker} ps -a --format {container_names} --filter {label}"
+        )
+        .quiet()
+        .read()?;
+        left.extend(
+            containers
+                .split_whitespace()
+                .map(|c| format!("container {c}")),
+        );
+        let networks = cmd!(sh, "{docker} network ls --format {names} --filter {label}")
+            .quiet()
+            .read()?;
+        left.extend(networks.split_whitespace().map(|c| format!("network {c}")));
+        let volumes = cmd!(sh, "{docker} volume ls --format {names} --filter {label}")
+            .quiet()
+            .read()?;
+        left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
+        let services = cmd!(sh, "{docker} stack ls --format {names}")
+            .quiet()
+            .ignore_stderr()
+            .ignore_status()
+            .read()
+            .unwrap_or_default();
+        if services.lines().any(|l| l.trim() == name) {
+            left.push(format!("stack {name}"));
+        }
+        Ok(left)
+    }
+
+    /// `docker logs --timestamps` of one container, stdout's lines then stderr's.
+    pub fn container_log(&self, sh: &Shell, container: &str) -> Result<String> {
+        let docker = &self.docker;
+        let out = cmd!(sh, "{docker} logs --timestamps {container}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("docker logs of {container}"))?;
+        Ok(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
     }
 
     /// `stack rm`, then waits until its containers and networks are gone and removes its
@@ -282,9 +478,11 @@ impl SwarmStack {
     pub fn remove(&self, sh: &Shell, timeout: Duration) -> Result<f64> {
         let (docker, name) = (&self.docker, &self.name);
         let start = Instant::now();
+        // "Nothing found in stack" when there is none: not an error here.
         cmd!(sh, "{docker} stack rm {name}")
             .quiet()
             .ignore_stdout()
+            .ignore_stderr()
             .ignore_status()
             .run()?;
         let label = format!("label=com.docker.stack.namespace={name}");

@@ -251,6 +251,26 @@ pub fn service_logs(text: &str) -> Vec<TaskLogLine> {
         .collect()
 }
 
+/// Parses `docker logs --timestamps` of one task container (`<engine time> <line>`) into
+/// task lines of that slot and task; lines without a timestamp (the CLI's own) are skipped.
+pub fn container_logs(text: &str, slot: u32, task_id: &str, node: &str) -> Vec<TaskLogLine> {
+    text.lines()
+        .filter_map(|line| {
+            let (stamp, message) = line.split_once(' ').unwrap_or((line, ""));
+            let time = DateTime::parse_from_rfc3339(stamp)
+                .ok()?
+                .with_timezone(&Utc);
+            Some(TaskLogLine {
+                slot,
+                task_id: task_id.to_string(),
+                node: node.to_string(),
+                time,
+                message: message.to_string(),
+            })
+        })
+        .collect()
+}
+
 /// The lines of the given tasks (the current ones, say) in the Compose parser's shape, named
 /// `api.<slot>` and numbered by slot, so that the start-up and migration checks
 /// (`scaling::parse::startups`) run on Swarm's logs unchanged.
@@ -431,6 +451,19 @@ mod tests {
                 "api.{slot}"
             );
         }
+    }
+
+    #[test]
+    fn a_task_containers_own_log_gives_its_lines_with_the_engine_time() {
+        let text = "2026-11-29T03:20:04.543047717Z 2026-11-29T03:20:04.539267Z  INFO api::startup: Database pool created\nError: No such container: x\n";
+        let lines = container_logs(text, 3, "taskid", "vm");
+        assert_eq!(lines.len(), 1);
+        assert_eq!((lines[0].slot, lines[0].task_id.as_str()), (3, "taskid"));
+        assert!(lines[0].message.ends_with("Database pool created"));
+        assert_eq!(
+            lines[0].time.to_rfc3339(),
+            "2026-11-29T03:20:04.543047717+00:00"
+        );
     }
 
     #[test]
