@@ -225,6 +225,16 @@ pub struct SharedDataProbe {
 /// volume on each node): the evidence says so and names the nodes.
 pub fn shared_data(probes: &[SharedDataProbe], dir: &str) -> Check {
     let mut c = check("TEST-03", "shared data volume");
+    if probes.len() < 2 {
+        fail(
+            &mut c,
+            format!(
+                "not exercised: {} task(s) probed; seeing another task's writes needs at least 2",
+                probes.len()
+            ),
+        );
+        return c;
+    }
     let written: BTreeMap<u32, &str> = probes
         .iter()
         .filter(|p| p.write_error.is_none())
@@ -449,6 +459,15 @@ mod tests {
             "api.2 (node vm) cannot write to /app/data; api.12 and api.1 (node vm) can"
         );
         assert_eq!(c.evidence, vec!["scaling-api.3 wrote", "api-3x stays"]);
+    }
+
+    #[test]
+    fn fewer_than_two_tasks_is_not_exercised() {
+        let one = vec![probe(1, "n1", &[1])];
+        for probes in [&[][..], &one[..]] {
+            let c = shared_data(probes, "/app/data");
+            assert!(!c.passed && c.summary.contains("not exercised"), "{c:?}");
+        }
     }
 
     #[test]

@@ -494,6 +494,19 @@ fn all_wrote() -> Vec<SharedDataResult> {
 }
 
 #[test]
+fn shared_data_is_not_exercised_with_fewer_than_two_replicas() {
+    for expected in [&[][..], &[1][..]] {
+        let results: Vec<_> = all_wrote()
+            .into_iter()
+            .filter(|r| expected.contains(&r.number))
+            .collect();
+        let c = checks::shared_data(expected, &results, "/app/data");
+        assert!(!c.passed, "{expected:?}: {c:?}");
+        assert!(c.summary.contains("not exercised"), "{c:?}");
+    }
+}
+
+#[test]
 fn shared_data_passes_when_everyone_sees_everyone() {
     let c = checks::shared_data(&ALL, &all_wrote(), "/app/data");
     assert!(c.passed, "{c:#?}");
