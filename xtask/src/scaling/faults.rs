@@ -13,9 +13,7 @@ use crate::{
     docker::Docker,
     host::dbserver::DbChoice,
     outcome::{self, CannotRun, Failed},
-    scaling,
-    stack::DbState,
-    ui, Project,
+    scaling, ui, Project,
 };
 
 /// The summary table's columns: fault, caught by, time (the verdict takes the rest).
@@ -67,6 +65,18 @@ const EXPECTATIONS: &[Expectation] = &[
         fails: "TEST-01",
         evidence: &["Timed out waiting for schema migration"],
         passes: &[],
+    },
+    Expectation {
+        fault: Fault::BreakingMigration,
+        fails: "U-02",
+        evidence: &[
+            "requests accepted by old replicas failed",
+            "_rename_documents_stored_by",
+            "rename documents stored by",
+            "-> 500",
+        ],
+        // The new version itself is fine: one new replica applied both migrations, mid-roll.
+        passes: &["U-01"],
     },
 ];
 
@@ -158,7 +168,7 @@ fn judge(exp: &Expectation, report: &Report) -> Result<()> {
     if let Some(e) = &report.error {
         bail!("the run stopped with an error instead of a verdict: {e}");
     }
-    let scenario = DbState::FreshDatabase;
+    let scenario = exp.fault.scenario();
     let Some(check) = report.check(scenario, exp.fails) else {
         bail!("{} is missing from the report", exp.fails);
     };

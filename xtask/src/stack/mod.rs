@@ -55,12 +55,14 @@ pub enum Engine {
     Compose(Compose),
 }
 
-/// Which database the replicas start on.
+/// Which database the replicas start on: a scenario of `test-scaling`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DbState {
     FreshDatabase,
     ExistingDatabase,
+    /// A database the previous version migrated and serves, this version rolled in beside it.
+    Upgrade,
 }
 
 impl DbState {
@@ -68,6 +70,7 @@ impl DbState {
         match self {
             DbState::FreshDatabase => "fresh database",
             DbState::ExistingDatabase => "existing database",
+            DbState::Upgrade => "upgrade",
         }
     }
 
@@ -75,6 +78,7 @@ impl DbState {
         match self {
             DbState::FreshDatabase => "fresh",
             DbState::ExistingDatabase => "existing",
+            DbState::Upgrade => "upgrade",
         }
     }
 }
@@ -221,6 +225,24 @@ impl<'a> Stack<'a> {
                 .unwrap_or(images::OFFICIAL_DB_IMAGE)
                 .to_string(),
         })
+    }
+
+    /// The api image the next `up` creates replicas from; running replicas keep theirs
+    /// (every `up` here is `--no-recreate`). How a rolling deploy brings in a new version.
+    pub fn set_api_image(&mut self, image: &str) {
+        let Engine::Compose(compose) = &mut self.engine;
+        compose.env.retain(|(k, _)| k != "API_IMAGE");
+        compose.env.push(("API_IMAGE".into(), image.into()));
+        self.api_image = image.to_string();
+    }
+
+    /// An empty application database again (the api's grants stay): for a scenario that
+    /// needs a fresh schema after another one migrated it. The api replicas must be gone.
+    pub fn empty_database(&self) -> Result<()> {
+        self.sql(&format!(
+            "DROP DATABASE {DB_NAME}; CREATE DATABASE {DB_NAME}"
+        ))
+        .map(drop)
     }
 
     fn compose(&self) -> &Compose {

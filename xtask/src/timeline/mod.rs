@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use xshell::Shell;
 
 use crate::{
@@ -46,7 +46,9 @@ pub fn capture(
 /// `test-scaling`'s hook, called as soon as the replicas are healthy (Docker keeps only the
 /// last five probe results): records this scenario's timeline as `timeline-SLUG.json` and
 /// rewrites `timeline.html` with every scenario recorded in `report_dir`. A timeline is not a
-/// check: any problem is a warning.
+/// check: any problem is a warning. `versions`: for the upgrade scenario, each replica's
+/// version (`old`, `new`) and when it exited, so the page tells them apart; else empty.
+#[allow(clippy::too_many_arguments)]
 pub fn add_to_report(
     sh: &Shell,
     docker: &Docker,
@@ -55,12 +57,14 @@ pub fn add_to_report(
     startups: &BTreeMap<u32, Startup>,
     up: Instant,
     report_dir: &Path,
+    versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
 ) {
     let written = (|| -> Result<PathBuf> {
         let origin = Utc::now() - chrono::TimeDelta::from_std(up.elapsed())?;
         let times = capture(sh, docker, containers)?;
         let title = format!("{}, {} replicas", scenario.name(), containers.len());
-        let timeline = shape(&title, origin, &times, startups);
+        let mut timeline = shape(&title, origin, &times, startups);
+        label_versions(&mut timeline, versions);
         let json = report_dir.join(format!("timeline-{}.json", scenario.slug()));
         std::fs::write(&json, serde_json::to_string_pretty(&timeline)?)
             .with_context(|| format!("writing {}", json.display()))?;
@@ -74,6 +78,20 @@ pub fn add_to_report(
     match written {
         Ok(path) => ui::note(&format!("start-up timeline: {}", path.display())),
         Err(e) => ui::warn(&format!("the start-up timeline was not written: {e:#}")),
+    }
+}
+
+/// Marks each row with its version and exit time (seconds on the axis).
+pub fn label_versions(
+    timeline: &mut Timeline,
+    versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
+) {
+    for row in &mut timeline.rows {
+        if let Some((version, stopped)) = versions.get(&row.number) {
+            row.version = Some(version.clone());
+            row.stopped = stopped
+                .map(|t| (t - timeline.origin).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+        }
     }
 }
 
