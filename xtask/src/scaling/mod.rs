@@ -329,6 +329,12 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             ignored.join(", ")
         ));
     }
+    // The upgrade's previous version is resolved first: a shallow clone stops here, at once.
+    let previous = if opts.scenarios.contains(&DbState::Upgrade) {
+        Some(upgrade::builds::resolve(sh, project, &opts.upgrade_from)?)
+    } else {
+        None
+    };
     let (docker, compose_program) = preflight::run(sh, project)?;
 
     let image_set = if opts.no_build {
@@ -346,10 +352,11 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     };
 
     // The upgrade scenario's versions, built (or found) before any container starts.
-    let upgrade_versions = if opts.scenarios.contains(&DbState::Upgrade) {
-        Some(upgrade_versions(sh, project, &docker, &image_set, opts)?)
-    } else {
-        None
+    let upgrade_versions = match &previous {
+        Some(previous) => Some(upgrade_versions(
+            sh, project, &docker, &image_set, previous, opts,
+        )?),
+        None => None,
     };
 
     let extra = match opts.fault {
@@ -637,9 +644,10 @@ fn upgrade_versions(
     project: &Project,
     docker: &crate::docker::Docker,
     images: &images::ImageSet,
+    previous: &upgrade::builds::Resolved,
     opts: &Options,
 ) -> Result<upgrade::scenario::Versions> {
-    let previous = upgrade::builds::previous(sh, project, docker, images, &opts.upgrade_from)?;
+    let previous = upgrade::builds::previous(sh, project, docker, images, previous, opts.no_build)?;
     let mut new_migrations = db::migration_versions(&project.root)?;
     let (new_image, note) = if opts.fault == Some(Fault::BreakingMigration) {
         let (set, name) = upgrade::builds::breaking(sh, project, docker, images)?;

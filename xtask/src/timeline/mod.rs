@@ -275,6 +275,33 @@ mod tests {
     }
 
     #[test]
+    fn the_upgrade_timeline_tells_old_and_new_replicas_apart_and_marks_the_old_ones_exit() {
+        let mut timeline = fresh_timeline();
+        let stopped = timeline.origin + chrono::TimeDelta::seconds(30);
+        let versions = BTreeMap::from([
+            (1, ("old".to_string(), Some(stopped))),
+            (2, ("old".to_string(), None)),
+            (3, ("new".to_string(), None)),
+        ]);
+        label_versions(&mut timeline, &versions);
+        let row = |n: u32| timeline.rows.iter().find(|r| r.number == n).unwrap();
+        assert_eq!(row(1).label(), "api-1 old");
+        assert_eq!(row(3).label(), "api-3 new");
+        assert_eq!(row(4).label(), "api-4", "no version known: the plain name");
+        assert!((row(1).stopped.unwrap() - 30.0).abs() < 1e-9);
+        assert!(timeline.end() >= 30.0, "the exit is on the axis");
+        let texts = svg_texts(&svg(&timeline).unwrap());
+        assert!(texts.iter().any(|t| t == "api-1 old"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "api-3 new"), "{texts:?}");
+        let html = page("t", "i", std::slice::from_ref(&timeline)).unwrap();
+        assert!(html.contains("<th>version</th>") && html.contains("<th>exited</th>"));
+        assert!(html.contains("<td>30.000</td>"), "{html}");
+        // Timelines of the other scenarios have no version column.
+        let plain = page("t", "i", &[fresh_timeline()]).unwrap();
+        assert!(!plain.contains("<th>version</th>"));
+    }
+
+    #[test]
     fn an_existing_database_gives_fast_paths_and_a_replica_without_lines_keeps_its_row() {
         let mut startups = parse::startups(&parse::logs(&testdata("logs-existing-database.txt")));
         let origin = startups

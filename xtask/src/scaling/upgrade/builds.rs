@@ -75,28 +75,23 @@ pub fn previous_image(short_sha: &str) -> String {
     format!("localhost/scaling-api:prev-{short_sha}")
 }
 
-/// Resolves `--upgrade-from` to an image, building a ref's api when its image is missing.
-pub fn previous(
-    sh: &Shell,
-    project: &Project,
-    docker: &Docker,
-    base: &ImageSet,
-    from: &From,
-) -> Result<Previous> {
-    ui::step("Images: the previous version");
+/// The previous version, resolved before anything is built or started (a shallow clone
+/// fails here, at once): an image by name, or a commit of this repository.
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    Image(String),
+    Commit {
+        sha: String,
+        short: String,
+        /// Why this commit, in words.
+        why: String,
+    },
+}
+
+/// Resolves `--upgrade-from` with git alone.
+pub fn resolve(sh: &Shell, project: &Project, from: &From) -> Result<Resolved> {
     let (sha, why) = match from {
-        From::Image(name) => {
-            if !docker.image_exists(sh, name) {
-                return Err(CannotRun(format!(
-                    "--upgrade-from image:{name}: no such image on this machine (docker image ls)"
-                ))
-                .into());
-            }
-            return Ok(Previous {
-                image: name.clone(),
-                origin: format!("image {name} (--upgrade-from)"),
-            });
-        }
+        From::Image(name) => return Ok(Resolved::Image(name.clone())),
         From::Ref(r) => {
             let sha = git(
                 sh,
@@ -118,11 +113,47 @@ pub fn previous(
         From::Default => default_ref(sh, project)?,
     };
     let short = git(sh, project, &["rev-parse", "--short=7", &sha])?;
-    let image = previous_image(&short);
+    Ok(Resolved::Commit { sha, short, why })
+}
+
+/// The previous version's image: given by name, or a commit's api built under
+/// `target/upgrade/prev-<sha>/` and tagged `localhost/scaling-api:prev-<sha>`, rebuilt only
+/// when that image is missing (`no_build`: never built, missing is an error).
+pub fn previous(
+    sh: &Shell,
+    project: &Project,
+    docker: &Docker,
+    base: &ImageSet,
+    resolved: &Resolved,
+    no_build: bool,
+) -> Result<Previous> {
+    ui::step("Images: the previous version");
+    let (sha, short, why) = match resolved {
+        Resolved::Image(name) => {
+            if !docker.image_exists(sh, name) {
+                return Err(CannotRun(format!(
+                    "--upgrade-from image:{name}: no such image on this machine (docker image ls)"
+                ))
+                .into());
+            }
+            return Ok(Previous {
+                image: name.clone(),
+                origin: format!("image {name} (--upgrade-from)"),
+            });
+        }
+        Resolved::Commit { sha, short, why } => (sha, short, why),
+    };
+    let image = previous_image(short);
     let origin = format!("commit {short}, {why}");
     if docker.image_exists(sh, &image) {
         ui::note(&format!("{image} is present ({origin})"));
         return Ok(Previous { image, origin });
+    }
+    if no_build {
+        return Err(CannotRun(format!(
+            "--no-build: the previous version's image {image} ({origin}) is missing: run once without --no-build"
+        ))
+        .into());
     }
     let dir = project
         .target_dir
@@ -201,14 +232,14 @@ fn default_ref(sh: &Shell, project: &Project) -> Result<(String, String)> {
             parent,
             format!("the parent of {}, which added {newest}", &sha[..7]),
         )),
+        _ if shallow => Err(CannotRun(format!(
+            "this clone is shallow: {newest} first appears here in {}, whose parent is not here, so the previous version (the parent of the commit that added {newest}) cannot be built: run `git fetch --unshallow`, or pass --upgrade-from REF or image:NAME",
+            &sha[..7]
+        ))
+        .into()),
         _ => Err(CannotRun(format!(
-            "the previous version is the parent of {}, which added {newest}, and {}: run `git fetch --unshallow` (or fetch that commit's parent), or pass --upgrade-from REF or image:NAME",
-            &sha[..7],
-            if shallow {
-                "this clone is shallow: that parent is not here"
-            } else {
-                "that commit has no parent"
-            }
+            "{} added {newest} and has no parent, so there is no previous version without it: pass --upgrade-from REF or image:NAME",
+            &sha[..7]
         ))
         .into()),
     }
