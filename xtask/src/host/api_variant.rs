@@ -61,13 +61,18 @@ pub fn build_binary(sh: &Shell, project: &Project, v: &Variant) -> Result<PathBu
     let ws = v.dir.join("ws");
     // The copy follows the source file by file; an unchanged file keeps its mtime, so cargo
     // rebuilds only when something changed.
-    let mut wanted = copy_dir(&v.api_src, &ws.join("api"))?;
-    let manifest_text = std::fs::read_to_string(v.api_src.join("Cargo.toml"))
-        .with_context(|| format!("reading {}", v.api_src.join("Cargo.toml").display()))?;
+    // The manifest is not copied but written renamed: written twice, its mtime would change
+    // on every run and cargo would rebuild the variant every time.
+    let source_manifest = v.api_src.join("Cargo.toml");
+    let mut wanted = copy_dir(&v.api_src, &ws.join("api"), &source_manifest)?;
+    let manifest_text = std::fs::read_to_string(&source_manifest)
+        .with_context(|| format!("reading {}", source_manifest.display()))?;
+    let manifest = ws.join("api").join("Cargo.toml");
     write_if_changed(
-        &ws.join("api").join("Cargo.toml"),
+        &manifest,
         renamed_manifest(&manifest_text, &v.package)?.as_bytes(),
     )?;
+    wanted.push(manifest);
     for (name, sql) in &v.extra_migrations {
         let extra = ws.join("api").join("migrations").join(name);
         write_if_changed(&extra, sql.as_bytes())?;
@@ -158,15 +163,19 @@ pub fn with_api_image(base: &ImageSet, image: &str) -> ImageSet {
     set
 }
 
-/// Copies `from` into `to`, writing only files whose bytes differ; returns every file copied.
-fn copy_dir(from: &Path, to: &Path) -> Result<Vec<PathBuf>> {
+/// Copies `from` into `to` but `except`, writing only files whose bytes differ; returns every
+/// file copied.
+fn copy_dir(from: &Path, to: &Path, except: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(to)?;
     let mut files = Vec::new();
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let dest = to.join(entry.file_name());
+        if entry.path() == except {
+            continue;
+        }
         if entry.file_type()?.is_dir() {
-            files.extend(copy_dir(&entry.path(), &dest)?);
+            files.extend(copy_dir(&entry.path(), &dest, except)?);
         } else {
             write_if_changed(&dest, &std::fs::read(entry.path())?)?;
             files.push(dest);
