@@ -3,7 +3,10 @@
 //! writes, built on the host into the project's target directory and packaged from the
 //! Dockerfile's `runtime-prebuilt` target. Never touches `api/` or `api/migrations/`.
 
-use std::path::{Path, PathBuf};
+use std::{
+    os::unix::fs::PermissionsExt,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -115,7 +118,13 @@ pub fn package(
     let context = v.dir.join("context");
     let bin_dir = context.join("target").join("docker");
     std::fs::create_dir_all(&bin_dir)?;
-    write_if_changed(&bin_dir.join("api"), &std::fs::read(binary)?)?;
+    let dest = bin_dir.join("api");
+    // A copy keeps the binary's mode: the image runs it.
+    if std::fs::read(&dest).ok() != Some(std::fs::read(binary)?) {
+        std::fs::copy(binary, &dest)
+            .with_context(|| format!("copying {} into the build context", binary.display()))?;
+    }
+    std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(0o755))?;
     let runtime = base
         .get("RUNTIME_IMAGE")
         .context("the image set names no RUNTIME_IMAGE")?
