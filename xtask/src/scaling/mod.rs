@@ -329,8 +329,13 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             ignored.join(", ")
         ));
     }
+    // A fault runs only the scenario it is injected into, however the options were made.
+    let scenarios = match opts.fault {
+        Some(f) => vec![f.scenario()],
+        None => opts.scenarios.clone(),
+    };
     // The upgrade's previous version is resolved first: a shallow clone stops here, at once.
-    let previous = if opts.scenarios.contains(&DbState::Upgrade) {
+    let previous = if scenarios.contains(&DbState::Upgrade) {
         Some(upgrade::builds::resolve(sh, project, &opts.upgrade_from)?)
     } else {
         None
@@ -396,7 +401,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     let outcome = (|| -> Result<()> {
         stack.start_db(opts.timeout)?;
         let mut migrated = false;
-        for &scenario in &opts.scenarios {
+        for &scenario in &scenarios {
             match scenario {
                 DbState::FreshDatabase => {
                     report
