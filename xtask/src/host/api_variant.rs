@@ -38,6 +38,9 @@ pub struct Variant {
     pub lock_file: PathBuf,
     /// Migrations added to the copy: file name and SQL.
     pub extra_migrations: Vec<(String, String)>,
+    /// Edits of the copy's sources: a path under `api/`, and each text to replace with
+    /// another (each must occur, or the build stops: the source changed under the variant).
+    pub edits: Vec<(String, Vec<(String, String)>)>,
 }
 
 /// api/Cargo.toml with the package and the binary renamed to `package` and the library still
@@ -67,7 +70,25 @@ pub fn build_binary(sh: &Shell, project: &Project, v: &Variant) -> Result<PathBu
     // The manifest is not copied but written renamed: written twice, its mtime would change
     // on every run and cargo would rebuild the variant every time.
     let source_manifest = v.api_src.join("Cargo.toml");
-    let mut wanted = copy_dir(&v.api_src, &ws.join("api"), &source_manifest)?;
+    let mut except = vec![source_manifest.clone()];
+    except.extend(v.edits.iter().map(|(path, _)| v.api_src.join(path)));
+    let mut wanted = copy_dir(&v.api_src, &ws.join("api"), &except)?;
+    for (path, replacements) in &v.edits {
+        let mut text = std::fs::read_to_string(v.api_src.join(path))
+            .with_context(|| format!("reading api/{path}"))?;
+        for (from, to) in replacements {
+            if !text.contains(from.as_str()) {
+                bail!(
+                    "api/{path} no longer contains {from:?}, which {} replaces",
+                    v.what
+                );
+            }
+            text = text.replace(from.as_str(), to);
+        }
+        let dest = ws.join("api").join(path);
+        write_if_changed(&dest, text.as_bytes())?;
+        wanted.push(dest);
+    }
     let manifest_text = std::fs::read_to_string(&source_manifest)
         .with_context(|| format!("reading {}", source_manifest.display()))?;
     let manifest = ws.join("api").join("Cargo.toml");
@@ -174,13 +195,13 @@ pub fn with_api_image(base: &ImageSet, image: &str) -> ImageSet {
 
 /// Copies `from` into `to` but `except`, writing only files whose bytes differ; returns every
 /// file copied.
-fn copy_dir(from: &Path, to: &Path, except: &Path) -> Result<Vec<PathBuf>> {
+fn copy_dir(from: &Path, to: &Path, except: &[PathBuf]) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(to)?;
     let mut files = Vec::new();
     for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
         let entry = entry?;
         let dest = to.join(entry.file_name());
-        if entry.path() == except {
+        if except.contains(&entry.path()) {
             continue;
         }
         if entry.file_type()?.is_dir() {

@@ -49,6 +49,7 @@ pub fn ensure(sh: &Shell, project: &Project, docker: &Docker, base: &ImageSet) -
         api_src: project.root.join("api"),
         lock_file: project.root.join("Cargo.lock"),
         extra_migrations: vec![slow_migration()],
+        edits: vec![],
     };
     let binary = api_variant::build_binary(sh, project, &variant)?;
     api_variant::package(sh, project, docker, base, &variant, &binary)

@@ -57,8 +57,8 @@ pub struct Previous {
 }
 
 /// The extra migration of `--fault breaking-migration`, after `newest` (the newest real
-/// version): a contract step (the rename) shipped in the same deploy as the code that would
-/// need it, while the previous version still selects and inserts `stored_by`. Its text is
+/// version): a contract step (the rename) shipped in the same deploy as the code that needs it
+/// (`breaking_code`), while the previous version still selects and inserts `stored_by`. Its text is
 /// `xtask/testdata/upgrade/breaking-migration/`'s, the run the judges' tests replay.
 pub fn breaking_migration(newest: i64) -> (String, String) {
     (
@@ -67,6 +67,24 @@ pub fn breaking_migration(newest: i64) -> (String, String) {
          -- needs it. The previous version still selects and inserts `stored_by`.\n\
          ALTER TABLE documents RENAME COLUMN stored_by TO stored_by_host;\n"
             .to_string(),
+    )
+}
+
+/// The next version's code that goes with the breaking migration: its SQL reads and writes
+/// the renamed column, so only the previous version's queries fail.
+pub fn breaking_code() -> (String, Vec<(String, String)>) {
+    (
+        "src/routes/documents.rs".into(),
+        vec![
+            (
+                "created_at, stored_by FROM documents".into(),
+                "created_at, stored_by_host AS stored_by FROM documents".into(),
+            ),
+            (
+                "created_at, stored_by) ".into(),
+                "created_at, stored_by_host) ".into(),
+            ),
+        ],
     )
 }
 
@@ -185,6 +203,7 @@ pub fn previous(
         api_src: tree.join("api"),
         lock_file: tree.join("Cargo.lock"),
         extra_migrations: vec![],
+        edits: vec![],
     };
     let binary = api_variant::build_binary(sh, project, &variant)?;
     // A binary built from another tree would embed this tree's newer migrations.
@@ -278,6 +297,7 @@ pub fn breaking(
         api_src: project.root.join("api"),
         lock_file: project.root.join("Cargo.lock"),
         extra_migrations: vec![(name.clone(), sql.clone())],
+        edits: vec![breaking_code()],
     };
     let binary = api_variant::build_binary(sh, project, &variant)?;
     if !previous::embeds(&std::fs::read(&binary)?, &sql) {
@@ -326,5 +346,28 @@ mod tests {
         )
         .unwrap();
         assert_eq!(sql, recorded);
+    }
+
+    #[test]
+    fn the_breaking_versions_code_uses_the_renamed_column_wherever_the_api_names_it() {
+        let (path, edits) = breaking_code();
+        let source = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../api")
+                .join(&path),
+        )
+        .unwrap();
+        let mut edited = source.clone();
+        for (from, to) in &edits {
+            assert!(source.contains(from.as_str()), "{from}");
+            edited = edited.replace(from.as_str(), to);
+        }
+        // Every SQL mention of the column is now the new name (the struct field keeps its name).
+        for line in edited
+            .lines()
+            .filter(|l| l.contains("stored_by") && l.contains('"'))
+        {
+            assert!(line.contains("stored_by_host"), "{line}");
+        }
     }
 }
