@@ -283,6 +283,16 @@ impl Docker {
             .with_context(|| format!("stopping container {id}"))
     }
 
+    /// `docker rm` of a stopped container.
+    pub fn remove(&self, sh: &Shell, id: &str) -> Result<()> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} rm {id}")
+            .quiet()
+            .ignore_stdout()
+            .run()
+            .with_context(|| format!("removing container {id}"))
+    }
+
     /// Containers, networks and volumes that still carry a compose project's label.
     pub fn project_leftovers(&self, sh: &Shell, project: &str) -> Result<Vec<String>> {
         let docker = &self.program;
@@ -316,6 +326,20 @@ impl Docker {
             r#""started_at":{{json .State.StartedAt}},"health":{{json .State.Health}}}"#
         );
         self.inspect(sh, ids, format)
+    }
+
+    /// A JSON array of what the upgrade scenario reads of each container: id, restart count,
+    /// image, compose labels and `.State` (never `.Config.Env`, which holds the run's
+    /// passwords). Parsed by `scaling::upgrade::facts::replicas`.
+    pub fn replica_facts(&self, sh: &Shell, ids: &[String]) -> Result<String> {
+        let format = concat!(
+            r#"{"Id":{{json .Id}},"RestartCount":{{json .RestartCount}},"#,
+            r#""Config":{"Image":{{json .Config.Image}},"Labels":{{json .Config.Labels}}},"#,
+            r#""State":{{json .State}}}"#
+        );
+        let lines = self.inspect(sh, ids, format)?;
+        let objects: Vec<&str> = lines.lines().filter(|l| !l.trim().is_empty()).collect();
+        Ok(format!("[{}]", objects.join(",\n")))
     }
 
     /// `docker stats --no-stream`, one JSON object per container (`{{json .}}`, which every

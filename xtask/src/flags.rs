@@ -20,7 +20,8 @@ xflags::xflags! {
 
         /// The pre-deploy scaling check: start N replicas on a fresh and on an existing
         /// database and check health, parallel start, the shared data volume, migration
-        /// coordination and cross-replica reads. Exit 0 passed, 1 failed, 2 could not run.
+        /// coordination and cross-replica reads; then roll this version over N replicas of the
+        /// previous one (upgrade). Exit 0 passed, 1 failed, 2 could not run.
         cmd test-scaling {
             /// Number of api replicas (default 4).
             optional --replicas n: u32
@@ -34,8 +35,14 @@ xflags::xflags! {
             /// Leave the stack running at the end and print how to inspect and remove it.
             optional --keep
             /// Inject a real fault: replica-down, late-replica, data-not-writable, no-lock, lock-held,
-            /// small-max-connections.
+            /// small-max-connections, breaking-migration.
             optional --fault name: String
+            /// Scenarios to run, comma-separated: fresh, existing, upgrade (default: all three;
+            /// existing needs fresh).
+            optional --scenarios list: String
+            /// The previous version the upgrade scenario deploys from: a git ref, or image:NAME
+            /// (default: the parent of the commit that added the newest migration).
+            optional --upgrade-from spec: String
             /// Run the whole check K times (for hunting flakes) and report how many passed and
             /// each figure's min/median/max (default 1).
             optional --repeat k: u32

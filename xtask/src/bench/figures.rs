@@ -336,6 +336,8 @@ mod tests {
             marks: marks.iter().copied().collect(),
             applied: 0,
             healthy_exact: true,
+            version: None,
+            stopped: None,
         }
     }
 

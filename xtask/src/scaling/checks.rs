@@ -31,7 +31,7 @@ pub struct Check {
 }
 
 impl Check {
-    fn new(id: &'static str, name: &'static str) -> Check {
+    pub fn new(id: &'static str, name: &'static str) -> Check {
         Check {
             id,
             name,
@@ -42,13 +42,25 @@ impl Check {
         }
     }
 
-    fn fail(&mut self, reason: impl Into<String>) {
+    /// The first failure is the summary; later ones go on top of the evidence.
+    pub fn fail(&mut self, reason: impl Into<String>) {
         if self.passed {
             self.summary = reason.into();
         } else {
             self.evidence.insert(0, reason.into());
         }
         self.passed = false;
+    }
+
+    /// The summary, unless a failure already wrote it.
+    pub fn pass(&mut self, summary: impl Into<String>) {
+        if self.passed {
+            self.summary = summary.into();
+        }
+    }
+
+    pub fn figure(&mut self, name: &str, value: f64) {
+        self.figures.insert(name.to_string(), value);
     }
 }
 
@@ -520,6 +532,8 @@ pub fn migrations(
                 ));
             }
         }
+        // The upgrade scenario's migration is judged by U-01 (scaling::upgrade::judge).
+        DbState::Upgrade => check.fail("TEST-04 does not judge the upgrade scenario; U-01 does"),
         DbState::ExistingDatabase => {
             if acquisitions > 0 || !appliers.is_empty() {
                 check.fail(format!(
@@ -580,7 +594,9 @@ pub fn migrations(
                 followers.len(),
                 fast.len()
             ),
-            DbState::ExistingDatabase => format!("{} fast paths, no lock taken", fast.len()),
+            DbState::ExistingDatabase | DbState::Upgrade => {
+                format!("{} fast paths, no lock taken", fast.len())
+            }
         };
     }
     check

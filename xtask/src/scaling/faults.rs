@@ -14,7 +14,7 @@ use crate::{
     host::dbserver::DbChoice,
     outcome::{self, CannotRun, Failed},
     scaling,
-    stack::{DbState, EngineKind},
+    stack::EngineKind,
     ui, Project,
 };
 
@@ -67,6 +67,18 @@ const EXPECTATIONS: &[Expectation] = &[
         fails: "TEST-01",
         evidence: &["Timed out waiting for schema migration"],
         passes: &[],
+    },
+    Expectation {
+        fault: Fault::BreakingMigration,
+        fails: "U-02",
+        evidence: &[
+            "requests accepted by old replicas failed",
+            "_rename_documents_stored_by",
+            "rename documents stored by",
+            "-> 500",
+        ],
+        // The new version itself is fine: one new replica applied both migrations, mid-roll.
+        passes: &["U-01"],
     },
 ];
 
@@ -198,7 +210,7 @@ fn judge(exp: &Expectation, report: &Report) -> Result<()> {
     if let Some(e) = &report.error {
         bail!("the run stopped with an error instead of a verdict: {e}");
     }
-    let scenario = DbState::FreshDatabase;
+    let scenario = exp.fault.scenario();
     let Some(check) = report.check(scenario, exp.fails) else {
         bail!("{} is missing from the report", exp.fails);
     };

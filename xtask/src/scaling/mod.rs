@@ -1,7 +1,7 @@
 //! `cargo xtask test-scaling`: the pre-deploy check that horizontal scaling works, run for
 //! real with Docker Compose or, with `--engine swarm`, as a Docker Swarm stack. Sequence:
 //! preflight, images, database, the fresh-database scenario, the existing-database scenario,
-//! report; cleanup on every exit path.
+//! the upgrade scenario (`upgrade/`, Compose only), report; cleanup on every exit path.
 
 pub mod checks;
 pub mod faults;
@@ -12,10 +12,8 @@ pub mod report;
 pub mod swarm_checks;
 #[cfg(test)]
 mod swarm_proof;
-// Judges of the upgrade scenario (issue 13), used by their tests until the scenario drives them.
 #[cfg(test)]
 mod tests;
-#[allow(dead_code)]
 pub mod upgrade;
 
 use std::{
@@ -61,16 +59,20 @@ pub enum Fault {
     NoLock,
     LockHeld,
     SmallMaxConnections,
+    /// The upgrade scenario rolls in this version plus a migration that renames a column the
+    /// previous version uses.
+    BreakingMigration,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::ReplicaDown,
         Fault::LateReplica,
         Fault::DataNotWritable,
         Fault::NoLock,
         Fault::LockHeld,
         Fault::SmallMaxConnections,
+        Fault::BreakingMigration,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +83,15 @@ impl Fault {
             Fault::NoLock => "no-lock",
             Fault::LockHeld => "lock-held",
             Fault::SmallMaxConnections => "small-max-connections",
+            Fault::BreakingMigration => "breaking-migration",
+        }
+    }
+
+    /// The scenario the fault is injected into (the only one its run has).
+    pub fn scenario(self) -> DbState {
+        match self {
+            Fault::BreakingMigration => DbState::Upgrade,
+            _ => DbState::FreshDatabase,
         }
     }
 
@@ -119,6 +130,44 @@ pub struct Options {
     pub repeat: u32,
     /// `--engine`: Docker Compose or Docker Swarm.
     pub engine: EngineKind,
+    /// Which scenarios, in order (a fault runs only its own).
+    pub scenarios: Vec<DbState>,
+    /// `--upgrade-from`: the upgrade scenario's previous version.
+    pub upgrade_from: upgrade::builds::From,
+}
+
+/// Every scenario, in the order they run.
+pub const SCENARIOS: [DbState; 3] = [
+    DbState::FreshDatabase,
+    DbState::ExistingDatabase,
+    DbState::Upgrade,
+];
+
+/// `--scenarios fresh,existing,upgrade`, in the order they run.
+pub fn parse_scenarios(list: &str) -> Result<Vec<DbState>> {
+    let mut chosen = Vec::new();
+    for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some(s) = SCENARIOS.iter().find(|s| s.slug() == name) else {
+            return Err(CannotRun(format!(
+                "--scenarios: unknown scenario {name:?}: choose from fresh, existing, upgrade"
+            ))
+            .into());
+        };
+        chosen.push(*s);
+    }
+    if chosen.is_empty() {
+        return Err(CannotRun("--scenarios: no scenario named".into()).into());
+    }
+    if chosen.contains(&DbState::ExistingDatabase) && !chosen.contains(&DbState::FreshDatabase) {
+        return Err(CannotRun(
+            "--scenarios: existing runs on the database fresh migrated; add fresh".into(),
+        )
+        .into());
+    }
+    Ok(SCENARIOS
+        .into_iter()
+        .filter(|s| chosen.contains(s))
+        .collect())
 }
 
 impl Default for Options {
@@ -135,6 +184,8 @@ impl Default for Options {
             report_dir: None,
             repeat: 1,
             engine: EngineKind::Compose,
+            scenarios: SCENARIOS.to_vec(),
+            upgrade_from: upgrade::builds::From::Default,
         }
     }
 }
@@ -188,8 +239,34 @@ impl Options {
         if !(1..=100).contains(&repeat) {
             return Err(CannotRun(format!("--repeat {repeat}: choose between 1 and 100")).into());
         }
+        let scenarios = match (&fault, flags.scenarios.as_deref()) {
+            (Some(_), Some(_)) => {
+                return Err(CannotRun(
+                    "--fault runs only the scenario it is injected into: drop --scenarios".into(),
+                )
+                .into())
+            }
+            (Some(f), None) => vec![f.scenario()],
+            (None, Some(list)) => parse_scenarios(list)?,
+            // The rolling deploy swaps the api image of a Compose project; Swarm's own
+            // rolling update is another scenario, not built yet.
+            (None, None) if engine == EngineKind::Swarm => SCENARIOS
+                .into_iter()
+                .filter(|s| *s != DbState::Upgrade)
+                .collect(),
+            (None, None) => SCENARIOS.to_vec(),
+        };
+        if engine == EngineKind::Swarm && scenarios.contains(&DbState::Upgrade) {
+            return Err(CannotRun(
+                "--scenarios upgrade is not available with --engine swarm: choose fresh,existing"
+                    .into(),
+            )
+            .into());
+        }
         Ok(Options {
             engine,
+            scenarios,
+            upgrade_from: upgrade::builds::From::parse(flags.upgrade_from.as_deref())?,
             repeat,
             replicas,
             max_startup,
@@ -307,6 +384,17 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             ignored.join(", ")
         ));
     }
+    // A fault runs only the scenario it is injected into, however the options were made.
+    let scenarios = match opts.fault {
+        Some(f) => vec![f.scenario()],
+        None => opts.scenarios.clone(),
+    };
+    // The upgrade's previous version is resolved first: a shallow clone stops here, at once.
+    let previous = if scenarios.contains(&DbState::Upgrade) {
+        Some(upgrade::builds::resolve(sh, project, &opts.upgrade_from)?)
+    } else {
+        None
+    };
     let (docker, compose_program) = preflight::run(sh, project)?;
 
     let image_set = if opts.no_build {
@@ -323,6 +411,14 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         )?
     };
 
+    // The upgrade scenario's versions, built (or found) before any container starts.
+    let upgrade_versions = match &previous {
+        Some(previous) => Some(upgrade_versions(
+            sh, project, &docker, &image_set, previous, opts,
+        )?),
+        None => None,
+    };
+
     let extra = match opts.fault {
         Some(Fault::NoLock) => vec![("API_MIGRATION_LOCK".to_string(), "off".to_string())],
         Some(Fault::LockHeld) => vec![(
@@ -333,7 +429,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     };
     // A fresh random password pair per run: nothing secret is stored or printed. With --keep
     // the run's env file holds every variable, so the printed commands work.
-    let stack = Stack::new(
+    let mut stack = Stack::new(
         sh,
         project,
         &docker,
@@ -370,13 +466,43 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     };
     let outcome = (|| -> Result<()> {
         stack.start_db(opts.timeout)?;
-        let fresh = run_scenario(&stack, opts, DbState::FreshDatabase, &report_dir)?;
-        report.scenarios.push(fresh);
-        if opts.fault.is_none() {
-            ui::step("Removing the api replicas; the database keeps its schema");
-            stack.remove_api()?;
-            let existing = run_scenario(&stack, opts, DbState::ExistingDatabase, &report_dir)?;
-            report.scenarios.push(existing);
+        let mut migrated = false;
+        for &scenario in &scenarios {
+            match scenario {
+                DbState::FreshDatabase => {
+                    report
+                        .scenarios
+                        .push(run_scenario(&stack, opts, scenario, &report_dir)?);
+                    migrated = true;
+                }
+                DbState::ExistingDatabase => {
+                    ui::step("Removing the api replicas; the database keeps its schema");
+                    stack.remove_api()?;
+                    report
+                        .scenarios
+                        .push(run_scenario(&stack, opts, scenario, &report_dir)?);
+                }
+                DbState::Upgrade => {
+                    if migrated {
+                        ui::step("Removing the api replicas and emptying the database: the previous version migrates it");
+                        stack.remove_api()?;
+                        stack.empty_database()?;
+                    }
+                    let versions = upgrade_versions
+                        .as_ref()
+                        .expect("the upgrade's images are made before the stack starts");
+                    let api_image = stack.api_image.clone();
+                    let (checks, _) = upgrade::scenario::run(
+                        &mut stack,
+                        opts.replicas,
+                        opts.timeout,
+                        versions,
+                        &report_dir,
+                    )?;
+                    stack.set_api_image(&api_image)?;
+                    report.scenarios.push(ScenarioResult { scenario, checks });
+                }
+            }
         }
         Ok(())
     })();
@@ -513,6 +639,7 @@ fn run_scenario(
         &startups,
         t_up,
         report_dir,
+        &BTreeMap::new(),
     );
     let last_lines: BTreeMap<u32, Vec<String>> = startups
         .iter()
@@ -608,6 +735,53 @@ fn run_scenario(
         ));
     }
     Ok(ScenarioResult { scenario, checks })
+}
+
+/// The upgrade scenario's two versions: the previous one (`--upgrade-from`) and this tree's
+/// image, or with `--fault breaking-migration` this tree plus the breaking migration.
+fn upgrade_versions(
+    sh: &Shell,
+    project: &Project,
+    docker: &crate::docker::Docker,
+    images: &images::ImageSet,
+    previous: &upgrade::builds::Resolved,
+    opts: &Options,
+) -> Result<upgrade::scenario::Versions> {
+    let previous = upgrade::builds::previous(sh, project, docker, images, previous, opts.no_build)?;
+    let mut new_migrations = db::migration_versions(&project.root)?;
+    let (new_image, note) = if opts.fault == Some(Fault::BreakingMigration) {
+        let (set, name) = upgrade::builds::breaking(sh, project, docker, images)?;
+        if let Some(v) = name.split('_').next().and_then(|v| v.parse().ok()) {
+            new_migrations.push(v);
+        }
+        (
+            set.get("API_IMAGE").unwrap_or_default().to_string(),
+            Some(format!(
+                "fault: the new version adds {name} (written by the xtask under target/breaking-migration/), which renames documents.stored_by, a column the previous version reads and writes"
+            )),
+        )
+    } else {
+        (
+            images
+                .get("API_IMAGE")
+                .unwrap_or(images::API_IMAGE)
+                .to_string(),
+            None,
+        )
+    };
+    if previous.image == new_image {
+        return Err(CannotRun(format!(
+            "--upgrade-from: the previous version is this version's own image, {new_image}"
+        ))
+        .into());
+    }
+    Ok(upgrade::scenario::Versions {
+        old_image: previous.image,
+        old_origin: previous.origin,
+        new_image,
+        note,
+        new_migrations,
+    })
 }
 
 /// TEST-03's I/O: each replica writes a file into the shared directory, then each reads all.

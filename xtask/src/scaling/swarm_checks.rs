@@ -463,7 +463,7 @@ mod tests {
 
     #[test]
     fn fewer_than_two_tasks_is_not_exercised() {
-        let one = vec![probe(1, "n1", &[1])];
+        let one = [probe(1, "n1", &[1])];
         for probes in [&[][..], &one[..]] {
             let c = shared_data(probes, "/app/data");
             assert!(!c.passed && c.summary.contains("not exercised"), "{c:?}");

@@ -984,3 +984,23 @@ fn probes_failing_while_the_app_listens_stop_the_wait() {
     c.probes[n - 2].exit_code = 0;
     assert_eq!(crate::stack::failing_probes(&times, &s), None);
 }
+
+#[test]
+fn scenarios_run_in_their_order_and_existing_needs_fresh() {
+    use super::{parse_scenarios, Fault, SCENARIOS};
+    assert_eq!(
+        parse_scenarios("upgrade, fresh").unwrap(),
+        [DbState::FreshDatabase, DbState::Upgrade]
+    );
+    assert_eq!(
+        parse_scenarios("fresh,existing,upgrade").unwrap(),
+        SCENARIOS
+    );
+    assert_eq!(parse_scenarios("upgrade").unwrap(), [DbState::Upgrade]);
+    for bad in ["existing", "upgrade,existing", "", "fresh,sideways"] {
+        let e = parse_scenarios(bad).unwrap_err().to_string();
+        assert!(e.starts_with("--scenarios"), "{bad}: {e}");
+    }
+    assert_eq!(Fault::BreakingMigration.scenario(), DbState::Upgrade);
+    assert_eq!(Fault::LockHeld.scenario(), DbState::FreshDatabase);
+}

@@ -92,12 +92,14 @@ impl EngineKind {
     }
 }
 
-/// Which database the replicas start on.
+/// Which database the replicas start on: a scenario of `test-scaling`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum DbState {
     FreshDatabase,
     ExistingDatabase,
+    /// A database the previous version migrated and serves, this version rolled in beside it.
+    Upgrade,
 }
 
 impl DbState {
@@ -105,6 +107,7 @@ impl DbState {
         match self {
             DbState::FreshDatabase => "fresh database",
             DbState::ExistingDatabase => "existing database",
+            DbState::Upgrade => "upgrade",
         }
     }
 
@@ -112,6 +115,7 @@ impl DbState {
         match self {
             DbState::FreshDatabase => "fresh",
             DbState::ExistingDatabase => "existing",
+            DbState::Upgrade => "upgrade",
         }
     }
 }
@@ -300,6 +304,27 @@ impl<'a> Stack<'a> {
                 .unwrap_or(images::OFFICIAL_DB_IMAGE)
                 .to_string(),
         })
+    }
+
+    /// The api image the next `up` creates replicas from; running replicas keep theirs
+    /// (every `up` here is `--no-recreate`). How a rolling deploy brings in a new version.
+    pub fn set_api_image(&mut self, image: &str) -> Result<()> {
+        let Engine::Compose(compose) = &mut self.engine else {
+            bail!("a rolling deploy of a new image is not implemented on Swarm (--engine swarm)");
+        };
+        compose.env.retain(|(k, _)| k != "API_IMAGE");
+        compose.env.push(("API_IMAGE".into(), image.into()));
+        self.api_image = image.to_string();
+        Ok(())
+    }
+
+    /// An empty application database again (the api's grants stay): for a scenario that
+    /// needs a fresh schema after another one migrated it. The api replicas must be gone.
+    pub fn empty_database(&self) -> Result<()> {
+        self.sql(&format!(
+            "DROP DATABASE {DB_NAME}; CREATE DATABASE {DB_NAME}"
+        ))
+        .map(drop)
     }
 
     /// The compose project: every engine has one (Swarm's stack file is made from its

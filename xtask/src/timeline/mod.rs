@@ -21,7 +21,7 @@ use std::{
 };
 
 use anyhow::{Context, Result};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use xshell::Shell;
 
 use crate::{
@@ -50,7 +50,8 @@ pub fn capture(
 /// `test-scaling`'s hook, called as soon as the replicas are healthy (Docker keeps only the
 /// last five probe results): records this scenario's timeline as `timeline-SLUG.json` and
 /// rewrites `timeline.html` with every scenario recorded in `report_dir`. A timeline is not a
-/// check: any problem is a warning.
+/// check: any problem is a warning. `versions`: for the upgrade scenario, each replica's
+/// version (`old`, `new`) and when it exited, so the page tells them apart; else empty.
 #[allow(clippy::too_many_arguments)] // the hook's inputs, each already at hand in the caller
 pub fn add_to_report(
     sh: &Shell,
@@ -61,6 +62,7 @@ pub fn add_to_report(
     startups: &BTreeMap<u32, Startup>,
     up: Instant,
     report_dir: &Path,
+    versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
 ) {
     let written = (|| -> Result<PathBuf> {
         let origin = Utc::now() - chrono::TimeDelta::from_std(up.elapsed())?;
@@ -70,7 +72,8 @@ pub fn add_to_report(
             scenario.name(),
             containers.len()
         );
-        let timeline = shape(&title, origin, &times, startups);
+        let mut timeline = shape(&title, origin, &times, startups);
+        label_versions(&mut timeline, versions);
         let json = report_dir.join(format!("timeline-{}.json", scenario.slug()));
         std::fs::write(&json, serde_json::to_string_pretty(&timeline)?)
             .with_context(|| format!("writing {}", json.display()))?;
@@ -84,6 +87,20 @@ pub fn add_to_report(
     match written {
         Ok(path) => ui::note(&format!("start-up timeline: {}", path.display())),
         Err(e) => ui::warn(&format!("the start-up timeline was not written: {e:#}")),
+    }
+}
+
+/// Marks each row with its version and exit time (seconds on the axis).
+pub fn label_versions(
+    timeline: &mut Timeline,
+    versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
+) {
+    for row in &mut timeline.rows {
+        if let Some((version, stopped)) = versions.get(&row.number) {
+            row.version = Some(version.clone());
+            row.stopped = stopped
+                .map(|t| (t - timeline.origin).num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6);
+        }
     }
 }
 
@@ -264,6 +281,33 @@ mod tests {
         }
         assert!((timeline.slowest(Mark::Healthy).unwrap() - timeline.end()).abs() < 1e-9);
         assert!(timeline.spread(Mark::PoolCreated).unwrap() >= 0.0);
+    }
+
+    #[test]
+    fn the_upgrade_timeline_tells_old_and_new_replicas_apart_and_marks_the_old_ones_exit() {
+        let mut timeline = fresh_timeline();
+        let stopped = timeline.origin + chrono::TimeDelta::seconds(30);
+        let versions = BTreeMap::from([
+            (1, ("old".to_string(), Some(stopped))),
+            (2, ("old".to_string(), None)),
+            (3, ("new".to_string(), None)),
+        ]);
+        label_versions(&mut timeline, &versions);
+        let row = |n: u32| timeline.rows.iter().find(|r| r.number == n).unwrap();
+        assert_eq!(row(1).label(), "api-1 old");
+        assert_eq!(row(3).label(), "api-3 new");
+        assert_eq!(row(4).label(), "api-4", "no version known: the plain name");
+        assert!((row(1).stopped.unwrap() - 30.0).abs() < 1e-9);
+        assert!(timeline.end() >= 30.0, "the exit is on the axis");
+        let texts = svg_texts(&svg(&timeline).unwrap());
+        assert!(texts.iter().any(|t| t == "api-1 old"), "{texts:?}");
+        assert!(texts.iter().any(|t| t == "api-3 new"), "{texts:?}");
+        let html = page("t", "i", std::slice::from_ref(&timeline)).unwrap();
+        assert!(html.contains("<th>version</th>") && html.contains("<th>exited</th>"));
+        assert!(html.contains("<td>30.000</td>"), "{html}");
+        // Timelines of the other scenarios have no version column.
+        let plain = page("t", "i", &[fresh_timeline()]).unwrap();
+        assert!(!plain.contains("<th>version</th>"));
     }
 
     #[test]

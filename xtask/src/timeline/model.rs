@@ -79,9 +79,23 @@ pub struct Row {
     pub applied: u32,
     /// See `first_healthy`: false when the healthy mark is an upper bound.
     pub healthy_exact: bool,
+    /// Which version it runs, in the upgrade scenario (`old`, `new`).
+    #[serde(default)]
+    pub version: Option<String>,
+    /// When it exited (seconds on the axis), in the upgrade scenario.
+    #[serde(default)]
+    pub stopped: Option<f64>,
 }
 
 impl Row {
+    /// How the chart and the table name it: `api-3`, or `api-3 new` when versions differ.
+    pub fn label(&self) -> String {
+        match &self.version {
+            Some(v) => format!("{} {v}", self.replica),
+            None => self.replica.clone(),
+        }
+    }
+
     pub fn at(&self, mark: Mark) -> Option<f64> {
         self.marks.get(&mark).copied()
     }
@@ -218,7 +232,7 @@ impl Timeline {
     pub fn end(&self) -> f64 {
         self.rows
             .iter()
-            .flat_map(|r| r.marks.values().copied())
+            .flat_map(|r| r.marks.values().copied().chain(r.stopped))
             .fold(0.0, f64::max)
     }
 
@@ -290,6 +304,8 @@ pub fn shape(
                 marks,
                 applied,
                 healthy_exact,
+                version: None,
+                stopped: None,
             }
         })
         .collect();

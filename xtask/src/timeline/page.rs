@@ -20,7 +20,7 @@ pub fn page(title: &str, intro: &str, timelines: &[Timeline]) -> Result<String> 
             escape(phase.label())
         )?;
     }
-    html.push_str("<span class=\"tick\"></span>listening <span class=\"dot\"></span>healthy (hollow: at or before)</p>\n");
+    html.push_str("<span class=\"tick\"></span>listening <span class=\"dot\"></span>healthy (hollow: at or before); upgrade: a red cross where an old replica exited</p>\n");
     for timeline in timelines {
         writeln!(html, "<section>\n<h2>{}</h2>", escape(&timeline.title))?;
         writeln!(
@@ -29,18 +29,38 @@ pub fn page(title: &str, intro: &str, timelines: &[Timeline]) -> Result<String> 
             timeline.origin.format("%Y-%m-%d %H:%M:%S%.3f")
         )?;
         html.push_str(&svg(timeline)?);
+        let versions = timeline.rows.iter().any(|r| r.version.is_some());
         html.push_str("\n<table>\n<tr><th>replica</th>");
+        if versions {
+            html.push_str("<th>version</th>");
+        }
         for mark in Mark::ALL {
             write!(html, "<th>{}</th>", escape(mark.label()))?;
+        }
+        if versions {
+            html.push_str("<th>exited</th>");
         }
         html.push_str("<th>schema</th></tr>\n");
         for row in &timeline.rows {
             write!(html, "<tr><th>{}</th>", escape(&row.replica))?;
+            if versions {
+                write!(
+                    html,
+                    "<td>{}</td>",
+                    escape(row.version.as_deref().unwrap_or("–"))
+                )?;
+            }
             for mark in Mark::ALL {
                 match row.at(mark) {
                     Some(t) if mark == Mark::Healthy && !row.healthy_exact => {
                         write!(html, "<td>≤ {t:.3}</td>")?
                     }
+                    Some(t) => write!(html, "<td>{t:.3}</td>")?,
+                    None => html.push_str("<td>–</td>"),
+                }
+            }
+            if versions {
+                match row.stopped {
                     Some(t) => write!(html, "<td>{t:.3}</td>")?,
                     None => html.push_str("<td>–</td>"),
                 }

@@ -26,7 +26,7 @@ pub fn svg(timeline: &Timeline) -> Result<String> {
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..x_max, -0.5f64..(rows as f64 - 0.5))
             .map_err(chart_error)?;
-        let names: Vec<String> = timeline.rows.iter().map(|r| r.replica.clone()).collect();
+        let names: Vec<String> = timeline.rows.iter().map(|r| r.label()).collect();
         // Row 0 at the top.
         let y_of = move |i: usize| (rows - 1 - i) as f64;
         let label_of = move |y: &f64| {
@@ -67,6 +67,13 @@ pub fn svg(timeline: &Timeline) -> Result<String> {
         });
         chart.draw_series(ticks).map_err(chart_error)?;
 
+        // The upgrade scenario: a red cross where an old replica exited, so the overlap of
+        // the two versions shows.
+        let exits = timeline.rows.iter().enumerate().filter_map(|(i, row)| {
+            Some(Cross::new((row.stopped?, y_of(i)), 6, RED.stroke_width(2)))
+        });
+        chart.draw_series(exits).map_err(chart_error)?;
+
         let dots = timeline.rows.iter().enumerate().filter_map(|(i, row)| {
             let style = if row.healthy_exact {
                 BLACK.filled()
@@ -78,7 +85,13 @@ pub fn svg(timeline: &Timeline) -> Result<String> {
         chart.draw_series(dots).map_err(chart_error)?;
 
         let roles = timeline.rows.iter().enumerate().map(|(i, row)| {
-            let x = row.marks.values().copied().fold(0.0, f64::max) + end * 0.02;
+            let x = row
+                .marks
+                .values()
+                .copied()
+                .chain(row.stopped)
+                .fold(0.0, f64::max)
+                + end * 0.02;
             Text::new(
                 row.role(),
                 (x, y_of(i)),

@@ -4,67 +4,10 @@
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::super::checks::Check;
 use super::facts::{Read, Replica, Request, Side};
+use crate::scaling::checks::Check;
 use crate::stack::parse::Startup;
-
-/// A check's outcome, shaped like `scaling::checks::Check` (see `into_check`) but owned by this
-/// module, so the judges do not depend on where that type lives.
-#[derive(Clone, Debug, Serialize)]
-pub struct Verdict {
-    pub id: &'static str,
-    pub name: &'static str,
-    pub passed: bool,
-    pub summary: String,
-    pub evidence: Vec<String>,
-    pub figures: BTreeMap<String, f64>,
-}
-
-impl Verdict {
-    fn new(id: &'static str, name: &'static str) -> Verdict {
-        Verdict {
-            id,
-            name,
-            passed: true,
-            summary: String::new(),
-            evidence: Vec::new(),
-            figures: BTreeMap::new(),
-        }
-    }
-
-    /// The first failure is the summary; later ones go on top of the evidence.
-    fn fail(&mut self, reason: impl Into<String>) {
-        if self.passed {
-            self.summary = reason.into();
-        } else {
-            self.evidence.insert(0, reason.into());
-        }
-        self.passed = false;
-    }
-
-    fn pass(&mut self, summary: impl Into<String>) {
-        if self.passed {
-            self.summary = summary.into();
-        }
-    }
-
-    fn figure(&mut self, name: &str, value: f64) {
-        self.figures.insert(name.to_string(), value);
-    }
-
-    pub fn into_check(self) -> Check {
-        Check {
-            id: self.id,
-            name: self.name,
-            passed: self.passed,
-            summary: self.summary,
-            evidence: self.evidence,
-            figures: self.figures,
-        }
-    }
-}
 
 fn secs(from: DateTime<Utc>, to: DateTime<Utc>) -> f64 {
     (to - from).num_milliseconds() as f64 / 1000.0
@@ -109,8 +52,8 @@ pub fn migration_applied_once(
     rows: &[(i64, bool)],
     new_versions: &[i64],
     roll_started: DateTime<Utc>,
-) -> Verdict {
-    let mut v = Verdict::new("U-01", "new migration applied once");
+) -> Check {
+    let mut v = Check::new("U-01", "new migration applied once");
     let after = |t: &DateTime<Utc>| *t >= roll_started;
     let mut appliers = Vec::new();
     let mut acquirers = Vec::new();
@@ -254,8 +197,8 @@ pub fn old_replicas_kept_serving(
     migrated_at: Option<DateTime<Utc>>,
     migration: &str,
     stops: &BTreeMap<String, DateTime<Utc>>,
-) -> Verdict {
-    let mut v = Verdict::new("U-02", "old replicas kept serving");
+) -> Check {
+    let mut v = Check::new("U-02", "old replicas kept serving");
     let side: BTreeMap<&str, Side> = replicas.iter().map(|r| (r.name.as_str(), r.side)).collect();
     let old: Vec<&Request> = requests
         .iter()
@@ -330,8 +273,8 @@ pub fn old_replicas_kept_serving(
 
 /// U-03: every new replica is running and healthy without a restart; every old replica exited
 /// 0 on SIGTERM (137 means Docker had to SIGKILL it after the grace period).
-pub fn replaced_cleanly(replicas: &[Replica]) -> Verdict {
-    let mut v = Verdict::new("U-03", "new healthy, old exited 0");
+pub fn replaced_cleanly(replicas: &[Replica]) -> Check {
+    let mut v = Check::new("U-03", "new healthy, old exited 0");
     let (old, new): (Vec<&Replica>, Vec<&Replica>) =
         replicas.iter().partition(|r| r.side == Side::Old);
     v.figure("new_replicas", new.len() as f64);
@@ -390,8 +333,8 @@ pub fn rollback_starts(
     rollback: Option<&Replica>,
     startup: Option<&Startup>,
     reads: &[Read],
-) -> Verdict {
-    let mut v = Verdict::new("U-04", "rollback starts on the new schema");
+) -> Check {
+    let mut v = Check::new("U-04", "rollback starts on the new schema");
     let Some(r) = rollback else {
         v.fail("no replica of the old version was started after the upgrade");
         return v;
@@ -466,8 +409,8 @@ fn describe_read(x: &Read) -> String {
 
 /// U-05: every document stored by one version is read back byte for byte through every replica
 /// of the other version that the sweeps read through, and each document was read by at least one.
-pub fn documents_cross_versions(replicas: &[Replica], reads: &[Read]) -> Verdict {
-    let mut v = Verdict::new("U-05", "documents readable across versions");
+pub fn documents_cross_versions(replicas: &[Replica], reads: &[Read]) -> Check {
+    let mut v = Check::new("U-05", "documents readable across versions");
     let side: BTreeMap<&str, Side> = replicas.iter().map(|r| (r.name.as_str(), r.side)).collect();
     let mut documents: BTreeMap<&str, (Side, usize)> = BTreeMap::new();
     let mut cross = 0;
