@@ -193,10 +193,12 @@ impl Default for Options {
 impl Options {
     pub fn from_flags(flags: &flags::TestScaling) -> Result<Options> {
         let replicas = flags.replicas.unwrap_or(DEFAULT_REPLICAS);
-        if !(1..=32).contains(&replicas) {
-            return Err(
-                CannotRun(format!("--replicas {replicas}: choose between 1 and 32")).into(),
-            );
+        // One replica cannot show a race, a parallel start or a shared directory.
+        if !(2..=32).contains(&replicas) {
+            return Err(CannotRun(format!(
+                "--replicas {replicas}: choose between 2 and 32 (one replica cannot show scaling)"
+            ))
+            .into());
         }
         let max_startup = flags.max_startup.unwrap_or(DEFAULT_MAX_STARTUP_SECS);
         if max_startup.is_nan() || max_startup <= 0.0 {
@@ -231,9 +233,6 @@ impl Options {
                     .join(" or ")
             ))
             .into());
-        }
-        if fault.is_some() && replicas < 2 {
-            return Err(CannotRun("--fault needs at least 2 replicas".into()).into());
         }
         let repeat = flags.repeat.unwrap_or(1);
         if !(1..=100).contains(&repeat) {
