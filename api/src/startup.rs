@@ -218,6 +218,15 @@ impl Application {
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.client_timeout);
         let router = routes::router(self.state, limits.request_timeout);
+        // Histogram samples wait in the recorder until drained: without a scraper they would
+        // pile up, so drain them every few seconds.
+        let upkeep = tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                crate::metrics::handle().run_upkeep();
+            }
+        });
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         tokio::pin!(shutdown);
@@ -257,6 +266,7 @@ impl Application {
         }
         // New connections are refused from here on.
         drop(self.listener);
+        upkeep.abort();
         let open = graceful.count();
         tokio::select! {
             () = graceful.shutdown() => {}
