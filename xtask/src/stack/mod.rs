@@ -179,6 +179,42 @@ pub struct Stack<'a> {
     pub db_image: String,
 }
 
+/// A [`Stack`] on its way to another thread; [`Detached::attach`] gives it a shell there.
+pub struct Detached {
+    engine: Engine,
+    docker: Docker,
+    project: Project,
+    name: &'static str,
+    replicas: u32,
+    secrets: Vec<String>,
+    api_image: String,
+    db_image: String,
+    dir: PathBuf,
+}
+
+impl Detached {
+    /// A shell in the original's directory, for [`Detached::attach`].
+    pub fn shell(&self) -> Result<Shell> {
+        let sh = Shell::new().context("making a shell")?;
+        sh.change_dir(&self.dir);
+        Ok(sh)
+    }
+
+    pub fn attach(self, sh: &Shell) -> Stack<'_> {
+        Stack {
+            sh,
+            engine: self.engine,
+            docker: self.docker,
+            project: self.project,
+            name: self.name,
+            replicas: self.replicas,
+            secrets: self.secrets,
+            api_image: self.api_image,
+            db_image: self.db_image,
+        }
+    }
+}
+
 impl<'a> Stack<'a> {
     /// A test stack on the workspace's compose file, with fresh random passwords. Every
     /// variable comes from the check itself, never from a developer's `.env`.
@@ -232,11 +268,10 @@ impl<'a> Stack<'a> {
         })
     }
 
-    /// The same stack driven through another shell: `xshell::Shell` is not `Sync`, so a
-    /// thread that runs docker commands beside others needs its own.
-    pub fn with_shell<'b>(&self, sh: &'b Shell) -> Stack<'b> {
-        Stack {
-            sh,
+    /// The stack without its shell, to hand to another thread (`xshell::Shell` is not `Sync`):
+    /// the thread attaches it to a shell of its own.
+    pub fn detach(&self) -> Detached {
+        Detached {
             engine: self.engine.clone(),
             docker: self.docker.clone(),
             project: self.project.clone(),
@@ -245,6 +280,7 @@ impl<'a> Stack<'a> {
             secrets: self.secrets.clone(),
             api_image: self.api_image.clone(),
             db_image: self.db_image.clone(),
+            dir: self.sh.current_dir(),
         }
     }
 
