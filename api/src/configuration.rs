@@ -67,6 +67,8 @@ pub struct ApplicationSettings {
     /// The async runtime's worker threads (`API_WORKER_THREADS`); None: one per CPU the process
     /// may use (`std::thread::available_parallelism`, which honours a cgroup CPU quota).
     pub worker_threads: Option<usize>,
+    /// TCP_NODELAY on every accepted connection (`API_TCP_NODELAY`, default on).
+    pub tcp_nodelay: bool,
 }
 
 impl ApplicationSettings {
@@ -84,6 +86,7 @@ impl ApplicationSettings {
             max_connections: 512,
             shutdown_drain: Duration::from_secs(8),
             worker_threads: None,
+            tcp_nodelay: true,
         }
     }
 }
@@ -394,6 +397,18 @@ impl Settings {
                 0 => None,
                 n => Some(n),
             },
+            tcp_nodelay: match get("API_TCP_NODELAY").map(|v| v.to_ascii_lowercase()) {
+                None => true,
+                Some(v) if v == "on" => true,
+                Some(v) if v == "off" => false,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "API_TCP_NODELAY",
+                        "expected `on` (default) or `off`".into(),
+                        Some(&v),
+                    ))
+                }
+            },
         };
 
         let migration = MigrationSettings {
@@ -525,6 +540,7 @@ mod tests {
         assert_eq!(s.application.max_connections, 512);
         assert_eq!(s.application.shutdown_drain, Duration::from_secs(8));
         assert_eq!(s.application.worker_threads, None);
+        assert!(s.application.tcp_nodelay);
         assert_eq!(s.database.connect_deadline, Duration::from_secs(60));
         assert_eq!(s.database.pool_size, 5);
         assert_eq!(s.database.database_name, "documents");
@@ -570,6 +586,7 @@ mod tests {
             ("API_MAX_CONNECTIONS", "0"),
             ("API_SHUTDOWN_DRAIN_SECS", "0"),
             ("API_WORKER_THREADS", "2000"),
+            ("API_TCP_NODELAY", "maybe"),
             ("API_DB_CONNECT_DEADLINE_SECS", "0"),
             ("API_HOST", "example.com"),
             ("API_MIGRATION_LOCK", "maybe"),

@@ -243,6 +243,11 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // A response goes out as its head and then its body, two writes: with Nagle's
+            // algorithm the body waits for the client's delayed ACK of the head (40 ms on Linux).
+            if let Err(e) = stream.set_nodelay(limits.tcp_nodelay) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+            }
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tokio::spawn(refuse(stream, limits.max_connections).with_current_subscriber());
                 continue;
