@@ -64,6 +64,11 @@ pub struct ApplicationSettings {
     pub max_connections: usize,
     /// After SIGTERM, in-flight requests get this long before their connections are closed.
     pub shutdown_drain: Duration,
+    /// The async runtime's worker threads (`API_WORKER_THREADS`); None: one per CPU the process
+    /// may use (`std::thread::available_parallelism`, which honours a cgroup CPU quota).
+    pub worker_threads: Option<usize>,
+    /// TCP_NODELAY on every accepted connection (`API_TCP_NODELAY`, default on).
+    pub tcp_nodelay: bool,
 }
 
 impl ApplicationSettings {
@@ -80,6 +85,8 @@ impl ApplicationSettings {
             write_timeout: Duration::from_secs(30),
             max_connections: 512,
             shutdown_drain: Duration::from_secs(8),
+            worker_threads: None,
+            tcp_nodelay: true,
         }
     }
 }
@@ -380,6 +387,28 @@ impl Settings {
                 |v: &usize| (1..=1_000_000).contains(v),
             )?,
             shutdown_drain: secs("API_SHUTDOWN_DRAIN_SECS", defaults.shutdown_drain, 3600)?,
+            worker_threads: match parse_or(
+                &get,
+                "API_WORKER_THREADS",
+                0usize,
+                "expected a whole number of threads from 1 to 1024, or 0 for one per CPU",
+                |v: &usize| *v <= 1024,
+            )? {
+                0 => None,
+                n => Some(n),
+            },
+            tcp_nodelay: match get("API_TCP_NODELAY").map(|v| v.to_ascii_lowercase()) {
+                None => true,
+                Some(v) if v == "on" => true,
+                Some(v) if v == "off" => false,
+                Some(v) => {
+                    return Err(ConfigError::invalid(
+                        "API_TCP_NODELAY",
+                        "expected `on` (default) or `off`".into(),
+                        Some(&v),
+                    ))
+                }
+            },
         };
 
         let migration = MigrationSettings {
@@ -510,6 +539,8 @@ mod tests {
         assert_eq!(s.application.write_timeout, Duration::from_secs(30));
         assert_eq!(s.application.max_connections, 512);
         assert_eq!(s.application.shutdown_drain, Duration::from_secs(8));
+        assert_eq!(s.application.worker_threads, None);
+        assert!(s.application.tcp_nodelay);
         assert_eq!(s.database.connect_deadline, Duration::from_secs(60));
         assert_eq!(s.database.pool_size, 5);
         assert_eq!(s.database.database_name, "documents");
@@ -554,6 +585,8 @@ mod tests {
             ("API_WRITE_TIMEOUT_SECS", "x"),
             ("API_MAX_CONNECTIONS", "0"),
             ("API_SHUTDOWN_DRAIN_SECS", "0"),
+            ("API_WORKER_THREADS", "2000"),
+            ("API_TCP_NODELAY", "maybe"),
             ("API_DB_CONNECT_DEADLINE_SECS", "0"),
             ("API_HOST", "example.com"),
             ("API_MIGRATION_LOCK", "maybe"),
@@ -564,6 +597,19 @@ mod tests {
             assert!(line.contains(var) && line.contains("expected"), "{line}");
             assert!(!line.contains('\n'), "one line: {line}");
         }
+    }
+
+    #[test]
+    fn worker_threads_zero_means_one_per_cpu() {
+        let threads = |v: &'static str| {
+            settings(&with(&[("API_WORKER_THREADS", v)]))
+                .unwrap()
+                .application
+                .worker_threads
+        };
+        assert_eq!(threads("0"), None);
+        assert_eq!(threads("1"), Some(1));
+        assert_eq!(threads("4"), Some(4));
     }
 
     #[test]

@@ -5,6 +5,7 @@ pub mod configuration;
 pub mod error;
 pub mod healthcheck;
 pub mod log_contract;
+pub mod metrics;
 pub mod migrate;
 pub mod routes;
 pub mod startup;

@@ -218,6 +218,15 @@ impl Application {
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.client_timeout);
         let router = routes::router(self.state, limits.request_timeout);
+        // Histogram samples wait in the recorder until drained: without a scraper they would
+        // pile up, so drain them every few seconds.
+        let upkeep = tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                every.tick().await;
+                crate::metrics::handle().run_upkeep();
+            }
+        });
         let graceful = GracefulShutdown::new();
         let slots = Arc::new(Semaphore::new(limits.max_connections));
         tokio::pin!(shutdown);
@@ -234,6 +243,11 @@ impl Application {
                 },
                 () = &mut shutdown => break,
             };
+            // A response goes out as its head and then its body, two writes: with Nagle's
+            // algorithm the body waits for the client's delayed ACK of the head (40 ms on Linux).
+            if let Err(e) = stream.set_nodelay(limits.tcp_nodelay) {
+                tracing::debug!(error = %e, "setting TCP_NODELAY failed");
+            }
             let Ok(slot) = slots.clone().try_acquire_owned() else {
                 tokio::spawn(refuse(stream, limits.max_connections).with_current_subscriber());
                 continue;
@@ -257,6 +271,7 @@ impl Application {
         }
         // New connections are refused from here on.
         drop(self.listener);
+        upkeep.abort();
         let open = graceful.count();
         tokio::select! {
             () = graceful.shutdown() => {}

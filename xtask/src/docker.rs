@@ -411,6 +411,17 @@ fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str])
 /// travels in an environment variable, so it needs no shell quoting.
 pub const DB_SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$XTASK_SQL\"";
 
+/// Whether an engine of this `docker version` server version accepts a healthcheck's
+/// `start_interval` (Docker Engine 25 and later; 20.10 refuses to create the container).
+pub fn supports_start_interval(server_version: &str) -> bool {
+    server_version
+        .trim()
+        .split(['.', '+', '-'])
+        .next()
+        .and_then(|major| major.parse::<u32>().ok())
+        .is_some_and(|major| major >= 25)
+}
+
 /// How to run Compose v2: the docker CLI plugin, or a standalone binary.
 #[derive(Clone, Debug)]
 pub enum ComposeProgram {
@@ -440,6 +451,8 @@ impl ComposeProgram {
 pub struct Compose {
     pub program: ComposeProgram,
     pub file: PathBuf,
+    /// Files laid over `file`, in order (`-f` each after it).
+    pub overrides: Vec<PathBuf>,
     pub project: String,
     /// Variables for the compose file (images, credentials); passed as environment,
     /// never as arguments, so they never show in a process list or an echoed command.
@@ -460,6 +473,8 @@ pub struct TestStack<'a> {
     pub password_file: &'a Path,
     pub root_password: &'a str,
     pub extra: Vec<(String, String)>,
+    /// Compose files laid over the main one.
+    pub overrides: Vec<PathBuf>,
     /// The env file the compose file reads instead of the project's `.env`.
     pub env_file: PathBuf,
     /// Write every variable into `env_file` (so the commands printed for `--keep` work);
@@ -501,6 +516,7 @@ impl Compose {
         Ok(Compose {
             program,
             file,
+            overrides: stack.overrides,
             project: stack.project.to_string(),
             env,
             env_file: Some(stack.env_file),
@@ -511,6 +527,11 @@ impl Compose {
         let (program, pre) = self.program.argv();
         let mut ignored = ignored_user_env();
         let file = &self.file;
+        let overrides: Vec<String> = self
+            .overrides
+            .iter()
+            .flat_map(|f| ["-f".to_string(), f.display().to_string()])
+            .collect();
         let project = &self.project;
         let env_file: Vec<String> = match &self.env_file {
             Some(f) => vec!["--env-file".into(), f.display().to_string()],
@@ -518,7 +539,7 @@ impl Compose {
         };
         let mut command = cmd!(
             sh,
-            "{program} {pre...} -f {file} -p {project} {env_file...} {args...}"
+            "{program} {pre...} -f {file} {overrides...} -p {project} {env_file...} {args...}"
         );
         // What is tested must not depend on the developer's shell: none of its API_*, DB_* or
         // COMPOSE_* variables reach compose (and through it the containers).
@@ -535,8 +556,13 @@ impl Compose {
             .as_ref()
             .map(|f| format!(" --env-file {}", f.display()))
             .unwrap_or_default();
+        let overrides: String = self
+            .overrides
+            .iter()
+            .map(|f| format!(" -f {}", f.display()))
+            .collect();
         format!(
-            "{} -f {} -p {}{env_file} {args}",
+            "{} -f {}{overrides} -p {}{env_file} {args}",
             self.program.display(),
             self.file.display(),
             self.project
@@ -706,4 +732,20 @@ fn first_line(bytes: &[u8]) -> String {
         .unwrap_or("")
         .trim()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::supports_start_interval;
+
+    #[test]
+    fn start_interval_needs_docker_engine_25_or_later() {
+        // As `docker version --format {{.Server.Version}}` prints them.
+        assert!(!supports_start_interval("20.10.24+dfsg1"));
+        assert!(!supports_start_interval("24.0.7"));
+        assert!(supports_start_interval("25.0.0"));
+        assert!(supports_start_interval("28.3.2"));
+        assert!(!supports_start_interval(""));
+        assert!(!supports_start_interval("dev"));
+    }
 }

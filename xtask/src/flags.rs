@@ -88,6 +88,9 @@ xflags::xflags! {
             optional --report-dir dir: PathBuf
             /// Database server: mariadb-10.11 (default), mariadb-11.8, mysql-9, or an image.
             optional --db name: String
+            /// A setting of the compose file for this run, e.g. API_HEALTHCHECK_INTERVAL=1s or
+            /// API_WORKER_THREADS=1 (repeatable; API_* and DB_POOL names only).
+            repeated --set setting: String
         }
 
         /// Run all the tests: xtask unit tests, the api's tests and the scaling check on

@@ -11,8 +11,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncReadExt;
 use uuid::Uuid;
 
+use std::time::Instant;
+
 use super::params::{parse_id, Page, PageParams};
 use crate::error::{ApiError, ApiPath, ApiQuery, ErrorBody};
+use crate::metrics;
 use crate::state::AppState;
 
 const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
@@ -253,7 +256,10 @@ pub async fn content(
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let document = find(&state, id).await?;
-    let file = match tokio::fs::File::open(state.storage.document_path(id)).await {
+    let started = Instant::now();
+    let opened = tokio::fs::File::open(state.storage.document_path(id)).await;
+    metrics::since(metrics::FILE_OPEN, "document", started);
+    let file = match opened {
         Ok(file) => file,
         // Deleted by another request between our SELECT and open.
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -319,15 +325,21 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// One document's row; the pool wait and the query are timed apart (`GET /metrics`).
 async fn find(state: &AppState, id: Uuid) -> Result<Document, ApiError> {
-    sqlx::query_as::<_, Document>(
+    let started = Instant::now();
+    let mut connection = state.pool.acquire().await?;
+    metrics::since(metrics::POOL_ACQUIRE, "find_document", started);
+    let started = Instant::now();
+    let row = sqlx::query_as::<_, Document>(
         "SELECT id, name, size, sha256, content_type, created_at, stored_by FROM documents \
          WHERE id = ?",
     )
     .bind(id.hyphenated().to_string())
-    .fetch_optional(&state.pool)
-    .await?
-    .ok_or_else(|| ApiError::not_found(format!("document {id} does not exist")))
+    .fetch_optional(&mut *connection)
+    .await?;
+    metrics::since(metrics::QUERY, "find_document", started);
+    row.ok_or_else(|| ApiError::not_found(format!("document {id} does not exist")))
 }
 
 fn validate_name(name: Option<String>) -> Result<String, ApiError> {

@@ -5,6 +5,7 @@ mod documents;
 mod health;
 mod instance;
 mod labels;
+mod metrics;
 mod params;
 
 use std::time::Duration;
@@ -42,6 +43,7 @@ pub fn routes() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(labels::put, labels::get))
         .routes(routes!(labels::documents))
         .routes(routes!(openapi_json))
+        .routes(routes!(metrics::metrics))
         .split_for_parts();
     api.info.version = env!("CARGO_PKG_VERSION").to_owned();
     (router, api)
@@ -74,6 +76,7 @@ fn service(max_upload_bytes: u64, request_timeout: Duration) -> Router<AppState>
         .layer(DefaultBodyLimit::max(
             usize::try_from(max_upload_bytes).unwrap_or(usize::MAX),
         ))
+        .layer(axum::middleware::from_fn(crate::metrics::record_request))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,
             request_timeout,

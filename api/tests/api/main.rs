@@ -10,6 +10,7 @@ mod health;
 mod helpers;
 mod labels;
 mod limits;
+mod metrics;
 mod migration_lock;
 mod migration_safety;
 mod migrations;

@@ -64,6 +64,7 @@ async fn every_documented_route_is_served_and_every_other_method_on_its_path_is_
         "PUT /documents/{id}/labels",
         "GET /labels/{label}/documents",
         "GET /openapi.json",
+        "GET /metrics",
     ];
     served.sort();
     assert_eq!(documented, served);

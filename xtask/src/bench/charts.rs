@@ -147,11 +147,32 @@ pub fn throughput(runs: &[Run]) -> Result<String> {
     )
 }
 
-/// `index.html`: the two charts inline, the tables, and links to each N's start-up timeline.
+/// The 99th percentile latency against N, reading and uploading.
+pub fn p99(runs: &[Run]) -> Result<String> {
+    chart(
+        runs,
+        "p99 latency, ms (all replicas)",
+        &[
+            Line {
+                name: "read a document",
+                color: BLUE,
+                value: |r| Some(r.read.p99_ms),
+            },
+            Line {
+                name: "upload a document",
+                color: ORANGE,
+                value: |r| Some(r.upload.p99_ms),
+            },
+        ],
+    )
+}
+
+/// `index.html`: the charts inline, the tables, and links to each N's start-up timeline.
 pub fn page(
     report: &Report,
     healthy_svg: &str,
     throughput_svg: &str,
+    p99_svg: &str,
     timelines: &[(u32, String)],
 ) -> Result<String> {
     let mut html = page_head("cargo xtask bench");
@@ -167,6 +188,7 @@ pub fn page(
         "<h2>Time from <code>docker compose up</code> to all replicas healthy</h2>\n{healthy_svg}"
     )?;
     writeln!(html, "<h2>Throughput</h2>\n{throughput_svg}")?;
+    writeln!(html, "<h2>p99 latency against N</h2>\n{p99_svg}")?;
     writeln!(
         html,
         "<h2>Figures</h2>\n<pre>{}</pre>",
@@ -210,6 +232,7 @@ mod tests {
             fresh: startup.clone(),
             existing: startup,
             read: load.clone(),
+            read_server: Default::default(),
             upload: load,
             memory: vec![],
         }
@@ -224,7 +247,8 @@ mod tests {
         ];
         let healthy = time_to_healthy(&runs).unwrap();
         let throughput = throughput(&runs).unwrap();
-        for svg in [&healthy, &throughput] {
+        let p99 = p99(&runs).unwrap();
+        for svg in [&healthy, &throughput, &p99] {
             assert!(svg.starts_with("<svg"), "{}", &svg[..60]);
             let labels = crate::timeline::svg_texts(svg);
             for n in ["1", "4", "16"] {
@@ -247,6 +271,8 @@ mod tests {
                 name: "api".into(),
                 size_bytes: 1,
             },
+            settings: vec![],
+            baseline_host_cpu_percent: Some(1.0),
             load: LoadSettings {
                 generator: "wrk".into(),
                 seconds_per_measurement: 4,
@@ -259,8 +285,12 @@ mod tests {
             (1, "timeline-n1.html".to_string()),
             (4, "timeline-n4.html".to_string()),
         ];
-        let html = page(&report, &healthy, &throughput, &timelines).unwrap();
-        assert_eq!(html.matches("<svg").count(), 2);
+        let html = page(&report, &healthy, &throughput, &p99, &timelines).unwrap();
+        assert_eq!(html.matches("<svg").count(), 3);
+        assert!(
+            html.contains("ratio to N=1"),
+            "the scaling table is on the page"
+        );
         assert!(html.contains("href=\"timeline-n4.html\""));
         assert!(!html.contains("<script") && !html.contains("<link"));
     }

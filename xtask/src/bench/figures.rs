@@ -189,6 +189,8 @@ pub struct Run {
     pub fresh: StartupFigures,
     pub existing: StartupFigures,
     pub read: LoadResult,
+    /// The read load as the replicas saw it (their metrics, their threads' run-queue wait).
+    pub read_server: super::evidence::ServerSide,
     pub upload: LoadResult,
     pub memory: Vec<ReplicaMemory>,
 }
@@ -205,6 +207,10 @@ pub struct Report {
     pub generated_at: chrono::DateTime<chrono::Utc>,
     pub machine: Machine,
     pub api_image: ImageFacts,
+    /// `--set` values of this run (empty: the compose file's defaults).
+    pub settings: Vec<String>,
+    /// The machine's CPU with the database up and no replica: subtracted to cost one replica.
+    pub baseline_host_cpu_percent: Option<f64>,
     pub load: LoadSettings,
     pub runs: Vec<Run>,
 }
@@ -233,6 +239,78 @@ fn cell(value: Option<f64>, decimals: usize) -> String {
     value
         .map(|v| format!("{v:.decimals$}"))
         .unwrap_or_else(|| "–".into())
+}
+
+impl Run {
+    /// One idle replica's share of the machine: the idle CPU above the baseline (database up,
+    /// no replica), divided by N. Mostly its health probes (`docker exec`).
+    pub fn idle_cost_per_replica_percent(&self, baseline: Option<f64>) -> Option<f64> {
+        let idle = self.idle_host_cpu_percent?;
+        Some((idle - baseline?).max(0.0) / f64::from(self.replicas.max(1)))
+    }
+}
+
+/// The figure users ask first: reads per second and read p99 at each N, each with its ratio
+/// to N=1; what the replicas saw of the same load; and what an idle replica costs.
+pub fn scaling_table(report: &Report) -> String {
+    let mut out = String::new();
+    let one = report.runs.iter().find(|r| r.replicas == 1);
+    let ratio = |value: f64, base: Option<f64>| {
+        base.filter(|b| *b > 0.0)
+            .map(|b| format!("{:.2}×", value / b))
+            .unwrap_or_else(|| "–".into())
+    };
+    let _ = writeln!(
+        out,
+        "\nScaling, reads: ratio to N=1 in the same run; in the replicas: their own p99 and their threads' wait for a CPU{}",
+        if report.settings.is_empty() {
+            String::new()
+        } else {
+            format!(" (settings: {})", report.settings.join(" "))
+        }
+    );
+    let _ = writeln!(
+        out,
+        "{:>3}  {:>10} {:>7}  {:>8} {:>7}  {:>11} {:>9} {:>8} {:>10}  {:>12} {:>14}",
+        "N",
+        "read req/s",
+        "ratio",
+        "p99 ms",
+        "ratio",
+        "api p99 ms",
+        "pool p99",
+        "workers",
+        "CPU wait",
+        "idle/replica",
+        "healthy after"
+    );
+    for run in &report.runs {
+        let s = &run.read_server;
+        let _ = writeln!(
+            out,
+            "{:>3}  {:>10.0} {:>7}  {:>8.2} {:>7}  {:>11} {:>9} {:>8} {:>7} ms/s  {:>11}% {:>12} s",
+            run.replicas,
+            run.read.requests_per_s,
+            ratio(run.read.requests_per_s, one.map(|r| r.read.requests_per_s)),
+            run.read.p99_ms,
+            ratio(run.read.p99_ms, one.map(|r| r.read.p99_ms)),
+            cell(s.request_p99_ms, 1),
+            cell(s.pool_acquire_p99_ms, 1),
+            cell(s.workers_per_replica, 0),
+            cell(s.run_queue_wait_ms_per_s, 0),
+            cell(
+                run.idle_cost_per_replica_percent(report.baseline_host_cpu_percent),
+                2
+            ),
+            cell(run.existing.time_to_all_healthy_s, 2),
+        );
+    }
+    let _ = writeln!(
+        out,
+        "(baseline: the machine {}% busy with the database and no replica; idle/replica = (idle − baseline) / N)",
+        cell(report.baseline_host_cpu_percent, 1)
+    );
+    out
 }
 
 /// The tables printed on stdout (and, in `<pre>`, on the report page).
@@ -311,6 +389,7 @@ pub fn table(report: &Report) -> String {
             errors,
         );
     }
+    out.push_str(&scaling_table(report));
     let _ = writeln!(
         out,
         "\napi image {}: {:.1} MB",
@@ -456,6 +535,87 @@ mod tests {
         assert_eq!(busy_percent(before, after), Some(80.0 / 400.0 * 100.0));
         assert_eq!(busy_percent(after, after), None);
         assert_eq!(cpu_times("intr 1 2 3\n"), None);
+    }
+
+    fn load(rps: f64, p99: f64) -> LoadResult {
+        LoadResult {
+            requests: 1000,
+            seconds: 4.0,
+            requests_per_s: rps,
+            p50_ms: 1.0,
+            p99_ms: p99,
+            max_ms: p99 * 2.0,
+            socket_errors: 0,
+            non_2xx: 0,
+        }
+    }
+
+    fn scaling_run(replicas: u32, rps: f64, p99: f64, idle: f64) -> Run {
+        Run {
+            replicas,
+            idle_host_cpu_percent: Some(idle),
+            fresh: StartupFigures::default(),
+            existing: StartupFigures::default(),
+            read: load(rps, p99),
+            read_server: super::super::evidence::ServerSide {
+                request_p99_ms: Some(2.0),
+                workers_per_replica: Some(2.0),
+                run_queue_wait_ms_per_s: Some(300.0),
+                ..Default::default()
+            },
+            upload: load(rps / 4.0, p99 * 2.0),
+            memory: vec![],
+        }
+    }
+
+    #[test]
+    fn the_scaling_table_gives_each_n_its_ratio_to_one_replica_and_the_idle_cost_of_one() {
+        let report = Report {
+            generated_at: chrono::Utc::now(),
+            machine: Machine {
+                cores: 2,
+                docker_engine: "20.10.24".into(),
+            },
+            api_image: ImageFacts {
+                name: "api".into(),
+                size_bytes: 1,
+            },
+            settings: vec!["API_WORKER_THREADS=1".into()],
+            baseline_host_cpu_percent: Some(4.0),
+            load: LoadSettings {
+                generator: "wrk".into(),
+                seconds_per_measurement: 4,
+                connections: 32,
+                document_bytes: 4096,
+            },
+            runs: vec![
+                scaling_run(1, 4000.0, 16.0, 6.0),
+                scaling_run(4, 5000.0, 40.0, 12.0),
+            ],
+        };
+        let run4 = &report.runs[1];
+        assert_eq!(run4.idle_cost_per_replica_percent(Some(4.0)), Some(2.0));
+        assert_eq!(run4.idle_cost_per_replica_percent(None), None);
+        let table = scaling_table(&report);
+        assert!(table.contains("settings: API_WORKER_THREADS=1"), "{table}");
+        let row4 = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("4 "))
+            .unwrap();
+        assert!(row4.contains("1.25×") && row4.contains("2.50×"), "{row4}");
+        assert!(
+            row4.contains("300 ms/s") && row4.contains("2.00%"),
+            "{row4}"
+        );
+        // Without N=1 in the run there is no ratio, not a made-up one.
+        let mut no_one = report.clone();
+        no_one.runs.remove(0);
+        let table = scaling_table(&no_one);
+        let row4 = table
+            .lines()
+            .find(|l| l.trim_start().starts_with("4 "))
+            .unwrap();
+        assert!(row4.contains('–') && !row4.contains('×'), "{row4}");
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //! on every exit path.
 
 mod charts;
+mod evidence;
 mod figures;
 mod load;
 
@@ -24,6 +25,7 @@ use chrono::Utc;
 use xshell::{cmd, Shell};
 
 use self::{
+    evidence::ServerSide,
     figures::{ImageFacts, LoadSettings, Machine, Report, Run, StartupFigures, Usage},
     load::{LoadResult, Plan},
 };
@@ -77,6 +79,23 @@ pub fn parse_counts(list: &str) -> Result<Vec<u32>, String> {
     Ok(counts)
 }
 
+/// `--set API_WORKER_THREADS=1` → ("API_WORKER_THREADS", "1"): only the api's settings the
+/// compose file reads, so a run cannot swap images or credentials.
+pub fn parse_setting(raw: &str) -> Result<(String, String), String> {
+    let (key, value) = raw
+        .split_once('=')
+        .ok_or_else(|| format!("--set {raw:?}: expected NAME=VALUE, e.g. API_WORKER_THREADS=1"))?;
+    if !key.starts_with("API_") || key == "API_IMAGE" || key.starts_with("API_BUILD") {
+        return Err(format!(
+            "--set {raw:?}: only the api's settings (API_*, not API_IMAGE or API_BUILD_*) can be set"
+        ));
+    }
+    if value.is_empty() {
+        return Err(format!("--set {raw:?}: give a value"));
+    }
+    Ok((key.to_string(), value.to_string()))
+}
+
 /// What every step needs.
 struct Bench<'a> {
     sh: &'a Shell,
@@ -90,6 +109,12 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     let db = flags.db.as_deref().map(DbChoice::parse).transpose()?;
     let counts =
         parse_counts(flags.replicas.as_deref().unwrap_or(DEFAULT_REPLICAS)).map_err(CannotRun)?;
+    let settings = flags
+        .set
+        .iter()
+        .map(|raw| parse_setting(raw))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(CannotRun)?;
     let report_dir = flags
         .report_dir
         .clone()
@@ -118,12 +143,17 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         project,
         &docker,
         compose_program,
-        Setup::new(
-            PROJECT_NAME,
-            counts.iter().copied().max().unwrap_or(1),
-            &image_set,
-            report_dir.join("empty.env"),
-        ),
+        Setup {
+            extra: settings.clone(),
+            // bench measures the compose file's own probe interval (and `--set` changes it).
+            fast_first_probe: false,
+            ..Setup::new(
+                PROJECT_NAME,
+                counts.iter().copied().max().unwrap_or(1),
+                &image_set,
+                report_dir.join("empty.env"),
+            )
+        },
     )?;
     let api_image = stack.api_image.clone();
     let bench = Bench {
@@ -148,8 +178,17 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
     let guard = bench.stack.begin(false)?;
     let mut runs = Vec::new();
     let mut pages = Vec::new();
+    let mut baseline_host_cpu_percent = None;
     let outcome = (|| -> Result<()> {
         bench.stack.start_db(HEALTHY_TIMEOUT)?;
+        // What the machine does without any replica (the database, other users): subtracted
+        // from each N's idle CPU to give the cost of one idle replica.
+        std::thread::sleep(IDLE_SETTLE);
+        baseline_host_cpu_percent = host_cpu_busy(IDLE_SAMPLE)?;
+        ui::note(&format!(
+            "no replica yet: the machine's CPU is {} busy",
+            percent(baseline_host_cpu_percent)
+        ));
         for &n in &counts {
             let (run, page) = measure(&bench, n)?;
             runs.push(run);
@@ -163,6 +202,8 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Bench) -> Result<()> {
         generated_at: Utc::now(),
         machine,
         api_image,
+        settings: settings.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+        baseline_host_cpu_percent,
         load: LoadSettings {
             generator: wrk_version(sh, &bench.wrk),
             seconds_per_measurement: LOAD_SECONDS,
@@ -197,9 +238,7 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
     let idle_host_cpu_percent = host_cpu_busy(IDLE_SAMPLE)?;
     ui::note(&format!(
         "idle: the machine's CPU is {} busy",
-        idle_host_cpu_percent
-            .map(|p| format!("{p:.1} %"))
-            .unwrap_or_else(|| "?".into())
+        percent(idle_host_cpu_percent)
     ));
 
     ui::step(&format!(
@@ -217,6 +256,9 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
     let document = seed_document(ports[0])?;
     let idle = figures::parse_stats(&bench.stack.docker.stats(bench.sh, &ids)?)?;
     let read_path = format!("/documents/{document}/content");
+    let pids = replica_pids(bench, &ids)?;
+    let metrics_before = scrape_metrics(&ports);
+    let sched_before = run_queue(&pids);
     let (read, read_usage) = put_load(
         bench,
         &ids,
@@ -228,6 +270,29 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
         },
     )?;
     note_load("read", &read);
+    let read_server = server_side(
+        &metrics_before,
+        &scrape_metrics(&ports),
+        sched_before,
+        run_queue(&pids),
+        read.seconds,
+    );
+    ui::note(&format!(
+        "read, in the replicas: request p99 ≤ {} ms, pool acquire p99 ≤ {} ms, query p99 ≤ {} ms; {} workers each; their threads ran {} ms/s and waited for a CPU {} ms/s",
+        ms(read_server.request_p99_ms),
+        ms(read_server.pool_acquire_p99_ms),
+        ms(read_server.query_p99_ms),
+        ms(read_server.workers_per_replica),
+        ms(read_server.cpu_ms_per_s),
+        ms(read_server.run_queue_wait_ms_per_s),
+    ));
+    std::fs::write(
+        bench
+            .report_dir
+            .join("logs")
+            .join(format!("n{n}-metrics.txt")),
+        scrape_metrics(&ports).join("\n"),
+    )?;
     let upload_plan = Plan {
         targets: &ports,
         path: "/documents?name=bench-upload.bin",
@@ -252,6 +317,7 @@ fn measure(bench: &Bench, n: u32) -> Result<(Run, String)> {
         fresh: fresh.figures,
         existing: existing.figures,
         read,
+        read_server,
         upload,
         memory,
     };
@@ -386,6 +452,109 @@ fn host_cpu_busy(window: Duration) -> Result<Option<f64>> {
         .and_then(|(b, a)| figures::busy_percent(b, a)))
 }
 
+fn percent(value: Option<f64>) -> String {
+    value
+        .map(|p| format!("{p:.1} %"))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn ms(value: Option<f64>) -> String {
+    value
+        .map(|v| format!("{v:.1}"))
+        .unwrap_or_else(|| "?".into())
+}
+
+/// The host PID of each replica's main process (`docker inspect`).
+fn replica_pids(bench: &Bench, ids: &[String]) -> Result<Vec<u32>> {
+    let text = bench
+        .stack
+        .docker
+        .inspect(bench.sh, ids, "{{.State.Pid}}")?;
+    Ok(text
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .filter(|p| *p > 0)
+        .collect())
+}
+
+/// Each replica's `GET /metrics` (a replica that does not answer is left out).
+fn scrape_metrics(ports: &[SocketAddr]) -> Vec<String> {
+    ports
+        .iter()
+        .filter_map(|addr| {
+            match http::send(
+                *addr,
+                &http::request("GET", "/metrics", &[], b""),
+                Duration::from_secs(5),
+            ) {
+                http::Outcome::Reply(r) if r.status == 200 => {
+                    Some(String::from_utf8_lossy(&r.body).into_owned())
+                }
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// CPU time and run-queue wait, in ns, of every thread of the given processes together
+/// (None where /proc has no schedstat).
+fn run_queue(pids: &[u32]) -> Option<(u64, u64)> {
+    let mut total = (0u64, 0u64);
+    for pid in pids {
+        let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).ok()?;
+        for task in tasks.flatten() {
+            let text = std::fs::read_to_string(task.path().join("schedstat")).ok()?;
+            let (run, wait) = evidence::schedstat(&text)?;
+            total = (total.0 + run, total.1 + wait);
+        }
+    }
+    Some(total)
+}
+
+fn server_side(
+    before: &[String],
+    after: &[String],
+    sched_before: Option<(u64, u64)>,
+    sched_after: Option<(u64, u64)>,
+    seconds: f64,
+) -> ServerSide {
+    let sum = |texts: &[String], name: &str, labels: &[&str]| {
+        let mut all = evidence::Buckets::new();
+        for t in texts {
+            for (le, n) in evidence::buckets(t, name, labels) {
+                *all.entry(le).or_default() += n;
+            }
+        }
+        all
+    };
+    let p99 = |name: &str, labels: &[&str]| {
+        evidence::quantile_ms(&sum(before, name, labels), &sum(after, name, labels), 0.99)
+    };
+    let route = ["route=\"/documents/{id}/content\""];
+    let find = ["what=\"find_document\""];
+    let workers: Vec<f64> = after
+        .iter()
+        .filter_map(|t| evidence::gauge(t, "tokio_workers"))
+        .collect();
+    let per_s = |pick: fn((u64, u64)) -> u64| {
+        let (b, a) = (sched_before?, sched_after?);
+        (seconds > 0.0).then(|| (pick(a).saturating_sub(pick(b))) as f64 / 1e6 / seconds)
+    };
+    ServerSide {
+        requests: evidence::count(
+            &sum(before, "http_request_duration_seconds", &route),
+            &sum(after, "http_request_duration_seconds", &route),
+        ),
+        request_p99_ms: p99("http_request_duration_seconds", &route),
+        pool_acquire_p99_ms: p99("db_pool_acquire_seconds", &find),
+        query_p99_ms: p99("db_query_seconds", &find),
+        workers_per_replica: (!workers.is_empty())
+            .then(|| workers.iter().sum::<f64>() / workers.len() as f64),
+        cpu_ms_per_s: per_s(|s| s.0),
+        run_queue_wait_ms_per_s: per_s(|s| s.1),
+    }
+}
+
 fn note_load(what: &str, r: &LoadResult) {
     let errors = if r.socket_errors + r.non_2xx > 0 {
         format!(", {} socket errors, {} non-2xx", r.socket_errors, r.non_2xx)
@@ -418,11 +587,13 @@ fn write_report(dir: &Path, report: &Report, pages: &[(u32, String)]) -> Result<
         .with_context(|| format!("writing {}", json.display()))?;
     let healthy = charts::time_to_healthy(&report.runs)?;
     let throughput = charts::throughput(&report.runs)?;
+    let p99 = charts::p99(&report.runs)?;
     std::fs::write(dir.join("time-to-healthy.svg"), &healthy)?;
     std::fs::write(dir.join("throughput.svg"), &throughput)?;
+    std::fs::write(dir.join("p99.svg"), &p99)?;
     std::fs::write(
         dir.join("index.html"),
-        charts::page(report, &healthy, &throughput, pages)?,
+        charts::page(report, &healthy, &throughput, &p99, pages)?,
     )?;
     Ok(())
 }
@@ -440,5 +611,25 @@ mod tests {
         assert!(parse_counts("1,x").unwrap_err().contains("not a number"));
         assert!(parse_counts("2,2").unwrap_err().contains("twice"));
         assert!(parse_counts(",").unwrap_err().contains("at least one"));
+    }
+
+    #[test]
+    fn settings_are_the_apis_only() {
+        assert_eq!(
+            parse_setting("API_WORKER_THREADS=1").unwrap(),
+            ("API_WORKER_THREADS".into(), "1".into())
+        );
+        assert!(parse_setting("API_WORKER_THREADS")
+            .unwrap_err()
+            .contains("NAME=VALUE"));
+        assert!(parse_setting("DB_PASSWORD=x")
+            .unwrap_err()
+            .contains("only the api"));
+        assert!(parse_setting("API_IMAGE=evil")
+            .unwrap_err()
+            .contains("only the api"));
+        assert!(parse_setting("API_HEALTHCHECK_INTERVAL=")
+            .unwrap_err()
+            .contains("value"));
     }
 }

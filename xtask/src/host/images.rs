@@ -140,6 +140,7 @@ pub fn ensure_for(
     let build = Compose {
         program: compose_program.clone(),
         file: project.compose_file(),
+        overrides: vec![],
         project: "scaling-images".into(),
         env,
         env_file: None,

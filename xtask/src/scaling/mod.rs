@@ -284,6 +284,9 @@ impl Options {
 pub struct ScenarioResult {
     pub scenario: DbState,
     pub checks: Vec<Check>,
+    /// Docker's time and the check's own (see `report::Timing`); `None` for the upgrade
+    /// scenario, whose client traffic runs through the whole roll.
+    pub timing: Option<report::Timing>,
 }
 
 pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
@@ -499,7 +502,11 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
                         &report_dir,
                     )?;
                     stack.set_api_image(&api_image)?;
-                    report.scenarios.push(ScenarioResult { scenario, checks });
+                    report.scenarios.push(ScenarioResult {
+                        scenario,
+                        checks,
+                        timing: None,
+                    });
                 }
             }
         }
@@ -618,39 +625,82 @@ fn run_scenario(
         let _ = holder.wait();
     }
 
+    let docker_s = t_up.elapsed().as_secs_f64();
     ui::step(&format!("Scenario: {} — checking", scenario.name()));
+    let t_check = Instant::now();
     let containers = stack.api_containers()?;
-    let restarts = stack.restart_counts(&containers)?;
-    let log_text = stack.logs_text()?;
-    std::fs::write(
-        report_dir.join(format!("{}-api.log", scenario.slug())),
-        &log_text,
-    )?;
-    let lines = parse::logs(&log_text);
-    let startups = parse::startups(&lines);
-    // Right away: Docker keeps only the last five probe results, which say when each turned healthy.
-    crate::timeline::add_to_report(
-        stack.sh,
-        &stack.docker,
-        stack.engine().name(),
-        scenario,
-        &containers,
-        &startups,
-        t_up,
-        report_dir,
-        &BTreeMap::new(),
-    );
-    let last_lines: BTreeMap<u32, Vec<String>> = startups
-        .iter()
-        .map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec()))
-        .collect();
-
     let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
     let tasks = stack.swarm_tasks()?;
     let running: Vec<u32> = containers
         .iter()
         .filter(|c| c.state == "running")
         .map(|c| c.number)
+        .collect();
+    // A Swarm task may have no container yet (one replacing a stopped task).
+    let ids: Vec<String> = containers
+        .iter()
+        .filter(|c| !c.id.is_empty())
+        .map(|c| c.id.clone())
+        .collect();
+    let engine = stack.engine().name();
+    // Every piece of evidence waits only on its own commands: each runs on its own thread, so
+    // the checking costs the slowest piece, not the sum (docs: the report's `check_s`).
+    let (restarts, logs, inspect, shared, records, http_check, capacity) =
+        std::thread::scope(|scope| -> Result<_> {
+            let restarts = on_thread(scope, stack, |s| s.restart_counts(&containers));
+            let logs = on_thread(scope, stack, |s| {
+                let log_text = s.logs_text()?;
+                std::fs::write(
+                    report_dir.join(format!("{}-api.log", scenario.slug())),
+                    &log_text,
+                )?;
+                let startups = parse::startups(&parse::logs(&log_text));
+                // Right away: Docker keeps only the last five probe results, which say when
+                // each turned healthy.
+                crate::timeline::add_to_report(
+                    s.sh,
+                    &s.docker,
+                    engine,
+                    scenario,
+                    &containers,
+                    &startups,
+                    t_up,
+                    report_dir,
+                    &BTreeMap::new(),
+                );
+                Ok(startups)
+            });
+            let inspect = on_thread(scope, stack, |s| {
+                let inspect = s.docker.start_and_health(s.sh, &ids)?;
+                std::fs::write(
+                    report_dir.join(format!("{}-inspect.txt", scenario.slug())),
+                    &inspect,
+                )?;
+                Ok(inspect)
+            });
+            let shared = on_thread(scope, stack, |s| shared_data(s, &running));
+            let records = on_thread(scope, stack, |s| {
+                Ok((
+                    db::migration_records(s)?,
+                    db::migration_versions(&s.project.root)?,
+                ))
+            });
+            let http_check = on_thread(scope, stack, |s| Ok(cross_replica_http(s, &running)));
+            let capacity = on_thread(scope, stack, |s| capacity(s, &containers));
+            Ok((
+                joined(restarts)?,
+                joined(logs)?,
+                joined(inspect)?,
+                joined(shared)?,
+                joined(records)?,
+                joined(http_check)?,
+                joined(capacity)?,
+            ))
+        })?;
+    let startups = logs;
+    let last_lines: BTreeMap<u32, Vec<String>> = startups
+        .iter()
+        .map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec()))
         .collect();
     let mut checks = vec![match &tasks {
         None => checks::replicas(n, &containers, &restarts, &wait, &last_lines),
@@ -660,17 +710,6 @@ fn run_scenario(
             c
         }
     }];
-    // A Swarm task may have no container yet (one replacing a stopped task).
-    let ids: Vec<String> = containers
-        .iter()
-        .filter(|c| !c.id.is_empty())
-        .map(|c| c.id.clone())
-        .collect();
-    let inspect = stack.docker.start_and_health(stack.sh, &ids)?;
-    std::fs::write(
-        report_dir.join(format!("{}-inspect.txt", scenario.slug())),
-        &inspect,
-    )?;
     let started_at: BTreeMap<u32, chrono::DateTime<chrono::Utc>> =
         crate::timeline::parse_inspect(&inspect)?
             .into_iter()
@@ -694,14 +733,13 @@ fn run_scenario(
         ));
     }
     checks.push(timing);
-    checks.push(shared_data(stack, &running)?);
-    let records = db::migration_records(stack)?;
-    let versions = db::migration_versions(&stack.project.root)?;
+    checks.push(shared);
+    let (records, versions) = records;
     checks.push(checks::migrations(
         scenario, &expected, &startups, &records, &versions,
     ));
-    checks.push(cross_replica_http(stack, &running));
-    checks.push(capacity(stack, &containers)?);
+    checks.push(http_check);
+    checks.push(capacity);
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -733,7 +771,15 @@ fn run_scenario(
             check.id, check.name, check.summary
         ));
     }
-    Ok(ScenarioResult { scenario, checks })
+    let check_s = t_check.elapsed().as_secs_f64();
+    ui::note(&format!(
+        "Docker {docker_s:.1} s (up to all healthy), the check's own {check_s:.2} s"
+    ));
+    Ok(ScenarioResult {
+        scenario,
+        checks,
+        timing: Some(report::Timing { docker_s, check_s }),
+    })
 }
 
 /// The upgrade scenario's two versions: the previous one (`--upgrade-from`) and this tree's
@@ -784,39 +830,71 @@ fn upgrade_versions(
 }
 
 /// TEST-03's I/O: each replica writes a file into the shared directory, then each reads all.
+/// Runs `f` on a thread of `scope` with its own shell and its own handle on the stack.
+fn on_thread<'scope, T: Send + 'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    stack: &Stack,
+    f: impl FnOnce(&Stack) -> Result<T> + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, Result<T>> {
+    let detached = stack.detach();
+    scope.spawn(move || {
+        let sh = detached.shell()?;
+        f(&detached.attach(&sh))
+    })
+}
+
+fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
+    handle
+        .join()
+        .map_err(|_| anyhow::anyhow!("a thread gathering the checks' evidence panicked"))?
+}
+
+/// TEST-03's I/O: each replica writes a file into the shared directory (all at once), then
+/// each reads all (all at once).
 fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
     let run = random_hex(4)?;
     let file = |n: u32| format!("{DATA_DIR}/.scaling-check-{run}-{n}");
-    let mut results = Vec::new();
-    for &n in replicas {
-        let script = format!(
-            "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
-             if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi",
-            f = file(n)
-        );
-        let out = stack.exec_api(n, &["sh", "-c", &script])?;
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let write = parse::write_probe(&stdout).map_err(|_| {
-            format!(
-                "exit {}: {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            )
-        });
-        results.push(SharedDataResult {
-            number: n,
-            write,
-            seen: vec![],
-            missing: vec![],
-            read_error: None,
-        });
-    }
-    for r in results.iter_mut() {
-        let reads: Vec<String> = replicas
-            .iter()
-            .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
-            .collect();
-        let out = stack.exec_api(r.number, &["sh", "-c", &reads.join("; ")])?;
+    let writes: Vec<(u32, String)> = replicas
+        .iter()
+        .map(|&n| {
+            (n, format!(
+                "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
+                 if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi",
+                f = file(n)
+            ))
+        })
+        .collect();
+    let written = exec_each(stack, &writes)?;
+    let mut results: Vec<SharedDataResult> = written
+        .into_iter()
+        .map(|(n, out)| {
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let write = parse::write_probe(&stdout).map_err(|_| {
+                format!(
+                    "exit {}: {}",
+                    out.status,
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )
+            });
+            SharedDataResult {
+                number: n,
+                write,
+                seen: vec![],
+                missing: vec![],
+                read_error: None,
+            }
+        })
+        .collect();
+    let read_all: String = replicas
+        .iter()
+        .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let reads: Vec<(u32, String)> = replicas.iter().map(|&n| (n, read_all.clone())).collect();
+    for (n, out) in exec_each(stack, &reads)? {
+        let Some(r) = results.iter_mut().find(|r| r.number == n) else {
+            continue;
+        };
         if out.status.success() {
             let (seen, missing) = parse::read_probe(&String::from_utf8_lossy(&out.stdout));
             r.seen = seen;
@@ -830,6 +908,21 @@ fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
         let _ = stack.exec_api(first, &["sh", "-c", &cleanup]);
     }
     Ok(checks::shared_data(replicas, &results, DATA_DIR))
+}
+
+/// `sh -c SCRIPT` in each replica, all at once; the outputs in the order given.
+fn exec_each(stack: &Stack, scripts: &[(u32, String)]) -> Result<Vec<(u32, std::process::Output)>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = scripts
+            .iter()
+            .map(|(n, script)| {
+                on_thread(scope, stack, move |s| {
+                    Ok((*n, s.exec_api(*n, &["sh", "-c", script])?))
+                })
+            })
+            .collect();
+        handles.into_iter().map(joined).collect()
+    })
 }
 
 /// TEST-05's figures: the replicas' pool size (from a replica's environment, else the api's
@@ -900,11 +993,30 @@ fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
         .and_then(|v| v["id"].as_str().map(String::from));
     let mut reads = Vec::new();
     if let Some(id) = &id {
-        for &n in replicas {
-            let result = send(n, "GET", &format!("/documents/{id}/content"), b"")
-                .map(|r| (r.status, r.body));
-            reads.push(HttpRead { number: n, result });
-        }
+        // Every replica read at once, each on its own thread and shell.
+        let path = format!("/documents/{id}/content");
+        let request = http::request("GET", &path, &[], b"");
+        reads = std::thread::scope(|scope| {
+            let handles: Vec<_> = replicas
+                .iter()
+                .map(|&n| {
+                    let request = &request;
+                    (
+                        n,
+                        on_thread(scope, stack, move |s| Ok(s.http(n, request, timeout))),
+                    )
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|(n, h)| HttpRead {
+                    number: n,
+                    result: joined(h)
+                        .unwrap_or_else(|e| Err(format!("{e:#}")))
+                        .map(|r| (r.status, r.body)),
+                })
+                .collect()
+        });
         let _ = send(first, "DELETE", &format!("/documents/{id}"), b"");
     }
     let store = match (&store, &id) {

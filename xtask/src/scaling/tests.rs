@@ -936,6 +936,10 @@ fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
             scenarios: vec![ScenarioResult {
                 scenario: DbState::FreshDatabase,
                 checks: vec![c],
+                timing: Some(super::report::Timing {
+                    docker_s: 6.0,
+                    check_s: 0.4,
+                }),
             }],
             error: None,
             seconds: 30.0 + contended,
@@ -1003,4 +1007,25 @@ fn scenarios_run_in_their_order_and_existing_needs_fresh() {
     }
     assert_eq!(Fault::BreakingMigration.scenario(), DbState::Upgrade);
     assert_eq!(Fault::LockHeld.scenario(), DbState::FreshDatabase);
+}
+
+#[test]
+fn each_scenario_reports_dockers_time_and_the_checks_own_against_its_budget() {
+    let within = super::report::Timing {
+        docker_s: 6.04,
+        check_s: 0.41,
+    };
+    assert_eq!(
+        within.line(),
+        "Docker 6.0 s, the check's own 0.41 s (within 0.5 s)"
+    );
+    let over = super::report::Timing {
+        docker_s: 6.0,
+        check_s: 1.7,
+    };
+    assert!(
+        over.line().contains("1.70 s (over 0.5 s)"),
+        "{}",
+        over.line()
+    );
 }

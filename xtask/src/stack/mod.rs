@@ -34,7 +34,7 @@ use self::{
     },
 };
 use crate::{
-    docker::{Compose, ComposeProgram, Docker, TestStack},
+    docker::{self, Compose, ComposeProgram, Docker, TestStack},
     host::{images, testdb::random_hex},
     ui, Project,
 };
@@ -49,6 +49,8 @@ pub const API_PORT: u16 = 8080;
 pub const DATA_DIR: &str = "/app/data";
 /// The application database's name.
 pub const DB_NAME: &str = "app";
+/// Laid over the compose file on engines that accept a healthcheck's `start_interval`.
+pub const START_INTERVAL_FILE: &str = "docker-compose.start-interval.yml";
 /// Replicas a check starts unless told otherwise.
 pub const DEFAULT_REPLICAS: u32 = 4;
 /// Largest allowed start-up of one replica, seconds (container started or database released → listening), unless told otherwise.
@@ -58,7 +60,7 @@ pub const DEFAULT_TIMEOUT_SECS: u64 = 180;
 
 /// What runs the stack: Docker Compose, or the same compose file deployed as a Docker Swarm
 /// stack. Commands do not see it: `Stack`'s methods have an arm for each.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub enum Engine {
     Compose(Compose),
     Swarm(Swarm),
@@ -182,7 +184,16 @@ pub struct Setup<'a> {
     pub images: &'a images::ImageSet,
     /// Docker Compose, or a Swarm stack made from the same compose file.
     pub engine: EngineKind,
+    /// Probe every second from the start, so the checks see "healthy" (and a broken replica)
+    /// within a second, not one production interval later. On Docker >= 25 the compose file's
+    /// `start_interval` override does this for every stack; on older engines the checks set
+    /// `API_HEALTHCHECK_INTERVAL` instead, and `bench`, which measures the defaults' idle cost,
+    /// turns it off.
+    pub fast_first_probe: bool,
 }
+
+/// The checks' probe interval on engines without `start_interval` (see `Setup::fast_first_probe`).
+pub const CHECK_PROBE_INTERVAL: &str = "1s";
 
 impl<'a> Setup<'a> {
     /// A stack with no extra variables whose env file stays empty (the variables travel only
@@ -201,6 +212,7 @@ impl<'a> Setup<'a> {
             write_vars: false,
             images,
             engine: EngineKind::Compose,
+            fast_first_probe: true,
         }
     }
 }
@@ -244,6 +256,42 @@ pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf>
     Ok(file)
 }
 
+/// A [`Stack`] on its way to another thread; [`Detached::attach`] gives it a shell there.
+pub struct Detached {
+    engine: Engine,
+    docker: Docker,
+    project: Project,
+    name: &'static str,
+    replicas: u32,
+    secrets: Vec<String>,
+    api_image: String,
+    db_image: String,
+    dir: PathBuf,
+}
+
+impl Detached {
+    /// A shell in the original's directory, for [`Detached::attach`].
+    pub fn shell(&self) -> Result<Shell> {
+        let sh = Shell::new().context("making a shell")?;
+        sh.change_dir(&self.dir);
+        Ok(sh)
+    }
+
+    pub fn attach(self, sh: &Shell) -> Stack<'_> {
+        Stack {
+            sh,
+            engine: self.engine,
+            docker: self.docker,
+            project: self.project,
+            name: self.name,
+            replicas: self.replicas,
+            secrets: self.secrets,
+            api_image: self.api_image,
+            db_image: self.db_image,
+        }
+    }
+}
+
 impl<'a> Stack<'a> {
     /// A test stack on the workspace's compose file, with fresh random passwords. Every
     /// variable comes from the check itself, never from a developer's `.env`.
@@ -260,6 +308,23 @@ impl<'a> Stack<'a> {
             "db-password",
             &secrets[0],
         )?;
+        // A fast first probe where the engine allows it (see docker-compose.start-interval.yml).
+        let mut extra = setup.extra;
+        let overrides = if docker::supports_start_interval(&docker.server_version(sh)?) {
+            vec![project.root.join(START_INTERVAL_FILE)]
+        } else {
+            if setup.fast_first_probe {
+                // First, so a setting of the command's own (`extra`) still wins.
+                extra.insert(
+                    0,
+                    (
+                        "API_HEALTHCHECK_INTERVAL".to_string(),
+                        CHECK_PROBE_INTERVAL.to_string(),
+                    ),
+                );
+            }
+            vec![]
+        };
         let compose = Compose::test_stack(
             program,
             project.compose_file(),
@@ -270,7 +335,8 @@ impl<'a> Stack<'a> {
                 password: &secrets[0],
                 password_file: &password_file,
                 root_password: &secrets[1],
-                extra: setup.extra,
+                extra,
+                overrides,
                 env_file: setup.env_file,
                 write_vars: setup.write_vars,
             },
@@ -329,6 +395,22 @@ impl<'a> Stack<'a> {
 
     /// The compose project: every engine has one (Swarm's stack file is made from its
     /// `config`); the Compose-only operations use it directly.
+    /// The stack without its shell, to hand to another thread (`xshell::Shell` is not `Sync`):
+    /// the thread attaches it to a shell of its own.
+    pub fn detach(&self) -> Detached {
+        Detached {
+            engine: self.engine.clone(),
+            docker: self.docker.clone(),
+            project: self.project.clone(),
+            name: self.name,
+            replicas: self.replicas,
+            secrets: self.secrets.clone(),
+            api_image: self.api_image.clone(),
+            db_image: self.db_image.clone(),
+            dir: self.sh.current_dir(),
+        }
+    }
+
     fn compose(&self) -> &Compose {
         match &self.engine {
             Engine::Compose(compose) => compose,

@@ -27,7 +27,7 @@ use crate::docker::Compose;
 
 /// A test stack deployed on Swarm: the compose project it is made from (its `config` is the
 /// stack file's input) and the Swarm stack.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Swarm {
     pub compose: Compose,
     pub stack: SwarmStack,
