@@ -501,7 +501,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
                         versions,
                         &report_dir,
                     )?;
-                    stack.set_api_image(&api_image)?;
+                    stack.set_api_version(&api_image, &stack.project.compose_file())?;
                     report.scenarios.push(ScenarioResult {
                         scenario,
                         checks,
@@ -823,6 +823,7 @@ fn upgrade_versions(
     Ok(upgrade::scenario::Versions {
         old_image: previous.image,
         old_origin: previous.origin,
+        old_compose: previous.compose_file,
         new_image,
         note,
         new_migrations,

@@ -372,12 +372,15 @@ impl<'a> Stack<'a> {
         })
     }
 
-    /// The api image the next `up` creates replicas from; running replicas keep theirs
-    /// (every `up` here is `--no-recreate`). How a rolling deploy brings in a new version.
-    pub fn set_api_image(&mut self, image: &str) -> Result<()> {
+    /// The version the next `up` creates api replicas from: its image and the compose file it
+    /// shipped with (a version's settings travel with its code: the previous version may read
+    /// variables this one no longer sets). Running replicas keep theirs (every `up` here is
+    /// `--no-recreate`). How a rolling deploy brings in a new version.
+    pub fn set_api_version(&mut self, image: &str, compose_file: &Path) -> Result<()> {
         let Engine::Compose(compose) = &mut self.engine else {
             bail!("a rolling deploy of a new image is not implemented on Swarm (--engine swarm)");
         };
+        compose.file = compose_file.to_path_buf();
         compose.env.retain(|(k, _)| k != "API_IMAGE");
         compose.env.push(("API_IMAGE".into(), image.into()));
         self.api_image = image.to_string();

@@ -54,6 +54,9 @@ impl From {
 pub struct Previous {
     pub image: String,
     pub origin: String,
+    /// The compose file it is deployed with: the commit's own, written under
+    /// `target/upgrade/prev-<sha>/`, or this checkout's for `image:NAME`.
+    pub compose_file: std::path::PathBuf,
 }
 
 /// The extra migration of `--fault breaking-migration`, after `newest` (the newest real
@@ -157,15 +160,31 @@ pub fn previous(
             return Ok(Previous {
                 image: name.clone(),
                 origin: format!("image {name} (--upgrade-from)"),
+                compose_file: project.compose_file(),
             });
         }
         Resolved::Commit { sha, short, why } => (sha, short, why),
     };
     let image = previous_image(short);
     let origin = format!("commit {short}, {why}");
+    let dir = project
+        .target_dir
+        .join("upgrade")
+        .join(format!("prev-{short}"));
+    // The commit's own compose file: its replicas get the settings that version reads (one
+    // before the `db-password` secret reads DB_PASSWORD, which this file no longer sets).
+    std::fs::create_dir_all(&dir)?;
+    let compose_file = dir.join("docker-compose.yml");
+    let text = git(sh, project, &["show", &format!("{sha}:docker-compose.yml")])
+        .with_context(|| format!("reading {short}'s docker-compose.yml"))?;
+    std::fs::write(&compose_file, text + "\n")?;
     if docker.image_exists(sh, &image) {
         ui::note(&format!("{image} is present ({origin})"));
-        return Ok(Previous { image, origin });
+        return Ok(Previous {
+            image,
+            origin,
+            compose_file,
+        });
     }
     if no_build {
         return Err(CannotRun(format!(
@@ -173,10 +192,6 @@ pub fn previous(
         ))
         .into());
     }
-    let dir = project
-        .target_dir
-        .join("upgrade")
-        .join(format!("prev-{short}"));
     let tree = dir.join("tree");
     if tree.exists() {
         std::fs::remove_dir_all(&tree)?;
@@ -219,7 +234,11 @@ pub fn previous(
         }
     }
     api_variant::package(sh, project, docker, base, &variant, &binary)?;
-    Ok(Previous { image, origin })
+    Ok(Previous {
+        image,
+        origin,
+        compose_file,
+    })
 }
 
 /// The default previous version: the parent of the commit that added the newest migration.

@@ -46,6 +46,8 @@ pub struct Versions {
     pub old_image: String,
     /// In words: which commit or image, and why.
     pub old_origin: String,
+    /// The compose file the previous version shipped with (this one's for `image:NAME`).
+    pub old_compose: std::path::PathBuf,
     pub new_image: String,
     /// The migration(s) the new version adds, as the report names them (for the fault, the
     /// breaking one's file name).
@@ -295,7 +297,7 @@ pub fn run(
         "Scenario: upgrade — {n} replicas of the previous version ({})",
         versions.old_origin
     ));
-    stack.set_api_image(&versions.old_image)?;
+    stack.set_api_version(&versions.old_image, &versions.old_compose)?;
     let t_up = Instant::now();
     step(&format!("up old x{n} ({})", versions.old_image));
     stack.scale_api(n)?;
@@ -327,7 +329,7 @@ pub fn run(
         "roll new in: up --no-recreate --scale api={}",
         2 * n
     ));
-    stack.set_api_image(&versions.new_image)?;
+    stack.set_api_version(&versions.new_image, &stack.project.compose_file())?;
     let t_roll = Instant::now();
     stack.scale_api(2 * n)?;
     let new_wait = stack.wait_healthy(2 * n, timeout, t_roll, Unhealthy::Stops)?;
@@ -398,7 +400,7 @@ pub fn run(
         "rollback: up one old replica, --scale api={}",
         n + 1
     ));
-    stack.set_api_image(&versions.old_image)?;
+    stack.set_api_version(&versions.old_image, &versions.old_compose)?;
     let t_rollback = Instant::now();
     stack.scale_api(n + 1)?;
     let rollback_wait = stack.wait_healthy(n + 1, timeout, t_rollback, Unhealthy::Stops)?;
