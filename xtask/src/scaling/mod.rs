@@ -680,24 +680,22 @@ fn run_scenario(
             });
             let records = on_thread(scope, stack, |s| {
                 timed(|| {
-                    Ok((
-                        db::migration_records(s)?,
-                        db::migration_versions(&s.project.root)?,
-                    ))
+                    let facts = db::records_and_capacity(s)?;
+                    Ok((facts, db::migration_versions(&s.project.root)?))
                 })
             });
             let http_check = on_thread(scope, stack, |s| {
                 timed(|| Ok(cross_replica_http(s, &running_containers)))
             });
-            let capacity = on_thread(scope, stack, |s| timed(|| capacity(s, &containers)));
+            let capacity = on_thread(scope, stack, |s| timed(|| pool_size(s, &containers)));
             Ok((
                 piece(&mut pieces, "restarts", restarts)?,
                 piece(&mut pieces, "logs", logs)?,
                 piece(&mut pieces, "inspect", inspect)?,
                 piece(&mut pieces, "shared data", shared)?,
-                piece(&mut pieces, "migration records", records)?,
+                piece(&mut pieces, "database", records)?,
                 piece(&mut pieces, "http", http_check)?,
-                piece(&mut pieces, "capacity", capacity)?,
+                piece(&mut pieces, "pool size", capacity)?,
             ))
         })?;
     let gathered_s = t_check.elapsed().as_secs_f64();
@@ -751,12 +749,21 @@ fn run_scenario(
     checks.push(timing);
     let (shared, cleanup) = shared;
     checks.push(shared);
-    let (records, versions) = records;
+    let (facts, versions) = records;
     checks.push(checks::migrations(
-        scenario, &expected, &startups, &records, &versions,
+        scenario,
+        &expected,
+        &startups,
+        &facts.records,
+        &versions,
     ));
     checks.push(http_check);
-    checks.push(capacity);
+    checks.push(checks::capacity(
+        stack.replicas,
+        capacity,
+        facts.max_connections,
+        facts.open_now,
+    ));
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -980,21 +987,14 @@ fn shared_data(
 /// What the shared-data probe prints between its write half and its read half.
 const READY: &str = "ready-to-read";
 
-/// TEST-05's figures: the replicas' pool size (from a replica's environment, else the api's
-/// default) and the server's connection limit.
-fn capacity(stack: &Stack, containers: &[parse::Container]) -> Result<Check> {
-    let pool_size = match containers.first() {
+/// TEST-05's pool size: from a replica's environment, else the api's default (the server's
+/// figures come with the migration records, `db::records_and_capacity`).
+fn pool_size(stack: &Stack, containers: &[parse::Container]) -> Result<u32> {
+    Ok(match containers.first() {
         Some(c) => parse::pool_size_from_env(&stack.container_env(&c.id)?),
         None => None,
     }
-    .unwrap_or(checks::API_DEFAULT_POOL_SIZE);
-    let (max_connections, open_now) = db::connection_capacity(stack)?;
-    Ok(checks::capacity(
-        stack.replicas,
-        pool_size,
-        max_connections,
-        open_now,
-    ))
+    .unwrap_or(checks::API_DEFAULT_POOL_SIZE))
 }
 
 /// An outside client takes the api's migration lock and sits on it.

@@ -325,7 +325,6 @@ pub fn migration_versions<'a>(file_names: impl IntoIterator<Item = &'a str>) -> 
     versions
 }
 
-/// `151<TAB>7` (one `-N -B` row of two numbers) → (151, 7).
 /// `docker inspect` lines `<container id> <host ip>:<host port> ...` (one binding of a
 /// container port each): the first binding of each container that parses as an address.
 pub fn published_addresses(text: &str) -> BTreeMap<String, std::net::SocketAddr> {
@@ -339,6 +338,7 @@ pub fn published_addresses(text: &str) -> BTreeMap<String, std::net::SocketAddr>
         .collect()
 }
 
+/// `151<TAB>7` (one `-N -B` row of two numbers) → (151, 7).
 pub fn two_numbers(stdout: &str) -> Option<(u32, u32)> {
     let mut cols = stdout.split_whitespace();
     let a = cols.next()?.parse().ok()?;
