@@ -252,6 +252,73 @@ impl Docker {
             .context("running `docker inspect`")
     }
 
+    /// `docker exec <id> argv...` (no TTY, stdin closed); the output whatever the exit.
+    pub fn exec(&self, sh: &Shell, id: &str, argv: &[&str]) -> Result<Output> {
+        let docker = &self.program;
+        cmd!(sh, "{docker} exec {id} {argv...}")
+            .quiet()
+            .ignore_status()
+            .output()
+            .with_context(|| format!("docker exec in {id}"))
+    }
+
+    /// `docker exec -e KEY... <id> argv...`, the values travelling in the environment of the
+    /// docker process (never in argv); the output whatever the exit.
+    pub fn exec_with_env(
+        &self,
+        sh: &Shell,
+        id: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<Output> {
+        let docker = &self.program;
+        let flags: Vec<String> = env
+            .iter()
+            .flat_map(|(k, _)| ["-e".to_string(), k.to_string()])
+            .collect();
+        let mut command = cmd!(sh, "{docker} exec {flags...} {id} {argv...}").quiet();
+        for (k, v) in env {
+            command = command.env(k, v);
+        }
+        command
+            .ignore_status()
+            .output()
+            .with_context(|| format!("docker exec in {id}"))
+    }
+
+    /// The id of a compose service's (first) running container, found by compose's labels
+    /// with `docker ps` (no compose project to parse).
+    pub fn compose_container(&self, sh: &Shell, project: &str, service: &str) -> Result<String> {
+        let docker = &self.program;
+        let project_label = format!("label=com.docker.compose.project={project}");
+        let service_label = format!("label=com.docker.compose.service={service}");
+        let out = cmd!(
+            sh,
+            "{docker} ps -q --filter {project_label} --filter {service_label} --filter label=com.docker.compose.oneoff=False"
+        )
+        .quiet()
+        .read()
+        .context("running `docker ps`")?;
+        out.split_whitespace()
+            .next()
+            .map(String::from)
+            .with_context(|| format!("{project} has no running {service} container"))
+    }
+
+    /// `docker exec -i <id> argv...` in the background, stdin, stdout and stderr piped (the
+    /// caller talks to it, or just waits for it).
+    pub fn spawn_exec(&self, id: &str, argv: &[&str]) -> Result<Child> {
+        Command::new(&self.program)
+            .args(["exec", "-i"])
+            .arg(id)
+            .args(argv)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("docker exec in {id}"))
+    }
+
     /// `docker pause`: freezes every process of a container (the kernel still accepts its TCP
     /// connections; nothing answers them until `unpause`).
     pub fn pause(&self, sh: &Shell, id: &str) -> Result<()> {
@@ -610,22 +677,6 @@ impl Compose {
             .context("running `docker compose exec`")
     }
 
-    /// `exec -T` with extra `-e KEY` (values passed through the environment, not argv).
-    pub fn exec_with_env(
-        &self,
-        sh: &Shell,
-        service: &str,
-        env: &[(&str, &str)],
-        argv: &[&str],
-    ) -> Result<Output> {
-        let args = exec_args(service, env, argv);
-        self.cmd(sh, &args)
-            .envs(env.iter().copied())
-            .ignore_status()
-            .output()
-            .context("running `docker compose exec`")
-    }
-
     /// Starts `exec -T` in the background (for an outside client that must stay connected).
     pub fn spawn_exec(
         &self,
@@ -644,13 +695,8 @@ impl Compose {
             .context("starting `docker compose exec` in the background")
     }
 
-    /// SQL as root in the `db` service's container (see `DB_SQL_SCRIPT`); the raw output,
-    /// whatever the exit status.
-    pub fn db_sql(&self, sh: &Shell, db: &str, sql: &str) -> Result<Output> {
-        self.exec_with_env(sh, db, &[("XTASK_SQL", sql)], &["sh", "-c", DB_SQL_SCRIPT])
-    }
-
-    /// `db_sql` in the background, for an outside client that must stay connected.
+    /// SQL as root in the `db` service's container (see `DB_SQL_SCRIPT`), in the background,
+    /// for an outside client that must stay connected.
     pub fn spawn_db_sql(&self, sh: &Shell, db: &str, sql: &str) -> Result<Child> {
         self.spawn_exec(sh, db, &[("XTASK_SQL", sql)], &["sh", "-c", DB_SQL_SCRIPT])
     }

@@ -32,7 +32,7 @@ use crate::{
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
-        http, parse, DbState, EngineKind, Setup, Stack, Unhealthy, DATA_DIR,
+        http, parse, DbState, EngineKind, Route, Setup, Stack, Unhealthy, DATA_DIR,
         DEFAULT_MAX_STARTUP_SECS, DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
@@ -636,6 +636,11 @@ fn run_scenario(
         .filter(|c| c.state == "running")
         .map(|c| c.number)
         .collect();
+    let running_containers: Vec<parse::Container> = containers
+        .iter()
+        .filter(|c| c.state == "running")
+        .cloned()
+        .collect();
     // A Swarm task may have no container yet (one replacing a stopped task).
     let ids: Vec<String> = containers
         .iter()
@@ -645,59 +650,69 @@ fn run_scenario(
     let engine = stack.engine().name();
     // Every piece of evidence waits only on its own commands: each runs on its own thread, so
     // the checking costs the slowest piece, not the sum (docs: the report's `check_s`).
+    // Each piece's own wall time, printed as one line: what to cut next when the total is over.
+    let mut pieces: Vec<(&str, f64)> = Vec::new();
     let (restarts, logs, inspect, shared, records, http_check, capacity) =
         std::thread::scope(|scope| -> Result<_> {
-            let restarts = on_thread(scope, stack, |s| s.restart_counts(&containers));
+            let restarts = on_thread(scope, stack, |s| timed(|| s.restart_counts(&containers)));
             let logs = on_thread(scope, stack, |s| {
-                let log_text = s.logs_text()?;
-                std::fs::write(
-                    report_dir.join(format!("{}-api.log", scenario.slug())),
-                    &log_text,
-                )?;
-                let startups = parse::startups(&parse::logs(&log_text));
-                // Right away: Docker keeps only the last five probe results, which say when
-                // each turned healthy.
-                crate::timeline::add_to_report(
-                    s.sh,
-                    &s.docker,
-                    engine,
-                    scenario,
-                    &containers,
-                    &startups,
-                    t_up,
-                    report_dir,
-                    &BTreeMap::new(),
-                );
-                Ok(startups)
+                timed(|| {
+                    let log_text = s.logs_text()?;
+                    std::fs::write(
+                        report_dir.join(format!("{}-api.log", scenario.slug())),
+                        &log_text,
+                    )?;
+                    Ok(parse::startups(&parse::logs(&log_text)))
+                })
             });
             let inspect = on_thread(scope, stack, |s| {
-                let inspect = s.docker.start_and_health(s.sh, &ids)?;
-                std::fs::write(
-                    report_dir.join(format!("{}-inspect.txt", scenario.slug())),
-                    &inspect,
-                )?;
-                Ok(inspect)
+                timed(|| {
+                    let inspect = s.docker.start_and_health(s.sh, &ids)?;
+                    std::fs::write(
+                        report_dir.join(format!("{}-inspect.txt", scenario.slug())),
+                        &inspect,
+                    )?;
+                    Ok(inspect)
+                })
             });
-            let shared = on_thread(scope, stack, |s| shared_data(s, &running));
+            let shared = on_thread(scope, stack, |s| {
+                timed(|| shared_data(s, &running_containers))
+            });
             let records = on_thread(scope, stack, |s| {
-                Ok((
-                    db::migration_records(s)?,
-                    db::migration_versions(&s.project.root)?,
-                ))
+                timed(|| {
+                    let facts = db::records_and_capacity(s)?;
+                    Ok((facts, db::migration_versions(&s.project.root)?))
+                })
             });
-            let http_check = on_thread(scope, stack, |s| Ok(cross_replica_http(s, &running)));
-            let capacity = on_thread(scope, stack, |s| capacity(s, &containers));
+            let http_check = on_thread(scope, stack, |s| {
+                timed(|| Ok(cross_replica_http(s, &running_containers)))
+            });
+            let capacity = on_thread(scope, stack, |s| timed(|| pool_size(s, &containers)));
             Ok((
-                joined(restarts)?,
-                joined(logs)?,
-                joined(inspect)?,
-                joined(shared)?,
-                joined(records)?,
-                joined(http_check)?,
-                joined(capacity)?,
+                piece(&mut pieces, "restarts", restarts)?,
+                piece(&mut pieces, "logs", logs)?,
+                piece(&mut pieces, "inspect", inspect)?,
+                piece(&mut pieces, "shared data", shared)?,
+                piece(&mut pieces, "database", records)?,
+                piece(&mut pieces, "http", http_check)?,
+                piece(&mut pieces, "pool size", capacity)?,
             ))
         })?;
+    let gathered_s = t_check.elapsed().as_secs_f64();
     let startups = logs;
+    // The timeline from the inspect taken right away (Docker keeps only the last five probe
+    // results, which say when each turned healthy), not from a second one.
+    let times = crate::timeline::parse_inspect(&inspect)?;
+    crate::timeline::add_times_to_report(
+        engine,
+        scenario,
+        containers.len(),
+        &times,
+        &startups,
+        t_up,
+        report_dir,
+        &BTreeMap::new(),
+    );
     let last_lines: BTreeMap<u32, Vec<String>> = startups
         .iter()
         .map(|(k, s)| (*k, s.lines[s.lines.len().saturating_sub(8)..].to_vec()))
@@ -710,11 +725,10 @@ fn run_scenario(
             c
         }
     }];
-    let started_at: BTreeMap<u32, chrono::DateTime<chrono::Utc>> =
-        crate::timeline::parse_inspect(&inspect)?
-            .into_iter()
-            .filter_map(|c| Some((c.number, c.started_at?)))
-            .collect();
+    let started_at: BTreeMap<u32, chrono::DateTime<chrono::Utc>> = times
+        .into_iter()
+        .filter_map(|c| Some((c.number, c.started_at?)))
+        .collect();
     let mut timing = checks::startup_timing(
         &expected,
         &startups,
@@ -733,13 +747,23 @@ fn run_scenario(
         ));
     }
     checks.push(timing);
+    let (shared, cleanup) = shared;
     checks.push(shared);
-    let (records, versions) = records;
+    let (facts, versions) = records;
     checks.push(checks::migrations(
-        scenario, &expected, &startups, &records, &versions,
+        scenario,
+        &expected,
+        &startups,
+        &facts.records,
+        &versions,
     ));
     checks.push(http_check);
-    checks.push(capacity);
+    checks.push(checks::capacity(
+        stack.replicas,
+        capacity,
+        facts.max_connections,
+        facts.open_now,
+    ));
     if running.len() < expected.len() {
         for c in checks
             .iter_mut()
@@ -773,8 +797,18 @@ fn run_scenario(
     }
     let check_s = t_check.elapsed().as_secs_f64();
     ui::note(&format!(
-        "Docker {docker_s:.1} s (up to all healthy), the check's own {check_s:.2} s"
+        "Docker {docker_s:.1} s (up to all healthy), the check's own {check_s:.2} s \
+         (evidence gathered in {gathered_s:.2} s: {})",
+        pieces
+            .iter()
+            .map(|(name, s)| format!("{name} {s:.2} s"))
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
+    // Housekeeping, not evidence: after the check's own time.
+    if let Some((container, script)) = cleanup {
+        let _ = stack.exec_in(&container, &["sh", "-c", &script]);
+    }
     Ok(ScenarioResult {
         scenario,
         checks,
@@ -844,6 +878,24 @@ fn on_thread<'scope, T: Send + 'scope>(
     })
 }
 
+/// `f`'s value and its wall time in seconds.
+fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
+    let t = Instant::now();
+    let value = f()?;
+    Ok((value, t.elapsed().as_secs_f64()))
+}
+
+/// A timed thread's value; its time goes into `pieces` under `name`.
+fn piece<'n, T>(
+    pieces: &mut Vec<(&'n str, f64)>,
+    name: &'n str,
+    handle: std::thread::ScopedJoinHandle<'_, Result<(T, f64)>>,
+) -> Result<T> {
+    let (value, seconds) = joined(handle)?;
+    pieces.push((name, seconds));
+    Ok(value)
+}
+
 fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> {
     handle
         .join()
@@ -851,96 +903,99 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> 
 }
 
 /// TEST-03's I/O: each replica writes a file into the shared directory (all at once), then
-/// each reads all (all at once).
-fn shared_data(stack: &Stack, replicas: &[u32]) -> Result<Check> {
+/// each reads all (all at once). One exec per replica by container id (`Stack::spawn_exec_in`)
+/// does both halves: it writes, prints `ready` and waits on its stdin; only once every replica
+/// has written (or failed to) does each get `go` and read. The clean-up (a container and its
+/// script) is handed back, for the caller to run once the check's own time is taken.
+fn shared_data(
+    stack: &Stack,
+    running: &[parse::Container],
+) -> Result<(Check, Option<(parse::Container, String)>)> {
+    use std::io::{BufRead, Read, Write};
+    let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
+    let replicas = replicas.as_slice();
     let run = random_hex(4)?;
     let file = |n: u32| format!("{DATA_DIR}/.scaling-check-{run}-{n}");
-    let writes: Vec<(u32, String)> = replicas
-        .iter()
-        .map(|&n| {
-            (n, format!(
-                "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
-                 if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi",
-                f = file(n)
-            ))
-        })
-        .collect();
-    let written = exec_each(stack, &writes)?;
-    let mut results: Vec<SharedDataResult> = written
-        .into_iter()
-        .map(|(n, out)| {
-            let stdout = String::from_utf8_lossy(&out.stdout);
-            let write = parse::write_probe(&stdout).map_err(|_| {
-                format!(
-                    "exit {}: {}",
-                    out.status,
-                    String::from_utf8_lossy(&out.stderr).trim()
-                )
-            });
-            SharedDataResult {
-                number: n,
-                write,
-                seen: vec![],
-                missing: vec![],
-                read_error: None,
-            }
-        })
-        .collect();
     let read_all: String = replicas
         .iter()
         .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
         .collect::<Vec<_>>()
         .join("; ");
-    let reads: Vec<(u32, String)> = replicas.iter().map(|&n| (n, read_all.clone())).collect();
-    for (n, out) in exec_each(stack, &reads)? {
-        let Some(r) = results.iter_mut().find(|r| r.number == n) else {
-            continue;
-        };
-        if out.status.success() {
-            let (seen, missing) = parse::read_probe(&String::from_utf8_lossy(&out.stdout));
-            r.seen = seen;
-            r.missing = missing;
-        } else {
-            r.read_error = Some(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    let mut probes = Vec::new();
+    for c in running {
+        let n = c.number;
+        let script = format!(
+            "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
+             if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi; \
+             echo {READY}; read -r go; {read_all}",
+            f = file(n)
+        );
+        let mut child = stack.spawn_exec_in(c, &["sh", "-c", &script])?;
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
+        probes.push((n, child, stdout));
+    }
+    // The barrier: every replica's write half, before any replica reads.
+    let mut written = Vec::new();
+    for (_, _, stdout) in probes.iter_mut() {
+        let mut before = String::new();
+        let mut line = String::new();
+        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.trim_end() == READY {
+                break;
+            }
+            before.push_str(&line);
+            line.clear();
         }
+        written.push(before);
     }
-    if let Some(&first) = replicas.first() {
-        let cleanup = format!("rm -f {DATA_DIR}/.scaling-check-{run}-*");
-        let _ = stack.exec_api(first, &["sh", "-c", &cleanup]);
+    let mut results = Vec::new();
+    for ((n, mut child, mut stdout), before) in probes.into_iter().zip(written) {
+        if let Some(mut stdin) = child.stdin.take() {
+            let _ = stdin.write_all(b"go\n");
+        }
+        let mut after = String::new();
+        let _ = stdout.read_to_string(&mut after);
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = e.read_to_string(&mut stderr);
+        }
+        let status = child.wait()?;
+        let write =
+            parse::write_probe(&before).map_err(|_| format!("exit {status}: {}", stderr.trim()));
+        let (seen, missing, read_error) = if status.success() {
+            let (seen, missing) = parse::read_probe(&after);
+            (seen, missing, None)
+        } else {
+            (vec![], vec![], Some(stderr.trim().to_string()))
+        };
+        results.push(SharedDataResult {
+            number: n,
+            write,
+            seen,
+            missing,
+            read_error,
+        });
     }
-    Ok(checks::shared_data(replicas, &results, DATA_DIR))
+    let cleanup = running.first().map(|first| {
+        (
+            first.clone(),
+            format!("rm -f {DATA_DIR}/.scaling-check-{run}-*"),
+        )
+    });
+    Ok((checks::shared_data(replicas, &results, DATA_DIR), cleanup))
 }
 
-/// `sh -c SCRIPT` in each replica, all at once; the outputs in the order given.
-fn exec_each(stack: &Stack, scripts: &[(u32, String)]) -> Result<Vec<(u32, std::process::Output)>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = scripts
-            .iter()
-            .map(|(n, script)| {
-                on_thread(scope, stack, move |s| {
-                    Ok((*n, s.exec_api(*n, &["sh", "-c", script])?))
-                })
-            })
-            .collect();
-        handles.into_iter().map(joined).collect()
-    })
-}
+/// What the shared-data probe prints between its write half and its read half.
+const READY: &str = "ready-to-read";
 
-/// TEST-05's figures: the replicas' pool size (from a replica's environment, else the api's
-/// default) and the server's connection limit.
-fn capacity(stack: &Stack, containers: &[parse::Container]) -> Result<Check> {
-    let pool_size = match containers.first() {
+/// TEST-05's pool size: from a replica's environment, else the api's default (the server's
+/// figures come with the migration records, `db::records_and_capacity`).
+fn pool_size(stack: &Stack, containers: &[parse::Container]) -> Result<u32> {
+    Ok(match containers.first() {
         Some(c) => parse::pool_size_from_env(&stack.container_env(&c.id)?),
         None => None,
     }
-    .unwrap_or(checks::API_DEFAULT_POOL_SIZE);
-    let (max_connections, open_now) = db::connection_capacity(stack)?;
-    Ok(checks::capacity(
-        stack.replicas,
-        pool_size,
-        max_connections,
-        open_now,
-    ))
+    .unwrap_or(checks::API_DEFAULT_POOL_SIZE))
 }
 
 /// An outside client takes the api's migration lock and sits on it.
@@ -955,7 +1010,9 @@ fn hold_migration_lock(stack: &Stack) -> Result<std::process::Child> {
 
 /// Cross-replica HTTP: store a document through the first replica's published port, read it
 /// back through every replica, then delete it.
-fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
+fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
+    let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
+    let replicas = replicas.as_slice();
     let body: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
@@ -970,14 +1027,27 @@ fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
     };
     let timeout = Duration::from_secs(10);
     // Through each replica's published port on Compose; from a client container on the
-    // stack's overlay network on Swarm (`Stack::http`).
+    // stack's overlay network on Swarm. Where each replica is, asked once (`Stack::http_routes`).
+    let routes = stack.http_routes(running).map_err(|e| format!("{e:#}"));
+    let route = |n: u32| -> Result<&Route, String> {
+        match &routes {
+            Ok(routes) => routes
+                .get(&n)
+                .ok_or_else(|| format!("api.{n} has no address to reach it by")),
+            Err(e) => Err(e.clone()),
+        }
+    };
     let send = |n: u32, method: &str, path: &str, body: &[u8]| -> Result<http::Reply, String> {
         let headers: &[(&str, &str)] = if body.is_empty() {
             &[]
         } else {
             &[("Content-Type", "application/octet-stream")]
         };
-        stack.http(n, &http::request(method, path, headers, body), timeout)
+        stack.http_via(
+            route(n)?,
+            &http::request(method, path, headers, body),
+            timeout,
+        )
     };
     let store = send(first, "POST", "/documents?name=scaling-check.bin", &body).and_then(|r| {
         let text = String::from_utf8_lossy(&r.body).into_owned();
@@ -1002,9 +1072,12 @@ fn cross_replica_http(stack: &Stack, replicas: &[u32]) -> Check {
                 .iter()
                 .map(|&n| {
                     let request = &request;
+                    let route = route(n);
                     (
                         n,
-                        on_thread(scope, stack, move |s| Ok(s.http(n, request, timeout))),
+                        on_thread(scope, stack, move |s| {
+                            Ok(route.and_then(|r| s.http_via(r, request, timeout)))
+                        }),
                     )
                 })
                 .collect();

@@ -1029,3 +1029,43 @@ fn each_scenario_reports_dockers_time_and_the_checks_own_against_its_budget() {
         over.line()
     );
 }
+
+/// `Stack::http_routes` on Compose: one `docker inspect` of four replicas' published port.
+#[test]
+fn published_addresses_from_a_recorded_inspect() {
+    let routes = parse::published_addresses(&testdata("inspect-api-ports-n4.txt"));
+    assert_eq!(routes.len(), 4);
+    assert_eq!(
+        routes["6f9ac46dbe761fc217f75ab6912e65bb98f6f41f213274d9d36e1d7771049526"],
+        "127.0.0.1:33322".parse().unwrap()
+    );
+    assert_eq!(
+        routes["b01bcc27b85cd68c7fc2afaad7823373aa3551248f62fc86946396a3043f10ae"],
+        "127.0.0.1:33325".parse().unwrap()
+    );
+    // A container without the binding (stopped) has no route, rather than a wrong one.
+    assert!(parse::published_addresses("0123abcd \n").is_empty());
+}
+
+/// TEST-04's and TEST-05's database figures from one `-N -B` exec: the capacity row, then
+/// the migration rows; before the first migration, the capacity row and the client's error.
+#[test]
+fn db_facts_split_capacity_from_migration_rows() {
+    let facts =
+        crate::stack::db::db_facts("300\t12\n20240101000000\t1\n20240102000000\t0\n", "", true)
+            .unwrap();
+    assert_eq!((facts.max_connections, facts.open_now), (300, 12));
+    assert_eq!(
+        facts.records,
+        vec![(20240101000000, true), (20240102000000, false)]
+    );
+    let none = crate::stack::db::db_facts(
+        "151\t3\n",
+        "ERROR 1146 (42S02) at line 1: Table 'app._sqlx_migrations' doesn't exist",
+        false,
+    )
+    .unwrap();
+    assert!(none.records.is_empty());
+    assert!(crate::stack::db::db_facts("151\t3\n", "ERROR 1045: Access denied", false).is_err());
+    assert!(crate::stack::db::db_facts("", "ERROR 2002: no server", false).is_err());
+}

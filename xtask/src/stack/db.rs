@@ -58,10 +58,46 @@ pub fn migration_versions(root: &Path) -> Result<Vec<i64>> {
     Ok(parse::migration_versions(names.iter().map(String::as_str)))
 }
 
-/// The server's connection limit and how many connections are open now
-/// (`SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST`).
-pub fn connection_capacity(stack: &Stack) -> Result<(u32, u32)> {
-    let out =
-        stack.sql("SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST")?;
-    parse::two_numbers(&out).with_context(|| format!("connection figures from {out:?}"))
+/// What the check reads of the database in one SQL exec (`records_and_capacity`).
+#[derive(Debug, PartialEq)]
+pub struct DbFacts {
+    /// `_sqlx_migrations`' rows, as `migration_records` gives them.
+    pub records: Vec<(i64, bool)>,
+    pub max_connections: u32,
+    /// Connections open while it asked, its own included.
+    pub open_now: u32,
+}
+
+/// `migration_records` and the server's connection figures (`@@max_connections`, open now)
+/// in one SQL exec, for the check's own time.
+pub fn records_and_capacity(stack: &Stack) -> Result<DbFacts> {
+    let out = stack.sql_output(&format!("{CAPACITY_SQL}; {RECORDS_SQL}"))?;
+    db_facts(
+        &String::from_utf8_lossy(&out.stdout),
+        &String::from_utf8_lossy(&out.stderr),
+        out.status.success(),
+    )
+}
+
+const CAPACITY_SQL: &str = "SELECT @@max_connections, COUNT(*) FROM information_schema.PROCESSLIST";
+const RECORDS_SQL: &str = "SELECT version, success FROM _sqlx_migrations ORDER BY version";
+
+/// `records_and_capacity`'s output: the capacity row first, so a missing `_sqlx_migrations`
+/// (no records yet: the client stops at its error) still leaves it.
+pub fn db_facts(stdout: &str, stderr: &str, success: bool) -> Result<DbFacts> {
+    let (first, rest) = stdout.split_once('\n').unwrap_or((stdout, ""));
+    let (max_connections, open_now) = parse::two_numbers(first)
+        .with_context(|| format!("connection figures from {first:?}: {}", stderr.trim()))?;
+    let records = if success {
+        parse::migration_rows(rest)?
+    } else if stderr.contains("doesn't exist") {
+        Vec::new()
+    } else {
+        bail!("reading _sqlx_migrations failed: {}", stderr.trim());
+    };
+    Ok(DbFacts {
+        records,
+        max_connections,
+        open_now,
+    })
 }

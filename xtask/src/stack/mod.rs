@@ -257,6 +257,15 @@ pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf>
 }
 
 /// A [`Stack`] on its way to another thread; [`Detached::attach`] gives it a shell there.
+/// How to reach one replica over HTTP (`Stack::http_routes`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Route {
+    /// Compose: the replica's published address on the host.
+    Published(SocketAddr),
+    /// Swarm: the task's address on the stack's overlay, reached from a client container.
+    Overlay(String),
+}
+
 pub struct Detached {
     engine: Engine,
     docker: Docker,
@@ -831,50 +840,75 @@ impl<'a> Stack<'a> {
             .port(self.sh, API, number, API_PORT)
     }
 
-    /// One HTTP exchange with replica `number`: through its published port on Compose; on
-    /// Swarm from a client container on the stack's overlay network, to the task's own
-    /// address (`endpoint_mode: dnsrr`, nothing published). The reply, or what went wrong.
-    pub fn http(
-        &self,
-        number: u32,
-        request: &[u8],
-        timeout: Duration,
-    ) -> Result<http::Reply, String> {
+    /// How to reach each of `containers` over HTTP, resolved once for a round of requests:
+    /// its published address on Compose, its task's address on the overlay on Swarm. One
+    /// `docker inspect` for all, where `http` asks compose or Swarm per request.
+    pub fn http_routes(&self, containers: &[Container]) -> Result<BTreeMap<u32, Route>> {
+        let ids: Vec<String> = containers
+            .iter()
+            .filter(|c| !c.id.is_empty())
+            .map(|c| c.id.clone())
+            .collect();
+        let number_of = |id: &str| {
+            containers
+                .iter()
+                .find(|c| !c.id.is_empty() && (id.starts_with(&c.id) || c.id.starts_with(id)))
+                .map(|c| c.number)
+        };
+        let mut routes = BTreeMap::new();
         match &self.engine {
-            Engine::Compose(compose) => {
-                let addr = compose
-                    .port(self.sh, API, number, API_PORT)
-                    .map_err(|e| format!("{e:#}"))?;
-                let addr: SocketAddr = addr
-                    .parse()
-                    .map_err(|e| format!("published address {addr:?}: {e}"))?;
-                match http::send(addr, request, timeout) {
-                    http::Outcome::Reply(reply) => Ok(reply),
-                    other => Err(other.describe()),
+            Engine::Compose(_) => {
+                let format = format!(
+                    "{{{{.Id}}}} {{{{range (index .NetworkSettings.Ports \"{API_PORT}/tcp\")}}}}{{{{.HostIp}}}}:{{{{.HostPort}}}} {{{{end}}}}"
+                );
+                let out = self.docker.inspect(self.sh, &ids, &format)?;
+                for (id, addr) in parse::published_addresses(&out) {
+                    if let Some(n) = number_of(&id) {
+                        routes.insert(n, Route::Published(addr));
+                    }
                 }
             }
             Engine::Swarm(swarm) => {
-                let id = swarm
-                    .container_of(self.sh, API, number)
-                    .map_err(|e| format!("{e:#}"))?;
-                let addresses = swarm
-                    .stack
-                    .addresses(self.sh, std::slice::from_ref(&id))
-                    .map_err(|e| format!("{e:#}"))?;
-                let ip = addresses.split_whitespace().nth(1).ok_or_else(|| {
-                    format!("api.{number} has no address on {}", swarm.stack.network())
-                })?;
+                for line in swarm.stack.addresses(self.sh, &ids)?.lines() {
+                    let mut words = line.split_whitespace();
+                    if let (Some(id), Some(ip)) = (words.next(), words.next()) {
+                        if let Some(n) = number_of(id) {
+                            routes.insert(n, Route::Overlay(ip.to_string()));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(routes)
+    }
+
+    /// One HTTP exchange along a route from `http_routes`; the reply, or what went wrong.
+    pub fn http_via(
+        &self,
+        route: &Route,
+        request: &[u8],
+        timeout: Duration,
+    ) -> Result<http::Reply, String> {
+        match (route, &self.engine) {
+            (Route::Published(addr), _) => match http::send(*addr, request, timeout) {
+                http::Outcome::Reply(reply) => Ok(reply),
+                other => Err(other.describe()),
+            },
+            (Route::Overlay(ip), Engine::Swarm(swarm)) => {
                 let out = swarm
                     .stack
                     .http_from_client(self.sh, &self.api_image, ip, API_PORT, request)
                     .map_err(|e| format!("{e:#}"))?;
                 if out.stdout.is_empty() {
                     return Err(format!(
-                        "no reply from api.{number} ({ip}): {}",
+                        "no reply from {ip}: {}",
                         String::from_utf8_lossy(&out.stderr).trim()
                     ));
                 }
                 http::parse(&out.stdout)
+            }
+            (Route::Overlay(ip), Engine::Compose(_)) => {
+                Err(format!("{ip} is an overlay address: only Swarm has one"))
             }
         }
     }
@@ -966,12 +1000,45 @@ impl<'a> Stack<'a> {
         }
     }
 
+    /// `docker exec` in one api container by its id, on either engine: unlike `exec_api` on
+    /// Compose, no compose project is parsed per call, so a round of execs costs far less.
+    pub fn exec_in(&self, container: &Container, argv: &[&str]) -> Result<Output> {
+        if container.id.is_empty() {
+            bail!("{} has no container to exec in", container.label());
+        }
+        self.docker.exec(self.sh, &container.id, argv)
+    }
+
+    /// `exec_in` in the background, with stdin, stdout and stderr piped: a probe that talks
+    /// with the caller, or housekeeping off the critical path.
+    pub fn spawn_exec_in(
+        &self,
+        container: &Container,
+        argv: &[&str],
+    ) -> Result<std::process::Child> {
+        if container.id.is_empty() {
+            bail!("{} has no container to exec in", container.label());
+        }
+        self.docker.spawn_exec(&container.id, argv)
+    }
+
     /// Runs SQL as root on the application database inside the db container (the password
     /// never leaves the container's environment); the raw output, for callers that read
     /// its status and stderr.
     pub fn sql_output(&self, sql: &str) -> Result<Output> {
         match &self.engine {
-            Engine::Compose(compose) => compose.db_sql(self.sh, DB, sql),
+            // By container id: `compose exec` parses the project on every call.
+            Engine::Compose(compose) => {
+                let id = self
+                    .docker
+                    .compose_container(self.sh, &compose.project, DB)?;
+                self.docker.exec_with_env(
+                    self.sh,
+                    &id,
+                    &[("XTASK_SQL", sql)],
+                    &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
+                )
+            }
             Engine::Swarm(swarm) => {
                 let id = swarm.container_of(self.sh, DB, 1)?;
                 swarm.stack.exec_with_env(

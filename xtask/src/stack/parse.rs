@@ -325,6 +325,19 @@ pub fn migration_versions<'a>(file_names: impl IntoIterator<Item = &'a str>) -> 
     versions
 }
 
+/// `docker inspect` lines `<container id> <host ip>:<host port> ...` (one binding of a
+/// container port each): the first binding of each container that parses as an address.
+pub fn published_addresses(text: &str) -> BTreeMap<String, std::net::SocketAddr> {
+    text.lines()
+        .filter_map(|line| {
+            let mut words = line.split_whitespace();
+            let id = words.next()?;
+            let addr = words.find_map(|w| w.parse().ok())?;
+            Some((id.to_string(), addr))
+        })
+        .collect()
+}
+
 /// `151<TAB>7` (one `-N -B` row of two numbers) → (151, 7).
 pub fn two_numbers(stdout: &str) -> Option<(u32, u32)> {
     let mut cols = stdout.split_whitespace();

@@ -64,15 +64,38 @@ pub fn add_to_report(
     report_dir: &Path,
     versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
 ) {
+    match capture(sh, docker, containers) {
+        Ok(times) => add_times_to_report(
+            engine,
+            scenario,
+            containers.len(),
+            &times,
+            startups,
+            up,
+            report_dir,
+            versions,
+        ),
+        Err(e) => ui::warn(&format!("the start-up timeline was not written: {e:#}")),
+    }
+}
+
+/// `add_to_report` from times the caller already captured (`capture`, or `parse_inspect` of
+/// its own `start_and_health`): no second `docker inspect`.
+#[allow(clippy::too_many_arguments)] // the hook's inputs, each already at hand in the caller
+pub fn add_times_to_report(
+    engine: &str,
+    scenario: DbState,
+    replicas: usize,
+    times: &[ContainerTimes],
+    startups: &BTreeMap<u32, Startup>,
+    up: Instant,
+    report_dir: &Path,
+    versions: &BTreeMap<u32, (String, Option<DateTime<Utc>>)>,
+) {
     let written = (|| -> Result<PathBuf> {
         let origin = Utc::now() - chrono::TimeDelta::from_std(up.elapsed())?;
-        let times = capture(sh, docker, containers)?;
-        let title = format!(
-            "{}, {} replicas, {engine}",
-            scenario.name(),
-            containers.len()
-        );
-        let mut timeline = shape(&title, origin, &times, startups);
+        let title = format!("{}, {replicas} replicas, {engine}", scenario.name());
+        let mut timeline = shape(&title, origin, times, startups);
         label_versions(&mut timeline, versions);
         let json = report_dir.join(format!("timeline-{}.json", scenario.slug()));
         std::fs::write(&json, serde_json::to_string_pretty(&timeline)?)
