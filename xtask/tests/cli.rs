@@ -177,16 +177,29 @@ fn a_copied_checkout_with_its_target_checks_the_copy() {
 
     // From a subdirectory of the copy, with no docker on PATH: the run stops at the preflight
     // (exit 2), after saying what it checks and creating its report directory.
-    let out = Command::new(&binary)
-        .arg("test-scaling")
-        .current_dir(copy.join("api"))
-        .env_clear()
-        .env("PATH", "")
-        .env("NO_COLOR", "1")
-        .env("API_MIGRATION_LOCK", "off")
-        .env("COMPOSE_PROJECT_NAME", "mine")
-        .output()
-        .unwrap();
+    // A binary just written can be "Text file busy" (ETXTBSY) for a moment: another test's
+    // fork may still hold the copy's write descriptor until that child execs. Retry briefly.
+    let run = || {
+        Command::new(&binary)
+            .arg("test-scaling")
+            .current_dir(copy.join("api"))
+            .env_clear()
+            .env("PATH", "")
+            .env("NO_COLOR", "1")
+            .env("API_MIGRATION_LOCK", "off")
+            .env("COMPOSE_PROJECT_NAME", "mine")
+            .output()
+    };
+    let mut attempt = 0;
+    let out = loop {
+        match run() {
+            Err(e) if e.raw_os_error() == Some(26) && attempt < 50 => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            other => break other.unwrap(),
+        }
+    };
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
