@@ -707,3 +707,18 @@ fn list(numbers: &[u32]) -> String {
         .collect::<Vec<_>>()
         .join(", ")
 }
+
+/// One progress line per check, as soon as a scenario is judged: `PASS TEST-01 name: summary`.
+pub fn print_verdicts(checks: &[Check]) {
+    for check in checks {
+        let verdict = if check.passed {
+            crate::ui::paint("PASS", "1;32")
+        } else {
+            crate::ui::paint("FAIL", "1;31")
+        };
+        crate::ui::note(&format!(
+            "{verdict} {} {}: {}",
+            check.id, check.name, check.summary
+        ));
+    }
+}

@@ -784,17 +784,7 @@ fn run_scenario(
             swarm_checks::name_tasks(check, &nodes);
         }
     }
-    for check in &checks {
-        let verdict = if check.passed {
-            ui::paint("PASS", "1;32")
-        } else {
-            ui::paint("FAIL", "1;31")
-        };
-        ui::note(&format!(
-            "{verdict} {} {}: {}",
-            check.id, check.name, check.summary
-        ));
-    }
+    checks::print_verdicts(&checks);
     let check_s = t_check.elapsed().as_secs_f64();
     ui::note(&format!(
         "Docker {docker_s:.1} s (up to all healthy), the check's own {check_s:.2} s \

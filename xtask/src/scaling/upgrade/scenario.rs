@@ -502,17 +502,7 @@ pub fn run(
         "upgrade: {:.1} s; old and new overlapped {:.1} s; {} requests during the roll, {} failed",
         figures.seconds, figures.overlap_s, figures.roll_requests, figures.roll_failed
     ));
-    for check in &checks {
-        let verdict = if check.passed {
-            ui::paint("PASS", "1;32")
-        } else {
-            ui::paint("FAIL", "1;31")
-        };
-        ui::note(&format!(
-            "{verdict} {} {}: {}",
-            check.id, check.name, check.summary
-        ));
-    }
+    crate::scaling::checks::print_verdicts(&checks);
     Ok((checks, figures))
 }
 
