@@ -133,6 +133,7 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Test) -> Result<()> {
                 scaling::Options {
                     db: db.clone(),
                     engine: crate::stack::EngineKind::Swarm,
+                    scenarios: scaling::default_scenarios(crate::stack::EngineKind::Swarm),
                     report_dir: db.as_ref().map(|db| {
                         project
                             .target_dir

@@ -136,6 +136,16 @@ pub struct Options {
     pub upgrade_from: upgrade::builds::From,
 }
 
+/// The scenarios a run without `--scenarios` runs on `engine`: all of them on Compose; on
+/// Swarm all but the upgrade (its rolling deploy swaps the api image of a Compose project;
+/// Swarm's own rolling update would be another scenario, not built yet).
+pub fn default_scenarios(engine: EngineKind) -> Vec<DbState> {
+    SCENARIOS
+        .into_iter()
+        .filter(|s| engine == EngineKind::Compose || *s != DbState::Upgrade)
+        .collect()
+}
+
 /// Every scenario, in the order they run.
 pub const SCENARIOS: [DbState; 3] = [
     DbState::FreshDatabase,
@@ -247,22 +257,9 @@ impl Options {
             }
             (Some(f), None) => vec![f.scenario()],
             (None, Some(list)) => parse_scenarios(list)?,
-            // The rolling deploy swaps the api image of a Compose project; Swarm's own
-            // rolling update is another scenario, not built yet.
-            (None, None) if engine == EngineKind::Swarm => SCENARIOS
-                .into_iter()
-                .filter(|s| *s != DbState::Upgrade)
-                .collect(),
-            (None, None) => SCENARIOS.to_vec(),
+            (None, None) => default_scenarios(engine),
         };
-        if engine == EngineKind::Swarm && scenarios.contains(&DbState::Upgrade) {
-            return Err(CannotRun(
-                "--scenarios upgrade is not available with --engine swarm: choose fresh,existing"
-                    .into(),
-            )
-            .into());
-        }
-        Ok(Options {
+        let opts = Options {
             engine,
             scenarios,
             upgrade_from: upgrade::builds::From::parse(flags.upgrade_from.as_deref())?,
@@ -275,7 +272,22 @@ impl Options {
             fault,
             report_dir: flags.report_dir.clone(),
             db: flags.db.as_deref().map(DbChoice::parse).transpose()?,
-        })
+        };
+        opts.validate()?;
+        Ok(opts)
+    }
+
+    /// What no engine can run, refused before anything starts (exit 2), whoever built the
+    /// options: the flags or `cargo xtask test`'s stages.
+    pub fn validate(&self) -> Result<()> {
+        if self.engine == EngineKind::Swarm && self.scenarios.contains(&DbState::Upgrade) {
+            return Err(CannotRun(
+                "--scenarios upgrade is not available with --engine swarm: choose fresh,existing"
+                    .into(),
+            )
+            .into());
+        }
+        Ok(())
     }
 }
 
@@ -290,6 +302,7 @@ pub struct ScenarioResult {
 }
 
 pub fn run(sh: &Shell, project: &Project, opts: Options) -> Result<()> {
+    opts.validate()?;
     if opts.repeat > 1 {
         return run_repeated(sh, project, opts);
     }

@@ -1069,3 +1069,28 @@ fn db_facts_split_capacity_from_migration_rows() {
     assert!(crate::stack::db::db_facts("151\t3\n", "ERROR 1045: Access denied", false).is_err());
     assert!(crate::stack::db::db_facts("", "ERROR 2002: no server", false).is_err());
 }
+
+#[test]
+fn swarm_runs_fresh_and_existing_by_default_and_refuses_the_upgrade_before_starting() {
+    use super::{default_scenarios, Options, SCENARIOS};
+    use crate::stack::EngineKind;
+    assert_eq!(default_scenarios(EngineKind::Compose), SCENARIOS);
+    assert_eq!(
+        default_scenarios(EngineKind::Swarm),
+        [DbState::FreshDatabase, DbState::ExistingDatabase]
+    );
+    // `Options::default()` with only the engine changed (what `cargo xtask test`'s Swarm stage
+    // once built) is refused up front rather than failing in the middle of the run.
+    let swarm = Options {
+        engine: EngineKind::Swarm,
+        ..Options::default()
+    };
+    let e = swarm.validate().unwrap_err().to_string();
+    assert!(e.contains("not available with --engine swarm"), "{e}");
+    let ok = Options {
+        engine: EngineKind::Swarm,
+        scenarios: default_scenarios(EngineKind::Swarm),
+        ..Options::default()
+    };
+    assert!(ok.validate().is_ok());
+}
