@@ -156,15 +156,7 @@ impl Docker {
         labels: &[(String, String)],
     ) -> Result<()> {
         let docker = &self.program;
-        let mut args = Vec::new();
-        for (k, v) in build_args {
-            args.push("--build-arg".to_string());
-            args.push(format!("{k}={v}"));
-        }
-        for (k, v) in labels {
-            args.push("--label".to_string());
-            args.push(format!("{k}={v}"));
-        }
+        let args = build_flags(build_args, labels);
         cmd!(sh, "{docker} build --quiet -t {tag} {args...} {context}")
             .quiet()
             .ignore_stdout()
@@ -185,15 +177,7 @@ impl Docker {
         labels: &[(String, String)],
     ) -> Result<()> {
         let docker = &self.program;
-        let mut args = Vec::new();
-        for (k, v) in build_args {
-            args.push("--build-arg".to_string());
-            args.push(format!("{k}={v}"));
-        }
-        for (k, v) in labels {
-            args.push("--label".to_string());
-            args.push(format!("{k}={v}"));
-        }
+        let args = build_flags(build_args, labels);
         cmd!(
             sh,
             "{docker} build --quiet -f {dockerfile} --target {target} -t {tag} {args...} {context}"
@@ -780,9 +764,35 @@ fn first_line(bytes: &[u8]) -> String {
         .to_string()
 }
 
+/// `--build-arg K=V` and `--label K=V` flags for `docker build`.
+fn build_flags(build_args: &[(String, String)], labels: &[(String, String)]) -> Vec<String> {
+    let flag = |name: &str, (k, v): &(String, String)| [name.to_string(), format!("{k}={v}")];
+    build_args
+        .iter()
+        .flat_map(|kv| flag("--build-arg", kv))
+        .chain(labels.iter().flat_map(|kv| flag("--label", kv)))
+        .collect()
+}
 #[cfg(test)]
 mod tests {
     use super::supports_start_interval;
+
+    #[test]
+    fn build_flags_are_build_args_then_labels() {
+        let kv = |k: &str, v: &str| (k.to_string(), v.to_string());
+        assert_eq!(
+            super::build_flags(&[kv("UID", "10001")], &[kv("inputs", "ab12"), kv("x", "y")]),
+            [
+                "--build-arg",
+                "UID=10001",
+                "--label",
+                "inputs=ab12",
+                "--label",
+                "x=y"
+            ]
+        );
+        assert!(super::build_flags(&[], &[]).is_empty());
+    }
 
     #[test]
     fn start_interval_needs_docker_engine_25_or_later() {
