@@ -290,9 +290,14 @@ impl Docker {
     }
 
     /// `docker exec -i <id> argv...` in the background, stdin, stdout and stderr piped (the
-    /// caller talks to it, or just waits for it).
-    pub fn spawn_exec(&self, id: &str, argv: &[&str]) -> Result<Child> {
-        Command::new(&self.program)
+    /// caller talks to it, or just waits for it). The process gets the shell's `DOCKER_HOST`:
+    /// on a cluster, the engine of the node that holds the container.
+    pub fn spawn_exec(&self, sh: &Shell, id: &str, argv: &[&str]) -> Result<Child> {
+        let mut command = Command::new(&self.program);
+        if let Some(host) = sh.var_os("DOCKER_HOST") {
+            command.env("DOCKER_HOST", host);
+        }
+        command
             .args(["exec", "-i"])
             .arg(id)
             .args(argv)

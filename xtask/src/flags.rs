@@ -54,6 +54,13 @@ xflags::xflags! {
             /// What runs the stack: compose (default) or swarm (the compose file deployed as a
             /// Docker Swarm stack; a single-node swarm is created for the run if needed).
             optional --engine name: String
+            /// With --engine swarm: run the stack on K Swarm nodes (2 to 6), each a container
+            /// with its own Docker engine on a private network of this machine.
+            optional --nodes k: u32
+            /// Bind the api's data volume to DIR, a directory every node shares
+            /// (docker-compose.shared-data.yml); with --nodes, one directory of this machine is
+            /// mounted at DIR on every node. Default: the compose file's local volume.
+            optional --shared-data dir: String
         }
 
         /// Run every fault of `test-scaling --fault` and assert that each one is caught.

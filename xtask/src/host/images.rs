@@ -25,6 +25,8 @@ pub const OFFICIAL_RUST_IMAGE: &str = "rust:1-bookworm";
 pub const LOCAL_BASE_IMAGE: &str = "localhost/scaling-debian:bookworm";
 pub const LOCAL_DB_IMAGE: &str = "localhost/scaling-mariadb:10.11";
 pub const API_IMAGE: &str = "localhost/scaling-api:latest";
+/// A Swarm node: Debian's Docker engine in a container (`docker/node/`).
+pub const NODE_IMAGE: &str = "localhost/scaling-node:bookworm";
 const INPUTS_LABEL: &str = "org.scaling-check.inputs";
 
 /// What the compose file needs to find or build the images: variables for `docker compose`.
@@ -327,27 +329,7 @@ fn build_db(
     if server == Server::Mysql9 {
         input_dirs.push(docker_dir.join("mariadb"));
     }
-    let base_id = docker
-        .image_label(sh, base, INPUTS_LABEL)
-        .unwrap_or_default();
-    let mut parts = vec![base.to_string(), base_id];
-    for dir in &input_dirs {
-        for file in sorted_files(dir)? {
-            // The name, not the path: a clone elsewhere has the same inputs. MySQL's inputs
-            // span two directories, so its names carry theirs.
-            if input_dirs.len() > 1 {
-                parts.push(dir.file_name().unwrap_or_default().to_string_lossy().into());
-            }
-            parts.push(
-                file.file_name()
-                    .unwrap_or_default()
-                    .to_string_lossy()
-                    .into_owned(),
-            );
-            parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
-        }
-    }
-    let inputs = hash_strings(&parts.iter().map(String::as_str).collect::<Vec<_>>());
+    let inputs = dir_inputs(sh, docker, base, &input_dirs)?;
     if !force && docker.image_label(sh, tag, INPUTS_LABEL).as_deref() == Some(inputs.as_str()) {
         ui::note(&format!("{tag} is up to date"));
         return Ok(());
@@ -391,6 +373,63 @@ fn build_db(
         started.elapsed().as_secs_f64()
     ));
     Ok(())
+}
+
+/// The inputs hash of an image built `FROM base` out of `input_dirs`: the base and its own
+/// inputs, then every file's name and content.
+fn dir_inputs(sh: &Shell, docker: &Docker, base: &str, input_dirs: &[PathBuf]) -> Result<String> {
+    let base_id = docker
+        .image_label(sh, base, INPUTS_LABEL)
+        .unwrap_or_default();
+    let mut parts = vec![base.to_string(), base_id];
+    for dir in input_dirs {
+        for file in sorted_files(dir)? {
+            // The name, not the path: a clone elsewhere has the same inputs. MySQL's inputs
+            // span two directories, so its names carry theirs.
+            if input_dirs.len() > 1 {
+                parts.push(dir.file_name().unwrap_or_default().to_string_lossy().into());
+            }
+            parts.push(
+                file.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            parts.push(hex(&Sha256::digest(std::fs::read(&file)?)));
+        }
+    }
+    Ok(hash_strings(
+        &parts.iter().map(String::as_str).collect::<Vec<_>>(),
+    ))
+}
+
+/// The Swarm node image (`docker/node/`, Docker-in-Docker) for `--nodes`, built on the
+/// bookworm base when its inputs changed; only the multi-node check needs it.
+pub fn ensure_node(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> Result<String> {
+    let base = ensure_base(sh, project, docker, "bookworm", force)?;
+    let dir = project.root.join("docker").join("node");
+    let inputs = dir_inputs(sh, docker, &base, &[dir.clone()])?;
+    if !force
+        && docker.image_label(sh, NODE_IMAGE, INPUTS_LABEL).as_deref() == Some(inputs.as_str())
+    {
+        ui::note(&format!("{NODE_IMAGE} is up to date"));
+        return Ok(NODE_IMAGE.to_string());
+    }
+    let wait = ui::Waiting::new(&format!("docker build {NODE_IMAGE}"));
+    let started = std::time::Instant::now();
+    docker.build(
+        sh,
+        &dir,
+        NODE_IMAGE,
+        &[("BASE_IMAGE".to_string(), base)],
+        &[(INPUTS_LABEL.to_string(), inputs)],
+    )?;
+    wait.finish("built");
+    ui::note(&format!(
+        "{NODE_IMAGE} built in {:.0} s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(NODE_IMAGE.to_string())
 }
 
 /// `cargo build --release --locked -p api`, then the binary is copied where the

@@ -32,8 +32,10 @@ use crate::{
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
-        http, parse, DbState, EngineKind, Route, Setup, Stack, Unhealthy, DATA_DIR,
-        DEFAULT_MAX_STARTUP_SECS, DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
+        http, parse,
+        swarm::cluster,
+        DbState, EngineKind, Route, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
+        DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
 };
@@ -134,6 +136,10 @@ pub struct Options {
     pub scenarios: Vec<DbState>,
     /// `--upgrade-from`: the upgrade scenario's previous version.
     pub upgrade_from: upgrade::builds::From,
+    /// `--nodes`: Swarm nodes to make on this machine; 0 runs on the engine as it is.
+    pub nodes: u32,
+    /// `--shared-data`: the directory every node shares, bound as the api's data volume.
+    pub shared_data: Option<String>,
 }
 
 /// The scenarios a run without `--scenarios` runs on `engine`: all of them on Compose; on
@@ -145,6 +151,9 @@ pub fn default_scenarios(engine: EngineKind) -> Vec<DbState> {
         .filter(|s| engine == EngineKind::Compose || *s != DbState::Upgrade)
         .collect()
 }
+
+/// The most Swarm nodes `--nodes` makes on one machine.
+pub const MAX_NODES: u32 = 6;
 
 /// Every scenario, in the order they run.
 pub const SCENARIOS: [DbState; 3] = [
@@ -196,6 +205,8 @@ impl Default for Options {
             engine: EngineKind::Compose,
             scenarios: SCENARIOS.to_vec(),
             upgrade_from: upgrade::builds::From::Default,
+            nodes: 0,
+            shared_data: None,
         }
     }
 }
@@ -272,6 +283,8 @@ impl Options {
             fault,
             report_dir: flags.report_dir.clone(),
             db: flags.db.as_deref().map(DbChoice::parse).transpose()?,
+            nodes: flags.nodes.unwrap_or(0),
+            shared_data: flags.shared_data.clone(),
         };
         opts.validate()?;
         Ok(opts)
@@ -280,6 +293,35 @@ impl Options {
     /// What no engine can run, refused before anything starts (exit 2), whoever built the
     /// options: the flags or `cargo xtask test`'s stages.
     pub fn validate(&self) -> Result<()> {
+        if self.nodes != 0 {
+            if self.engine != EngineKind::Swarm {
+                return Err(
+                    CannotRun("--nodes runs Swarm nodes: add --engine swarm".into()).into(),
+                );
+            }
+            if !(2..=MAX_NODES).contains(&self.nodes) {
+                return Err(CannotRun(format!(
+                    "--nodes {}: choose between 2 and {MAX_NODES}",
+                    self.nodes
+                ))
+                .into());
+            }
+            if let Some(f) = self.fault {
+                return Err(CannotRun(format!(
+                    "--fault {} is injected on one engine: drop --nodes (the cluster's own failures are test-resilience's node-drain and node-loss)",
+                    f.name()
+                ))
+                .into());
+            }
+        }
+        if let Some(dir) = &self.shared_data {
+            if !dir.starts_with('/') || dir.contains(char::is_whitespace) || dir.contains(':') {
+                return Err(CannotRun(format!(
+                    "--shared-data {dir:?}: an absolute path without spaces or colons, the same on every node"
+                ))
+                .into());
+            }
+        }
         if self.engine == EngineKind::Swarm && self.scenarios.contains(&DbState::Upgrade) {
             return Err(CannotRun(
                 "--scenarios upgrade is not available with --engine swarm: choose fresh,existing"
@@ -434,6 +476,30 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
         None => None,
     };
 
+    // Swarm nodes on this machine (`--nodes`): made before the stack, so that from here on the
+    // check runs against their manager as against any swarm's; their guard outlives the stack's.
+    let t_cluster = Instant::now();
+    let cluster = if opts.nodes >= 2 {
+        Some(cluster::bring_up(
+            sh,
+            project,
+            &docker,
+            &cluster::Wanted {
+                nodes: opts.nodes,
+                shared_mount: opts.shared_data.as_deref().unwrap_or(cluster::SHARED_MOUNT),
+                api_image: image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE),
+                db_image: image_set
+                    .get("DB_IMAGE")
+                    .unwrap_or(images::OFFICIAL_DB_IMAGE),
+                keep: opts.keep,
+                no_build: opts.no_build,
+            },
+        )?)
+    } else {
+        None
+    };
+    let cluster_s = cluster.as_ref().map(|_| t_cluster.elapsed().as_secs_f64());
+
     let extra = match opts.fault {
         Some(Fault::NoLock) => vec![("API_MIGRATION_LOCK".to_string(), "off".to_string())],
         Some(Fault::LockHeld) => vec![(
@@ -453,6 +519,16 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
             extra,
             write_vars: opts.keep,
             engine: opts.engine,
+            nodes: cluster
+                .as_ref()
+                .map(|(_, c)| {
+                    c.nodes
+                        .iter()
+                        .map(|n| (n.name.clone(), n.endpoint()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+            shared_data: opts.shared_data.clone(),
             ..Setup::new(
                 match opts.engine {
                     EngineKind::Compose => PROJECT_NAME,
@@ -470,6 +546,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     )?;
     let mut report = report::Report::new(opts, &image_set);
     report.checkout = project.root.display().to_string();
+    report.cluster_s = cluster_s;
     let guard = match stack.begin(opts.keep) {
         Ok(guard) => guard,
         Err(e) => {
@@ -680,7 +757,7 @@ fn run_scenario(
             });
             let inspect = on_thread(scope, stack, |s| {
                 timed(|| {
-                    let inspect = s.docker.start_and_health(s.sh, &ids)?;
+                    let inspect = s.start_and_health(&ids)?;
                     std::fs::write(
                         report_dir.join(format!("{}-inspect.txt", scenario.slug())),
                         &inspect,
@@ -735,6 +812,7 @@ fn run_scenario(
         Some(tasks) => {
             let mut c = swarm_checks::tasks_healthy(n, &tasks.tasks, &tasks.containers);
             swarm_checks::add_wait(&mut c, &wait);
+            swarm_checks::add_spread(&mut c, &tasks.nodes());
             c
         }
     }];
@@ -760,7 +838,15 @@ fn run_scenario(
         ));
     }
     checks.push(timing);
-    let (shared, cleanup) = shared;
+    let (mut shared, shared_results, cleanup) = shared;
+    if let Some(tasks) = &tasks {
+        swarm_checks::shared_data_across_nodes(
+            &mut shared,
+            &shared_results,
+            &tasks.nodes(),
+            DATA_DIR,
+        );
+    }
     checks.push(shared);
     let (facts, versions) = records;
     checks.push(checks::migrations(
@@ -913,7 +999,11 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> 
 fn shared_data(
     stack: &Stack,
     running: &[parse::Container],
-) -> Result<(Check, Option<(parse::Container, String)>)> {
+) -> Result<(
+    Check,
+    Vec<SharedDataResult>,
+    Option<(parse::Container, String)>,
+)> {
     use std::io::{BufRead, Read, Write};
     let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
     let replicas = replicas.as_slice();
@@ -985,7 +1075,11 @@ fn shared_data(
             format!("rm -f {DATA_DIR}/.scaling-check-{run}-*"),
         )
     });
-    Ok((checks::shared_data(replicas, &results, DATA_DIR), cleanup))
+    Ok((
+        checks::shared_data(replicas, &results, DATA_DIR),
+        results,
+        cleanup,
+    ))
 }
 
 /// What the shared-data probe prints between its write half and its read half.

@@ -58,6 +58,12 @@ pub struct Report {
     pub checkout: String,
     /// Variables of the user's shell that compose calls did not inherit (names only).
     pub ignored_env: Vec<String>,
+    /// `--nodes`: the Swarm nodes made on this machine (0: the engine as it was).
+    pub nodes: u32,
+    /// `--shared-data`: the shared directory bound as the api's data volume.
+    pub shared_data: Option<String>,
+    /// Seconds to make the nodes (engines, swarm, images), with `--nodes`.
+    pub cluster_s: Option<f64>,
 }
 
 impl Report {
@@ -73,6 +79,9 @@ impl Report {
             seconds: 0.0,
             checkout: String::new(),
             ignored_env: crate::docker::ignored_user_env(),
+            nodes: opts.nodes,
+            shared_data: opts.shared_data.clone(),
+            cluster_s: None,
         }
     }
 
@@ -152,9 +161,14 @@ impl Report {
             }
         }
         println!(
-            "{} replicas on {}{}, {:.1} s in all",
+            "{} replicas on {}{}{}, {:.1} s in all",
             self.replicas,
             self.engine,
+            match (self.nodes, self.cluster_s) {
+                (0, _) => String::new(),
+                (k, Some(s)) => format!(" over {k} nodes (made in {s:.1} s)"),
+                (k, None) => format!(" over {k} nodes"),
+            },
             self.fault
                 .as_deref()
                 .map(|f| format!(", fault {f}"))
@@ -181,6 +195,9 @@ impl Report {
             "seconds": self.seconds,
             "checkout": self.checkout,
             "ignored_env": self.ignored_env,
+            "nodes": self.nodes,
+            "shared_data": self.shared_data,
+            "cluster_s": self.cluster_s,
             "error": self.error,
             "scenarios": self.scenarios.iter().map(|s| json!({
                 "scenario": s.scenario,

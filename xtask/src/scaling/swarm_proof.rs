@@ -240,6 +240,7 @@ fn a_stack_deploys_converges_shares_its_data_and_is_removed_without_a_trace() {
     let stack = SwarmStack {
         docker: docker.clone(),
         name: STACK.to_string(),
+        nodes: Default::default(),
     };
     let result = run(&sh, &stack, replicas);
     let removed = stack.remove(&sh, Duration::from_secs(120));

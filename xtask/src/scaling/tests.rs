@@ -945,6 +945,9 @@ fn repeated_runs_count_passes_and_give_min_median_max_per_figure() {
             seconds: 30.0 + contended,
             checkout: String::new(),
             ignored_env: vec![],
+            nodes: 0,
+            shared_data: None,
+            cluster_s: None,
         }
     };
     let runs = [report(4.0, true), report(2.0, false), report(3.0, true)];

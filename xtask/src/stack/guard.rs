@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use xshell::Shell;
 
-use super::swarm::engine::{Membership, SwarmStack};
+use super::swarm::{
+    cluster::Cluster,
+    engine::{Membership, SwarmStack},
+};
 use crate::docker::Compose;
 
 /// How long `stack rm` may take until its containers and networks are gone.
@@ -21,6 +24,9 @@ pub enum Teardown {
         stack: SwarmStack,
         membership: Membership,
     },
+    /// Swarm nodes as containers on this machine (`--nodes`): removed, and this process's
+    /// docker calls pointed back at the host's engine.
+    Cluster(Cluster),
 }
 
 impl Teardown {
@@ -28,6 +34,7 @@ impl Teardown {
         match self {
             Teardown::Compose(c) => &c.project,
             Teardown::Swarm { stack, .. } => &stack.name,
+            Teardown::Cluster(_) => "cluster",
         }
     }
 
@@ -41,6 +48,10 @@ impl Teardown {
                 let left = membership.leave(sh);
                 removed.and(left)
             }
+            Teardown::Cluster(cluster) => {
+                cluster.point_process_back();
+                cluster.remove()
+            }
         }
     }
 
@@ -51,6 +62,9 @@ impl Teardown {
                 "stack rm, its networks and volumes, and leaving the swarm this run created"
             }
             Teardown::Swarm { .. } => "stack rm, its networks and volumes",
+            Teardown::Cluster(_) => {
+                "the Swarm nodes: their containers, network, volumes and cgroups"
+            }
         }
     }
 
@@ -76,6 +90,15 @@ impl Teardown {
                     eprintln!("  docker swarm leave --force   # this run created the swarm");
                 }
             }
+            Teardown::Cluster(cluster) => {
+                cluster.point_process_back();
+                eprintln!(
+                    "\nThe Swarm nodes are left running (--keep). Reach and remove them with:"
+                );
+                for line in cluster.keep_commands() {
+                    eprintln!("  {line}");
+                }
+            }
         }
     }
 }
@@ -94,8 +117,9 @@ fn install_interrupt_handler() {
                 .lock()
                 .map(|mut live| std::mem::take(&mut *live))
                 .unwrap_or_default();
+            // The latest first: a stack before the cluster it runs on.
             if let Ok(sh) = Shell::new() {
-                for stack in stacks {
+                for stack in stacks.into_iter().rev() {
                     let _ = stack.run(&sh);
                 }
             }

@@ -4,7 +4,7 @@
 //! `Stack`; only this layer knows which engine runs it (`Engine`).
 
 pub mod db;
-mod guard;
+pub mod guard;
 pub mod http;
 pub mod parse;
 // The lifecycle wait, node listing and probe-file parser serve `scaling/swarm_proof.rs` (a test).
@@ -29,7 +29,7 @@ use self::{
     guard::Teardown,
     parse::{Container, LogLine},
     swarm::{
-        engine::{Membership, SwarmStack},
+        engine::{Membership, NodeEngines, SwarmStack},
         Swarm, Tasks,
     },
 };
@@ -51,6 +51,8 @@ pub const DATA_DIR: &str = "/app/data";
 pub const DB_NAME: &str = "app";
 /// Laid over the compose file on engines that accept a healthcheck's `start_interval`.
 pub const START_INTERVAL_FILE: &str = "docker-compose.start-interval.yml";
+/// The override that binds the api's data volume to a directory every node shares.
+pub const SHARED_DATA_FILE: &str = "docker-compose.shared-data.yml";
 /// Replicas a check starts unless told otherwise.
 pub const DEFAULT_REPLICAS: u32 = 4;
 /// Largest allowed start-up of one replica, seconds (container started or database released → listening), unless told otherwise.
@@ -190,6 +192,12 @@ pub struct Setup<'a> {
     /// `API_HEALTHCHECK_INTERVAL` instead, and `bench`, which measures the defaults' idle cost,
     /// turns it off.
     pub fast_first_probe: bool,
+    /// Swarm on a cluster (`--nodes`): `(node, endpoint)` of each node's engine, where the
+    /// task containers are reached; empty on one engine.
+    pub nodes: Vec<(String, String)>,
+    /// `--shared-data DIR`: the api's data volume is a bind of DIR, a directory every node
+    /// shares (`SHARED_DATA_FILE`); `None` keeps the compose file's local volume.
+    pub shared_data: Option<String>,
 }
 
 /// The checks' probe interval on engines without `start_interval` (see `Setup::fast_first_probe`).
@@ -213,6 +221,8 @@ impl<'a> Setup<'a> {
             images,
             engine: EngineKind::Compose,
             fast_first_probe: true,
+            nodes: vec![],
+            shared_data: None,
         }
     }
 }
@@ -319,7 +329,7 @@ impl<'a> Stack<'a> {
         )?;
         // A fast first probe where the engine allows it (see docker-compose.start-interval.yml).
         let mut extra = setup.extra;
-        let overrides = if docker::supports_start_interval(&docker.server_version(sh)?) {
+        let mut overrides = if docker::supports_start_interval(&docker.server_version(sh)?) {
             vec![project.root.join(START_INTERVAL_FILE)]
         } else {
             if setup.fast_first_probe {
@@ -334,6 +344,10 @@ impl<'a> Stack<'a> {
             }
             vec![]
         };
+        if let Some(dir) = &setup.shared_data {
+            overrides.push(project.root.join(SHARED_DATA_FILE));
+            extra.push(("SHARED_DATA_DIR".to_string(), dir.clone()));
+        }
         let compose = Compose::test_stack(
             program,
             project.compose_file(),
@@ -357,6 +371,7 @@ impl<'a> Stack<'a> {
                 SwarmStack {
                     docker: docker.program.clone(),
                     name: setup.name.to_string(),
+                    nodes: NodeEngines::new(setup.nodes),
                 },
             )),
         };
@@ -772,8 +787,7 @@ impl<'a> Stack<'a> {
                     .map(|c| c.id.clone())
                     .collect();
                 if !waiting.is_empty() {
-                    let times =
-                        parse::parse_inspect(&self.docker.start_and_health(self.sh, &waiting)?)?;
+                    let times = parse::parse_inspect(&self.start_and_health(&waiting)?)?;
                     if let Some(reason) = failing_probes(&times, &parse::startups(&lines)) {
                         wait.finish(&format!("stopped: {reason}"));
                         return Ok(WaitOutcome::Broken { seconds, reason });
@@ -950,11 +964,10 @@ impl<'a> Stack<'a> {
         containers: &[Container],
     ) -> Result<BTreeMap<u32, ContainerFacts>> {
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
-        let out = self.docker.inspect(
-            self.sh,
-            &ids,
-            "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}",
-        )?;
+        let out = self.on_engines(&ids, |sh, ids| {
+            self.docker
+                .inspect(sh, ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")
+        })?;
         let mut facts = BTreeMap::new();
         for line in out.lines() {
             let mut parts = line.split_whitespace();
@@ -981,11 +994,10 @@ impl<'a> Stack<'a> {
 
     /// A container's environment, `KEY=value` one a line (`.Config.Env`).
     pub fn container_env(&self, id: &str) -> Result<String> {
-        self.docker.inspect(
-            self.sh,
-            &[id.to_string()],
-            "{{range .Config.Env}}{{println .}}{{end}}",
-        )
+        self.on_engines(&[id.to_string()], |sh, ids| {
+            self.docker
+                .inspect(sh, ids, "{{range .Config.Env}}{{println .}}{{end}}")
+        })
     }
 
     /// `exec -T --index=i api argv...`; on Swarm `docker exec` in the current task of slot
@@ -1006,7 +1018,10 @@ impl<'a> Stack<'a> {
         if container.id.is_empty() {
             bail!("{} has no container to exec in", container.label());
         }
-        self.docker.exec(self.sh, &container.id, argv)
+        match self.swarm() {
+            Some(swarm) => swarm.stack.exec(self.sh, &container.id, argv),
+            None => self.docker.exec(self.sh, &container.id, argv),
+        }
     }
 
     /// `exec_in` in the background, with stdin, stdout and stderr piped: a probe that talks
@@ -1019,7 +1034,31 @@ impl<'a> Stack<'a> {
         if container.id.is_empty() {
             bail!("{} has no container to exec in", container.label());
         }
-        self.docker.spawn_exec(&container.id, argv)
+        match self.swarm() {
+            Some(swarm) => swarm.stack.on(self.sh, &container.id, |sh| {
+                self.docker.spawn_exec(sh, &container.id, argv)
+            }),
+            None => self.docker.spawn_exec(self.sh, &container.id, argv),
+        }
+    }
+
+    /// One JSON object per container: its number, start time and health log
+    /// (`Docker::start_and_health`), from whichever engine holds it.
+    pub fn start_and_health(&self, ids: &[String]) -> Result<String> {
+        self.on_engines(ids, |sh, ids| self.docker.start_and_health(sh, ids))
+    }
+
+    /// `f` with each group of `ids` that one engine holds and a shell that reaches it: the
+    /// stack's own engine, or on a cluster each node's; the outputs joined.
+    fn on_engines(
+        &self,
+        ids: &[String],
+        f: impl Fn(&Shell, &[String]) -> Result<String>,
+    ) -> Result<String> {
+        match self.swarm() {
+            Some(swarm) => swarm.stack.grouped(self.sh, ids, f),
+            None => f(self.sh, ids),
+        }
     }
 
     /// Runs SQL as root on the application database inside the db container (the password

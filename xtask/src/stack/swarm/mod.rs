@@ -5,6 +5,7 @@
 //! `scaling/swarm_proof.rs`. Measured behaviour of this machine's engine is in the module docs
 //! of `engine.rs`.
 
+pub mod cluster;
 pub mod engine;
 pub mod parse;
 pub mod stack_file;

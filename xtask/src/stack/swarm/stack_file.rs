@@ -77,17 +77,34 @@ pub fn from_compose_config(config_json: &str, replicas: u32) -> Result<StackFile
             kept.insert(key.clone(), value.clone());
         }
         let n = if name == API { replicas } else { 1 };
-        kept.insert(
-            "deploy".into(),
-            json!({ "replicas": n, "endpoint_mode": "dnsrr" }),
-        );
+        // The compose file's own `deploy` (placement: where a service may run and how it
+        // spreads) stays; the replica count and endpoint mode are the check's.
+        let mut deploy = kept
+            .remove("deploy")
+            .and_then(|d| d.as_object().cloned())
+            .unwrap_or_default();
+        deploy.insert("replicas".into(), json!(n));
+        deploy.insert("endpoint_mode".into(), json!("dnsrr"));
+        kept.insert("deploy".into(), Value::Object(deploy));
         out_services.insert(name.clone(), Value::Object(kept));
     }
-    // Named volumes lose their compose `name` so that the stack prefixes them (`<stack>_app-data`).
+    // Named volumes lose their compose `name` so that the stack prefixes them
+    // (`<stack>_app-data`); a driver and its options stay (a bind of a directory every node
+    // shares: docker-compose.shared-data.yml).
     let volumes: Map<String, Value> = config
         .get("volumes")
         .and_then(Value::as_object)
-        .map(|v| v.keys().map(|k| (k.clone(), json!({}))).collect())
+        .map(|v| {
+            v.iter()
+                .map(|(k, def)| {
+                    let kept: Map<String, Value> = ["driver", "driver_opts"]
+                        .iter()
+                        .filter_map(|key| Some((key.to_string(), def.get(*key)?.clone())))
+                        .collect();
+                    (k.clone(), Value::Object(kept))
+                })
+                .collect()
+        })
         .unwrap_or_default();
     // File secrets (the api's `db-password`) keep their file, already an absolute path, and
     // lose their compose `name` too: the stack prefixes them, so each run's stack has its own.
@@ -200,6 +217,35 @@ mod tests {
         assert_eq!(s["volumes"]["app-data"], json!({}));
         assert!(s.get("name").is_none());
         assert!(s.get("x-db-password").is_none());
+    }
+
+    #[test]
+    fn a_volume_keeps_its_driver_and_options() {
+        let mut config: Value = serde_json::from_str(CONFIG).unwrap();
+        config["volumes"]["app-data"] = json!({
+            "name": "p_app-data", "driver": "local",
+            "driver_opts": { "type": "none", "o": "bind", "device": "/srv/scaling-shared" }
+        });
+        let file = from_compose_config(&config.to_string(), 2).unwrap();
+        let s: Value = serde_json::from_str(&file.text).unwrap();
+        assert_eq!(
+            s["volumes"]["app-data"],
+            json!({ "driver": "local", "driver_opts": { "type": "none", "o": "bind", "device": "/srv/scaling-shared" } })
+        );
+    }
+
+    #[test]
+    fn the_compose_files_placement_is_kept_beside_the_checks_replicas() {
+        let mut config: Value = serde_json::from_str(CONFIG).unwrap();
+        config["services"]["db"]["deploy"] =
+            json!({ "placement": { "constraints": ["node.role == manager"] } });
+        let file = from_compose_config(&config.to_string(), 3).unwrap();
+        let s: Value = serde_json::from_str(&file.text).unwrap();
+        assert_eq!(
+            s["services"]["db"]["deploy"],
+            json!({ "placement": { "constraints": ["node.role == manager"] }, "replicas": 1, "endpoint_mode": "dnsrr" })
+        );
+        assert_eq!(s["services"]["api"]["deploy"]["replicas"], 3);
     }
 
     #[test]
