@@ -408,7 +408,7 @@ fn dir_inputs(sh: &Shell, docker: &Docker, base: &str, input_dirs: &[PathBuf]) -
 pub fn ensure_node(sh: &Shell, project: &Project, docker: &Docker, force: bool) -> Result<String> {
     let base = ensure_base(sh, project, docker, "bookworm", force)?;
     let dir = project.root.join("docker").join("node");
-    let inputs = dir_inputs(sh, docker, &base, &[dir.clone()])?;
+    let inputs = dir_inputs(sh, docker, &base, std::slice::from_ref(&dir))?;
     if !force
         && docker.image_label(sh, NODE_IMAGE, INPUTS_LABEL).as_deref() == Some(inputs.as_str())
     {

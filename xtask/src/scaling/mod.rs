@@ -34,7 +34,7 @@ use crate::{
         db::{self, MIGRATION_LOCK_SQL},
         http, parse,
         swarm::cluster,
-        DbState, EngineKind, Route, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
+        DbState, EngineKind, Setup, Stack, Unhealthy, DATA_DIR, DEFAULT_MAX_STARTUP_SECS,
         DEFAULT_REPLICAS, DEFAULT_TIMEOUT_SECS,
     },
     ui, Project,
@@ -999,11 +999,7 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> 
 fn shared_data(
     stack: &Stack,
     running: &[parse::Container],
-) -> Result<(
-    Check,
-    Vec<SharedDataResult>,
-    Option<(parse::Container, String)>,
-)> {
+) -> Result<(Check, Vec<SharedDataResult>, Option<Cleanup>)> {
     use std::io::{BufRead, Read, Write};
     let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
     let replicas = replicas.as_slice();
@@ -1082,6 +1078,9 @@ fn shared_data(
     ))
 }
 
+/// Housekeeping to run after the check's own time: a script and the container to run it in.
+type Cleanup = (parse::Container, String);
+
 /// What the shared-data probe prints between its write half and its read half.
 const READY: &str = "ready-to-read";
 
@@ -1126,22 +1125,14 @@ fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
     // Through each replica's published port on Compose; from a client container on the
     // stack's overlay network on Swarm. Where each replica is, asked once (`Stack::http_routes`).
     let routes = stack.http_routes(running).map_err(|e| format!("{e:#}"));
-    let route = |n: u32| -> Result<&Route, String> {
-        match &routes {
-            Ok(routes) => routes
-                .get(&n)
-                .ok_or_else(|| format!("api.{n} has no address to reach it by")),
-            Err(e) => Err(e.clone()),
-        }
-    };
     let send = |n: u32, method: &str, path: &str, body: &[u8]| -> Result<http::Reply, String> {
         let headers: &[(&str, &str)] = if body.is_empty() {
             &[]
         } else {
             &[("Content-Type", "application/octet-stream")]
         };
-        stack.http_via(
-            route(n)?,
+        routes.as_ref().map_err(Clone::clone)?.reply(
+            n,
             &http::request(method, path, headers, body),
             timeout,
         )
@@ -1168,12 +1159,14 @@ fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
             let handles: Vec<_> = replicas
                 .iter()
                 .map(|&n| {
-                    let request = &request;
-                    let route = route(n);
+                    let (request, routes) = (&request, &routes);
                     (
                         n,
-                        on_thread(scope, stack, move |s| {
-                            Ok(route.and_then(|r| s.http_via(r, request, timeout)))
+                        scope.spawn(move || {
+                            routes
+                                .as_ref()
+                                .map_err(Clone::clone)
+                                .and_then(|r| r.reply(n, request, timeout))
                         }),
                     )
                 })
@@ -1182,8 +1175,9 @@ fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
                 .into_iter()
                 .map(|(n, h)| HttpRead {
                     number: n,
-                    result: joined(h)
-                        .unwrap_or_else(|e| Err(format!("{e:#}")))
+                    result: h
+                        .join()
+                        .unwrap_or_else(|_| Err("a reading thread panicked".into()))
                         .map(|r| (r.status, r.body)),
                 })
                 .collect()

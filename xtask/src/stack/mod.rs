@@ -276,6 +276,46 @@ pub enum Route {
     Overlay(String),
 }
 
+/// Every replica's route for a round of requests (`Stack::http_routes`), and on Swarm the
+/// client container on the overlay that carries them.
+#[derive(Default)]
+pub struct Routes {
+    pub by_number: BTreeMap<u32, Route>,
+    relay: Option<std::sync::Mutex<swarm::relay::Relay>>,
+}
+
+impl Routes {
+    /// One exchange with replica `n`, in the terms of the xtask's HTTP client.
+    pub fn send(&self, n: u32, request: &[u8], timeout: Duration) -> http::Outcome {
+        match self.by_number.get(&n) {
+            None => http::Outcome::Refused(format!("api.{n} has no address to reach it by")),
+            Some(Route::Published(addr)) => http::send(*addr, request, timeout),
+            Some(Route::Overlay(ip)) => {
+                let Some(relay) = &self.relay else {
+                    return http::Outcome::Refused(format!(
+                        "{ip} is an overlay address: only Swarm has one"
+                    ));
+                };
+                let mut relay = match relay.lock() {
+                    Ok(r) => r,
+                    Err(p) => p.into_inner(),
+                };
+                relay
+                    .send(ip, API_PORT, request, timeout)
+                    .unwrap_or_else(|e| http::Outcome::Refused(format!("{e:#}")))
+            }
+        }
+    }
+
+    /// `send`, for a caller that only wants a complete reply.
+    pub fn reply(&self, n: u32, request: &[u8], timeout: Duration) -> Result<http::Reply, String> {
+        match self.send(n, request, timeout) {
+            http::Outcome::Reply(reply) => Ok(reply),
+            other => Err(other.describe()),
+        }
+    }
+}
+
 pub struct Detached {
     engine: Engine,
     docker: Docker,
@@ -855,9 +895,11 @@ impl<'a> Stack<'a> {
     }
 
     /// How to reach each of `containers` over HTTP, resolved once for a round of requests:
-    /// its published address on Compose, its task's address on the overlay on Swarm. One
-    /// `docker inspect` for all, where `http` asks compose or Swarm per request.
-    pub fn http_routes(&self, containers: &[Container]) -> Result<BTreeMap<u32, Route>> {
+    /// its published address on Compose, its task's address on the overlay on Swarm (one
+    /// `docker inspect` for all, where `port` asks compose per request). On Swarm the round
+    /// goes through one client container on the overlay, started here and removed when the
+    /// routes are dropped: drop them before the stack is taken down.
+    pub fn http_routes(&self, containers: &[Container]) -> Result<Routes> {
         let ids: Vec<String> = containers
             .iter()
             .filter(|c| !c.id.is_empty())
@@ -869,7 +911,7 @@ impl<'a> Stack<'a> {
                 .find(|c| !c.id.is_empty() && (id.starts_with(&c.id) || c.id.starts_with(id)))
                 .map(|c| c.number)
         };
-        let mut routes = BTreeMap::new();
+        let mut routes = Routes::default();
         match &self.engine {
             Engine::Compose(_) => {
                 let format = format!(
@@ -878,7 +920,7 @@ impl<'a> Stack<'a> {
                 let out = self.docker.inspect(self.sh, &ids, &format)?;
                 for (id, addr) in parse::published_addresses(&out) {
                     if let Some(n) = number_of(&id) {
-                        routes.insert(n, Route::Published(addr));
+                        routes.by_number.insert(n, Route::Published(addr));
                     }
                 }
             }
@@ -887,44 +929,14 @@ impl<'a> Stack<'a> {
                     let mut words = line.split_whitespace();
                     if let (Some(id), Some(ip)) = (words.next(), words.next()) {
                         if let Some(n) = number_of(id) {
-                            routes.insert(n, Route::Overlay(ip.to_string()));
+                            routes.by_number.insert(n, Route::Overlay(ip.to_string()));
                         }
                     }
                 }
+                routes.relay = Some(std::sync::Mutex::new(swarm.stack.relay(&self.api_image)?));
             }
         }
         Ok(routes)
-    }
-
-    /// One HTTP exchange along a route from `http_routes`; the reply, or what went wrong.
-    pub fn http_via(
-        &self,
-        route: &Route,
-        request: &[u8],
-        timeout: Duration,
-    ) -> Result<http::Reply, String> {
-        match (route, &self.engine) {
-            (Route::Published(addr), _) => match http::send(*addr, request, timeout) {
-                http::Outcome::Reply(reply) => Ok(reply),
-                other => Err(other.describe()),
-            },
-            (Route::Overlay(ip), Engine::Swarm(swarm)) => {
-                let out = swarm
-                    .stack
-                    .http_from_client(self.sh, &self.api_image, ip, API_PORT, request)
-                    .map_err(|e| format!("{e:#}"))?;
-                if out.stdout.is_empty() {
-                    return Err(format!(
-                        "no reply from {ip}: {}",
-                        String::from_utf8_lossy(&out.stderr).trim()
-                    ));
-                }
-                http::parse(&out.stdout)
-            }
-            (Route::Overlay(ip), Engine::Compose(_)) => {
-                Err(format!("{ip} is an overlay address: only Swarm has one"))
-            }
-        }
     }
 
     /// Published address of each running replica, by container number.

@@ -496,28 +496,16 @@ impl SwarmStack {
         })
     }
 
-    /// One HTTP exchange from a throwaway client container on the stack's overlay network
-    /// (`image`'s bash, `/dev/tcp`): `request` goes in on stdin, the raw reply comes back on
-    /// stdout. The client reaches a task by its own address, wherever Swarm placed it.
-    pub fn http_from_client(
-        &self,
-        sh: &Shell,
-        image: &str,
-        ip: &str,
-        port: u16,
-        request: &[u8],
-    ) -> Result<Output> {
-        let (docker, network) = (&self.docker, self.network());
-        let script = format!("exec 3<>/dev/tcp/{ip}/{port} && cat >&3 && cat <&3");
-        cmd!(
-            sh,
-            "{docker} run --rm -i --network {network} --entrypoint bash {image} -c {script}"
+    /// A client container on the stack's overlay network (`relay.rs`), of `image`: it reaches
+    /// a task by its own address, wherever Swarm placed it.
+    pub fn relay(&self, image: &str) -> Result<super::relay::Relay> {
+        let suffix = crate::host::testdb::random_hex(4)?;
+        super::relay::Relay::start(
+            &self.docker,
+            &self.network(),
+            image,
+            &format!("{}-client-{suffix}", self.name),
         )
-        .quiet()
-        .stdin(request)
-        .ignore_status()
-        .output()
-        .context("running a client container on the stack's network")
     }
 
     /// Runs `script` as root in a throwaway container of `image` with the stack's volume
@@ -614,6 +602,24 @@ impl SwarmStack {
             .ignore_stderr()
             .ignore_status()
             .run()?;
+        // A client container left on the stack's network (a run that was killed) keeps the
+        // network in use: it goes first.
+        let relay_filter = format!("label={}", super::relay::LABEL);
+        let network_filter = format!("network={}", self.network());
+        let relays = cmd!(
+            sh,
+            "{docker} ps -aq --filter {relay_filter} --filter {network_filter}"
+        )
+        .quiet()
+        .read()?;
+        let relays: Vec<&str> = relays.split_whitespace().collect();
+        if !relays.is_empty() {
+            cmd!(sh, "{docker} rm -f {relays...}")
+                .quiet()
+                .ignore_stdout()
+                .ignore_status()
+                .run()?;
+        }
         let label = format!("label=com.docker.stack.namespace={name}");
         loop {
             let containers = cmd!(sh, "{docker} ps -aq --filter {label}")

@@ -8,6 +8,7 @@
 pub mod cluster;
 pub mod engine;
 pub mod parse;
+pub mod relay;
 pub mod stack_file;
 
 use std::{
