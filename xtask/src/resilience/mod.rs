@@ -9,6 +9,7 @@ mod db_restart;
 mod fuzz;
 mod leader;
 mod mid_migration;
+mod nodes;
 mod scale_down;
 mod security;
 mod slow_clients;
@@ -27,7 +28,7 @@ use crate::{
     flags,
     host::{dbserver::DbChoice, images, preflight, slow_api},
     outcome::{self, CannotRun, Failed},
-    stack::{Setup, Stack, Unhealthy, WaitOutcome, DEFAULT_REPLICAS},
+    stack::{swarm::cluster, EngineKind, Setup, Stack, Unhealthy, WaitOutcome, DEFAULT_REPLICAS},
     ui, Project,
 };
 
@@ -35,6 +36,8 @@ use crate::{
 pub const PROJECT_NAME: &str = "scaling-resilience";
 /// The mid-migration scenarios' project: a fresh database each, of the slow-migration api.
 pub const MIGRATION_PROJECT_NAME: &str = "scaling-resilience-migration";
+/// The node scenarios' Swarm stack.
+pub const CLUSTER_STACK_NAME: &str = "scaling-resilience-nodes";
 /// How long a scenario waits for the replicas to be healthy before it starts.
 const HEALTHY_TIMEOUT: Duration = Duration::from_secs(120);
 
@@ -51,11 +54,13 @@ pub enum Scenario {
     StopMidMigration,
     KillMidMigration,
     Schemathesis,
+    NodeDrain,
+    NodeLoss,
 }
 
 impl Scenario {
     /// In the report's order (the README's table).
-    pub const ALL: [Scenario; 10] = [
+    pub const ALL: [Scenario; 12] = [
         Scenario::LeaderDeath,
         Scenario::DbRestart,
         Scenario::ConcurrentWriters,
@@ -66,12 +71,14 @@ impl Scenario {
         Scenario::StopMidMigration,
         Scenario::KillMidMigration,
         Scenario::Schemathesis,
+        Scenario::NodeDrain,
+        Scenario::NodeLoss,
     ];
 
     /// The order they run in: the xtask's own bad input before any stack exists, leader death
     /// on the fresh database, scale-down last (it leaves fewer replicas); then the
     /// mid-migration scenarios, each on a stack of its own (a fresh database, the slow api).
-    const RUN_ORDER: [Scenario; 10] = [
+    const RUN_ORDER: [Scenario; 12] = [
         Scenario::XtaskInput,
         Scenario::LeaderDeath,
         Scenario::Security,
@@ -82,6 +89,8 @@ impl Scenario {
         Scenario::ScaleDown,
         Scenario::StopMidMigration,
         Scenario::KillMidMigration,
+        Scenario::NodeDrain,
+        Scenario::NodeLoss,
     ];
 
     pub fn name(self) -> &'static str {
@@ -96,6 +105,8 @@ impl Scenario {
             Scenario::StopMidMigration => "stop-mid-migration",
             Scenario::KillMidMigration => "kill-mid-migration",
             Scenario::Schemathesis => "schemathesis",
+            Scenario::NodeDrain => "node-drain",
+            Scenario::NodeLoss => "node-loss",
         }
     }
 
@@ -111,8 +122,17 @@ impl Scenario {
     fn needs_stack(self) -> bool {
         !matches!(
             self,
-            Scenario::XtaskInput | Scenario::StopMidMigration | Scenario::KillMidMigration
+            Scenario::XtaskInput
+                | Scenario::StopMidMigration
+                | Scenario::KillMidMigration
+                | Scenario::NodeDrain
+                | Scenario::NodeLoss
         )
+    }
+
+    /// Runs on a Swarm of several nodes of its own (`nodes.rs`).
+    fn on_cluster(self) -> bool {
+        matches!(self, Scenario::NodeDrain | Scenario::NodeLoss)
     }
 
     /// Runs on a stack of its own, of the api variant with a slow migration.
@@ -255,7 +275,10 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         outcomes.push(timed(Scenario::XtaskInput, || cli::run(sh, &docker)));
     }
     let wants = |f: fn(Scenario) -> bool| opts.scenarios.iter().any(|s| f(*s));
-    if !wants(Scenario::needs_stack) && !wants(Scenario::mid_migration) {
+    if !wants(Scenario::needs_stack)
+        && !wants(Scenario::mid_migration)
+        && !wants(Scenario::on_cluster)
+    {
         return Ok(outcomes);
     }
     let image_set = images::ensure_for(
@@ -294,6 +317,17 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
                 scenario,
             )?);
         }
+    }
+    if wants(Scenario::on_cluster) {
+        outcomes.extend(run_cluster(
+            sh,
+            project,
+            &docker,
+            &compose_program,
+            &image_set,
+            opts,
+            &report_dir,
+        )?);
     }
     let json = serde_json::to_string_pretty(&outcomes)?;
     std::fs::write(report_dir.join("report.json"), json)?;
@@ -411,6 +445,92 @@ fn run_own_stack(
     Ok(result)
 }
 
+/// The node scenarios on one Swarm of `nodes::NODES` nodes of this machine, with the shared
+/// data directory: drain, then loss, each from N healthy replicas; then the stack's logs, and
+/// the stack and the nodes removed.
+fn run_cluster(
+    sh: &Shell,
+    project: &Project,
+    docker: &crate::docker::Docker,
+    compose_program: &crate::docker::ComposeProgram,
+    image_set: &images::ImageSet,
+    opts: &Options,
+    report_dir: &Path,
+) -> Result<Vec<ScenarioResult>> {
+    let chosen: Vec<Scenario> = Scenario::RUN_ORDER
+        .into_iter()
+        .filter(|s| s.on_cluster() && opts.scenarios.contains(s))
+        .collect();
+    let (cluster_guard, cluster) = cluster::bring_up(
+        sh,
+        project,
+        docker,
+        &cluster::Wanted {
+            nodes: nodes::NODES,
+            shared_mount: cluster::SHARED_MOUNT,
+            api_image: image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE),
+            db_image: image_set
+                .get("DB_IMAGE")
+                .unwrap_or(images::OFFICIAL_DB_IMAGE),
+            keep: false,
+            no_build: false,
+        },
+    )?;
+    let stack = Stack::new(
+        sh,
+        project,
+        docker,
+        compose_program.clone(),
+        Setup {
+            engine: EngineKind::Swarm,
+            nodes: cluster
+                .nodes
+                .iter()
+                .map(|n| (n.name.clone(), n.endpoint()))
+                .collect(),
+            shared_data: Some(cluster::SHARED_MOUNT.to_string()),
+            ..Setup::new(
+                CLUSTER_STACK_NAME,
+                opts.replicas,
+                image_set,
+                report_dir.join("empty.env"),
+            )
+        },
+    )?;
+    let guard = stack.begin(false)?;
+    let mut outcomes = Vec::new();
+    let ready = stack
+        .start_db(Duration::from_secs(120))
+        .and_then(|()| stack.scale_api(opts.replicas));
+    for scenario in chosen {
+        outcomes.push(match &ready {
+            Err(e) => failed_outcome(scenario, format!("the stack did not start: {e:#}")),
+            Ok(()) => timed(scenario, || {
+                // Swarm replaces tasks rather than restarting them: the earlier scenario's
+                // moves are history, not restarts.
+                nodes::wait_tasks_healthy(&stack, opts.replicas, None, HEALTHY_TIMEOUT)?;
+                match scenario {
+                    Scenario::NodeDrain => nodes::drain(&stack, &cluster),
+                    _ => nodes::loss(&stack, &cluster),
+                }
+            }),
+        });
+    }
+    save_logs(&stack, &report_dir.join("nodes.log"));
+    drop(guard);
+    drop(cluster_guard);
+    let mut left = stack.leftovers().unwrap_or_default();
+    left.extend(cluster.leftovers()?);
+    if !left.is_empty() {
+        if let Some(last) = outcomes.last_mut() {
+            last.passed = false;
+            last.verdict
+                .problem(format!("cleanup left behind: {}", left.join(", ")));
+        }
+    }
+    Ok(outcomes)
+}
+
 fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
     let n = stack.replicas;
     if scenario == Scenario::LeaderDeath {
@@ -433,7 +553,9 @@ fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
         Scenario::LeaderDeath
         | Scenario::XtaskInput
         | Scenario::StopMidMigration
-        | Scenario::KillMidMigration => unreachable!("handled above"),
+        | Scenario::KillMidMigration
+        | Scenario::NodeDrain
+        | Scenario::NodeLoss => unreachable!("runs on a stack of its own"),
     }
 }
 

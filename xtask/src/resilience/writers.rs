@@ -172,13 +172,14 @@ fn writer(
 /// running replica).
 pub fn holdings(stack: &Stack) -> Result<Holdings> {
     let rows = parse_pairs(&stack.sql("SELECT id, sha256 FROM documents")?, '\t');
-    let number = stack
-        .ports()?
-        .into_keys()
-        .next()
+    // Any running replica: on Swarm its container may be on any node (`exec_in` finds it).
+    let replica = stack
+        .api_containers()?
+        .into_iter()
+        .find(|c| c.state == "running" && !c.id.is_empty())
         .context("no running replica")?;
-    let out = stack.exec_api(
-        number,
+    let out = stack.exec_in(
+        &replica,
         &[
             "sh",
             "-c",
@@ -195,7 +196,7 @@ pub fn holdings(stack: &Stack) -> Result<Holdings> {
     // The readiness probe writes and removes a file in tmp/ every second: only what is still
     // there a second later is left behind.
     let list = || -> Result<BTreeSet<String>> {
-        let out = stack.exec_api(number, &["ls", "-A", "/app/data/tmp"])?;
+        let out = stack.exec_in(&replica, &["ls", "-A", "/app/data/tmp"])?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .map(String::from)

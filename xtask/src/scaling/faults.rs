@@ -14,7 +14,7 @@ use crate::{
     host::dbserver::DbChoice,
     outcome::{self, CannotRun, Failed},
     scaling,
-    stack::EngineKind,
+    stack::{swarm::cluster, EngineKind},
     ui, Project,
 };
 
@@ -102,6 +102,16 @@ const SWARM_EXPECTATIONS: &[Expectation] = &[
         ],
         passes: &["TEST-02", "TEST-04"],
     },
+    Expectation {
+        fault: Fault::LocalVolume,
+        fails: "TEST-03",
+        evidence: &[
+            "/app/data is per node, not shared",
+            "scaling-node-",
+            "a `local` volume exists once per node",
+        ],
+        passes: &["TEST-01", "TEST-02", "TEST-04"],
+    },
 ];
 
 /// `db`: the database server every fault run uses (`--db`); `None` is the default stack's.
@@ -163,7 +173,8 @@ pub fn run(
             report.print_table();
             judge(exp, &report)
         });
-        let left = docker.project_leftovers(sh, scaling::PROJECT_NAME)?;
+        let mut left = docker.project_leftovers(sh, scaling::PROJECT_NAME)?;
+        left.extend(cluster::leftovers(sh, &docker.program)?);
         let verdict = verdict.and_then(|()| {
             if left.is_empty() {
                 Ok(())

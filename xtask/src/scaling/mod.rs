@@ -64,10 +64,16 @@ pub enum Fault {
     /// The upgrade scenario rolls in this version plus a migration that renames a column the
     /// previous version uses.
     BreakingMigration,
+    /// On Swarm: the replicas spread over several nodes (`LOCAL_VOLUME_NODES`) with the compose
+    /// file's own data volume, a `local` one, which exists once per node.
+    LocalVolume,
 }
 
+/// The nodes `--fault local-volume` spreads the replicas over when `--nodes` does not say.
+pub const LOCAL_VOLUME_NODES: u32 = 3;
+
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    pub const ALL: [Fault; 8] = [
         Fault::ReplicaDown,
         Fault::LateReplica,
         Fault::DataNotWritable,
@@ -75,6 +81,7 @@ impl Fault {
         Fault::LockHeld,
         Fault::SmallMaxConnections,
         Fault::BreakingMigration,
+        Fault::LocalVolume,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +93,7 @@ impl Fault {
             Fault::LockHeld => "lock-held",
             Fault::SmallMaxConnections => "small-max-connections",
             Fault::BreakingMigration => "breaking-migration",
+            Fault::LocalVolume => "local-volume",
         }
     }
 
@@ -100,7 +108,15 @@ impl Fault {
     /// The faults the Swarm run injects: the others act on Compose's way of starting
     /// containers one by one or on the database in ways not yet wired for a Swarm stack.
     pub fn on_swarm(self) -> bool {
-        matches!(self, Fault::ReplicaDown | Fault::DataNotWritable)
+        matches!(
+            self,
+            Fault::ReplicaDown | Fault::DataNotWritable | Fault::LocalVolume
+        )
+    }
+
+    /// Only Swarm spreads replicas over nodes.
+    pub fn on_compose(self) -> bool {
+        self != Fault::LocalVolume
     }
 
     pub fn parse(name: &str) -> Result<Fault> {
@@ -255,6 +271,13 @@ impl Options {
             ))
             .into());
         }
+        if let Some(f) = fault.filter(|f| engine == EngineKind::Compose && !f.on_compose()) {
+            return Err(CannotRun(format!(
+                "--fault {} spreads the replicas over Swarm nodes: add --engine swarm",
+                f.name()
+            ))
+            .into());
+        }
         let repeat = flags.repeat.unwrap_or(1);
         if !(1..=100).contains(&repeat) {
             return Err(CannotRun(format!("--repeat {repeat}: choose between 1 and 100")).into());
@@ -306,13 +329,20 @@ impl Options {
                 ))
                 .into());
             }
-            if let Some(f) = self.fault {
+            if let Some(f) = self.fault.filter(|f| *f != Fault::LocalVolume) {
                 return Err(CannotRun(format!(
                     "--fault {} is injected on one engine: drop --nodes (the cluster's own failures are test-resilience's node-drain and node-loss)",
                     f.name()
                 ))
                 .into());
             }
+        }
+        if self.fault == Some(Fault::LocalVolume) && self.shared_data.is_some() {
+            return Err(CannotRun(
+                "--fault local-volume runs the compose file's own volume: drop --shared-data"
+                    .into(),
+            )
+            .into());
         }
         if let Some(dir) = &self.shared_data {
             if !dir.starts_with('/') || dir.contains(char::is_whitespace) || dir.contains(':') {
@@ -479,13 +509,17 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     // Swarm nodes on this machine (`--nodes`): made before the stack, so that from here on the
     // check runs against their manager as against any swarm's; their guard outlives the stack's.
     let t_cluster = Instant::now();
-    let cluster = if opts.nodes >= 2 {
+    let nodes = match opts.fault {
+        Some(Fault::LocalVolume) if opts.nodes == 0 => LOCAL_VOLUME_NODES,
+        _ => opts.nodes,
+    };
+    let cluster = if nodes >= 2 {
         Some(cluster::bring_up(
             sh,
             project,
             &docker,
             &cluster::Wanted {
-                nodes: opts.nodes,
+                nodes,
                 shared_mount: opts.shared_data.as_deref().unwrap_or(cluster::SHARED_MOUNT),
                 api_image: image_set.get("API_IMAGE").unwrap_or(images::API_IMAGE),
                 db_image: image_set
@@ -547,6 +581,7 @@ pub fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<report::
     let mut report = report::Report::new(opts, &image_set);
     report.checkout = project.root.display().to_string();
     report.cluster_s = cluster_s;
+    report.nodes = nodes;
     let guard = match stack.begin(opts.keep) {
         Ok(guard) => guard,
         Err(e) => {

@@ -900,6 +900,24 @@ impl<'a> Stack<'a> {
     /// goes through one client container on the overlay, started here and removed when the
     /// routes are dropped: drop them before the stack is taken down.
     pub fn http_routes(&self, containers: &[Container]) -> Result<Routes> {
+        let mut routes = Routes {
+            by_number: self.route_map(containers)?,
+            relay: None,
+        };
+        if let Engine::Swarm(swarm) = &self.engine {
+            routes.relay = Some(std::sync::Mutex::new(swarm.stack.relay(&self.api_image)?));
+        }
+        Ok(routes)
+    }
+
+    /// Resolves `routes` again for `containers` (replicas that moved or were replaced),
+    /// keeping its client container.
+    pub fn reroute(&self, routes: &mut Routes, containers: &[Container]) -> Result<()> {
+        routes.by_number = self.route_map(containers)?;
+        Ok(())
+    }
+
+    fn route_map(&self, containers: &[Container]) -> Result<BTreeMap<u32, Route>> {
         let ids: Vec<String> = containers
             .iter()
             .filter(|c| !c.id.is_empty())
@@ -911,7 +929,7 @@ impl<'a> Stack<'a> {
                 .find(|c| !c.id.is_empty() && (id.starts_with(&c.id) || c.id.starts_with(id)))
                 .map(|c| c.number)
         };
-        let mut routes = Routes::default();
+        let mut routes = BTreeMap::new();
         match &self.engine {
             Engine::Compose(_) => {
                 let format = format!(
@@ -920,7 +938,7 @@ impl<'a> Stack<'a> {
                 let out = self.docker.inspect(self.sh, &ids, &format)?;
                 for (id, addr) in parse::published_addresses(&out) {
                     if let Some(n) = number_of(&id) {
-                        routes.by_number.insert(n, Route::Published(addr));
+                        routes.insert(n, Route::Published(addr));
                     }
                 }
             }
@@ -929,11 +947,10 @@ impl<'a> Stack<'a> {
                     let mut words = line.split_whitespace();
                     if let (Some(id), Some(ip)) = (words.next(), words.next()) {
                         if let Some(n) = number_of(id) {
-                            routes.by_number.insert(n, Route::Overlay(ip.to_string()));
+                            routes.insert(n, Route::Overlay(ip.to_string()));
                         }
                     }
                 }
-                routes.relay = Some(std::sync::Mutex::new(swarm.stack.relay(&self.api_image)?));
             }
         }
         Ok(routes)

@@ -473,40 +473,9 @@ impl Cluster {
         Ok(())
     }
 
-    /// What of any cluster is still on the host: containers, networks and volumes with its
-    /// label, and the nodes' cgroups.
+    /// What of any cluster is still on the host (`leftovers`).
     pub fn leftovers(&self) -> Result<Vec<String>> {
-        let sh = self.host_shell()?;
-        let docker = &self.docker;
-        let filter = format!("label={LABEL}");
-        let names = "{{.Name}}";
-        let mut left = Vec::new();
-        let container_names = "{{.Names}}";
-        let containers = cmd!(
-            sh,
-            "{docker} ps -a --format {container_names} --filter {filter}"
-        )
-        .quiet()
-        .read()?;
-        left.extend(
-            containers
-                .split_whitespace()
-                .map(|c| format!("container {c}")),
-        );
-        let networks = cmd!(sh, "{docker} network ls --format {names} --filter {filter}")
-            .quiet()
-            .read()?;
-        left.extend(networks.split_whitespace().map(|c| format!("network {c}")));
-        let volumes = cmd!(sh, "{docker} volume ls --format {names} --filter {filter}")
-            .quiet()
-            .read()?;
-        left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
-        left.extend(
-            cgroup_dirs()
-                .into_iter()
-                .map(|d| format!("cgroup {}", d.display())),
-        );
-        Ok(left)
+        leftovers(&self.host_shell()?, &self.docker)
     }
 
     /// How to reach the cluster by hand and remove it, for `--keep`.
@@ -523,6 +492,40 @@ impl Cluster {
             ),
         ]
     }
+}
+
+/// What of any cluster is still on the engine `sh` reaches: containers, networks and volumes
+/// with its label, and the nodes' cgroups on this machine.
+pub fn leftovers(sh: &Shell, docker: &Path) -> Result<Vec<String>> {
+    let filter = format!("label={LABEL}");
+    let names = "{{.Name}}";
+    let mut left = Vec::new();
+    let container_names = "{{.Names}}";
+    let containers = cmd!(
+        sh,
+        "{docker} ps -a --format {container_names} --filter {filter}"
+    )
+    .quiet()
+    .read()?;
+    left.extend(
+        containers
+            .split_whitespace()
+            .map(|c| format!("container {c}")),
+    );
+    let networks = cmd!(sh, "{docker} network ls --format {names} --filter {filter}")
+        .quiet()
+        .read()?;
+    left.extend(networks.split_whitespace().map(|c| format!("network {c}")));
+    let volumes = cmd!(sh, "{docker} volume ls --format {names} --filter {filter}")
+        .quiet()
+        .read()?;
+    left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
+    left.extend(
+        cgroup_dirs()
+            .into_iter()
+            .map(|d| format!("cgroup {}", d.display())),
+    );
+    Ok(left)
 }
 
 /// The endpoint of the engine this process talks to now: `DOCKER_HOST`, else the current

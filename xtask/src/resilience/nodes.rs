@@ -1,0 +1,390 @@
+//! Scenarios 11 and 12, a node drained and a node lost, on a Swarm of several nodes on this
+//! machine (`stack::swarm::cluster`) with the shared data directory: N replicas spread over the
+//! nodes while a client stores and reads documents through every replica. Drain: `docker node
+//! update --availability drain` of a worker, then Swarm moves its tasks. Loss: a worker's
+//! container killed outright, its engine and tasks gone without a word to the manager, then
+//! Swarm marks it down and reschedules. Both pass when all N are healthy again on the other
+//! nodes, every request a replica accepted succeeded (on loss: except those in flight on the
+//! lost node, which no server can answer, counted apart), and every stored document reads
+//! back, byte for byte, afterwards.
+
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    sync::{
+        atomic::{AtomicBool, Ordering},
+        Arc,
+    },
+    time::{Duration, Instant},
+};
+
+use anyhow::{bail, Context, Result};
+
+use super::{
+    pseudo_random_bytes,
+    scale_down::{classify, Class, Kind, Sent},
+    sha256_hex, writers, Verdict,
+};
+use crate::{
+    stack::{http, swarm::cluster::Cluster, Stack},
+    ui,
+};
+
+/// The nodes the scenarios run on: a manager and two workers, so a worker can go and the
+/// replicas still have two nodes.
+pub const NODES: u32 = 3;
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const PAUSE: Duration = Duration::from_millis(40);
+const LOAD_BEFORE: Duration = Duration::from_secs(2);
+const LOAD_AFTER: Duration = Duration::from_secs(3);
+/// Swarm marks a silent node down after missing heartbeats (5 s each by default), then
+/// starts its tasks elsewhere.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// What is done to the node.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Event {
+    Drain,
+    Loss,
+}
+
+impl Event {
+    fn prefix(self) -> &'static str {
+        match self {
+            Event::Drain => "node-drain",
+            Event::Loss => "node-loss",
+        }
+    }
+}
+
+/// Scenario 11: a worker drained under load; made active again afterwards (its tasks stay
+/// where Swarm moved them).
+pub fn drain(stack: &Stack, cluster: &Cluster) -> Result<Verdict> {
+    let verdict = under_load(stack, cluster, Event::Drain);
+    for node in &cluster.nodes[1..] {
+        let _ = cluster.set_availability(&node.name, "active");
+    }
+    verdict
+}
+
+/// Scenario 12: a worker's container killed under load.
+pub fn loss(stack: &Stack, cluster: &Cluster) -> Result<Verdict> {
+    under_load(stack, cluster, Event::Loss)
+}
+
+/// The worker running the most api tasks (a drain or loss there moves the most).
+fn busiest_worker(stack: &Stack, cluster: &Cluster) -> Result<Option<String>> {
+    let tasks = stack.swarm_tasks()?.context("the stack is not on Swarm")?;
+    let mut per_node: BTreeMap<String, usize> = cluster.nodes[1..]
+        .iter()
+        .map(|n| (n.name.clone(), 0))
+        .collect();
+    for node in tasks.nodes().values() {
+        if let Some(k) = per_node.get_mut(node) {
+            *k += 1;
+        }
+    }
+    Ok(per_node
+        .into_iter()
+        .filter(|(_, k)| *k > 0)
+        .max_by_key(|(_, k)| *k)
+        .map(|(n, _)| n))
+}
+
+fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict> {
+    let n = stack.replicas;
+    let mut v = Verdict::default();
+    let Some(victim) = busiest_worker(stack, cluster)? else {
+        bail!("not exercised: no worker node runs an api task");
+    };
+    let before = stack.swarm_tasks()?.context("not on Swarm")?.nodes();
+    v.figure(format!("tasks before: {}", spread(&before)));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let detached = stack.detach();
+    let load = {
+        let (stop, prefix) = (stop.clone(), event.prefix());
+        std::thread::spawn(
+            move || -> Result<(Vec<Sent>, Vec<(String, String)>, Vec<Instant>)> {
+                let sh = detached.shell()?;
+                let stack = detached.attach(&sh);
+                client(&stack, prefix, &stop)
+            },
+        )
+    };
+    std::thread::sleep(LOAD_BEFORE);
+    let t_event = Instant::now();
+    match event {
+        Event::Drain => {
+            ui::note(&format!("draining {victim}"));
+            cluster.set_availability(&victim, "drain")?;
+        }
+        Event::Loss => {
+            ui::note(&format!(
+                "killing node {victim} (its container: engine and tasks)"
+            ));
+            cluster.kill_node(&victim)?;
+        }
+    }
+    let recovered = wait_tasks_healthy(stack, n, Some(&victim), RECOVERY_TIMEOUT);
+    let recovery_s = t_event.elapsed().as_secs_f64();
+    std::thread::sleep(LOAD_AFTER);
+    stop.store(true, Ordering::Relaxed);
+    let (sent, stored, sent_at) = load
+        .join()
+        .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
+
+    match &recovered {
+        Ok(after) => v.figure(format!(
+            "{} healthy again {recovery_s:.1} s after the {}, none on {victim}: {}",
+            n,
+            match event {
+                Event::Drain => "drain",
+                Event::Loss => "kill",
+            },
+            spread(after)
+        )),
+        Err(e) => v.problem(format!("not recovered: {e:#}")),
+    }
+    if event == Event::Loss {
+        match cluster.wait_node_status(&victim, "Down", Duration::from_secs(1)) {
+            Ok(_) => v.figure(format!("the manager lists {victim} as Down")),
+            Err(e) => v.problem(format!("{e:#}")),
+        }
+    }
+
+    // Requests: on loss, those to the lost node's tasks from the kill until the recovery had
+    // no server to answer them.
+    let names = stack.sql(&format!(
+        "SELECT name FROM documents WHERE name LIKE '{}-%'",
+        event.prefix()
+    ))?;
+    let in_db: BTreeSet<String> = names.lines().map(String::from).collect();
+    let on_victim: BTreeSet<u32> = before
+        .iter()
+        .filter(|(_, node)| **node == victim)
+        .map(|(slot, _)| *slot)
+        .collect();
+    let lost_window = |at: Instant| {
+        event == Event::Loss && at >= t_event && at <= t_event + Duration::from_secs_f64(recovery_s)
+    };
+    let (mut ok, mut refused, mut in_flight) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (s, at) in sent.iter().zip(&sent_at) {
+        match classify(s, &in_db) {
+            Class::Ok => ok += 1,
+            Class::Refused | Class::ClosedUnaccepted => refused += 1,
+            Class::AcceptedFailed(_) if lost_window(*at) && on_victim.contains(&s.replica) => {
+                in_flight += 1
+            }
+            Class::AcceptedFailed(why) => failures.push(format!("api.{}: {why}", s.replica)),
+        }
+    }
+    v.figure(format!(
+        "{} requests: {ok} ok, {refused} refused (nothing accepted), {} accepted-but-failed{}",
+        sent.len(),
+        failures.len(),
+        if event == Event::Loss {
+            format!(", {in_flight} in flight on the lost node (allowed: no server left to answer)")
+        } else {
+            String::new()
+        }
+    ));
+    v.require(ok > 0, || "not exercised: no request succeeded".into());
+    v.require(
+        sent_at
+            .iter()
+            .any(|at| *at > t_event + Duration::from_secs_f64(recovery_s)),
+        || "not exercised: no request after the recovery".into(),
+    );
+    for f in failures.iter().take(10) {
+        v.problem(f.clone());
+    }
+
+    // Nothing lost: every document a replica said it stored reads back identical afterwards.
+    let containers = stack.api_containers()?;
+    let running: Vec<_> = containers
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect();
+    let routes = stack.http_routes(&running)?;
+    let numbers: Vec<u32> = routes.by_number.keys().copied().collect();
+    let mut missing = Vec::new();
+    for (i, (id, sha)) in stored.iter().enumerate() {
+        let Some(&through) = numbers.get(i % numbers.len().max(1)) else {
+            break;
+        };
+        let request = http::request("GET", &format!("/documents/{id}/content"), &[], b"");
+        match routes.reply(through, &request, REQUEST_TIMEOUT) {
+            Ok(r) if r.status == 200 && sha256_hex(&r.body) == *sha => {}
+            Ok(r) => missing.push(format!(
+                "{id} through api.{through}: {} ({} bytes)",
+                r.status,
+                r.body.len()
+            )),
+            Err(e) => missing.push(format!("{id} through api.{through}: {e}")),
+        }
+    }
+    drop(routes);
+    v.require(!stored.is_empty(), || {
+        "not exercised: no document was stored".into()
+    });
+    if missing.is_empty() {
+        v.figure(format!(
+            "all {} stored documents read back identical afterwards",
+            stored.len()
+        ));
+    } else {
+        v.problem(format!(
+            "{} of {} stored documents lost or changed: {}",
+            missing.len(),
+            stored.len(),
+            missing[..missing.len().min(5)].join("; ")
+        ));
+    }
+    let holdings = writers::holdings(stack)?;
+    match writers::consistency(&holdings).as_slice() {
+        [] => v.figure(format!(
+            "afterwards: {} rows, each with its bytes and sha256, no orphaned file",
+            holdings.rows.len()
+        )),
+        problems => v.problem(format!(
+            "afterwards: {}",
+            problems[..problems.len().min(5)].join("; ")
+        )),
+    }
+    Ok(v)
+}
+
+/// Waits until `n` current tasks are running with their own container healthy, and none is on
+/// `avoid`; the slot → node map then. (A slot whose new task has not started yet still shows
+/// its old container: that one does not count.)
+pub fn wait_tasks_healthy(
+    stack: &Stack,
+    n: u32,
+    avoid: Option<&str>,
+    timeout: Duration,
+) -> Result<BTreeMap<u32, String>> {
+    let started = Instant::now();
+    loop {
+        let tasks = stack.swarm_tasks()?.context("not on Swarm")?;
+        let current = tasks.current();
+        let healthy: BTreeMap<u32, String> = current
+            .iter()
+            .filter(|(_, (t, c))| {
+                t.is_running()
+                    && !t.node.is_empty()
+                    && Some(t.node.as_str()) != avoid
+                    && c.is_some_and(|c| c.task_id == t.id && c.is_healthy())
+            })
+            .map(|(slot, (t, _))| (*slot, t.node.clone()))
+            .collect();
+        if healthy.len() == n as usize && current.len() == n as usize {
+            return Ok(healthy);
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} of {n} tasks healthy{} {} s after, tasks on {}",
+                healthy.len(),
+                avoid.map(|a| format!(" off {a}")).unwrap_or_default(),
+                timeout.as_secs(),
+                spread(&tasks.nodes())
+            );
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// `node-1 2, node-2 1`: tasks per node.
+fn spread(nodes: &BTreeMap<u32, String>) -> String {
+    let mut per: BTreeMap<&str, usize> = BTreeMap::new();
+    for node in nodes.values() {
+        *per.entry(node).or_default() += 1;
+    }
+    per.iter()
+        .map(|(n, k)| format!("{n} {k}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The client: through every current replica in turn, stores a small document, then reads
+/// back one stored earlier through the next replica; the replicas' addresses are resolved
+/// again every second (tasks move). Returns what it sent, the documents stored (id, sha256)
+/// and when each request went out.
+#[allow(clippy::type_complexity)]
+fn client(
+    stack: &Stack,
+    prefix: &str,
+    stop: &AtomicBool,
+) -> Result<(Vec<Sent>, Vec<(String, String)>, Vec<Instant>)> {
+    let running = |stack: &Stack| -> Result<Vec<crate::stack::parse::Container>> {
+        Ok(stack
+            .api_containers()?
+            .into_iter()
+            .filter(|c| c.state == "running")
+            .collect())
+    };
+    let mut routes = stack.http_routes(&running(stack)?)?;
+    let mut refreshed = Instant::now();
+    let (mut sent, mut stored, mut at) = (Vec::new(), Vec::new(), Vec::new());
+    let mut seq: u64 = 0;
+    while !stop.load(Ordering::Relaxed) {
+        if refreshed.elapsed() > Duration::from_secs(1) {
+            if let Ok(c) = running(stack) {
+                let _ = stack.reroute(&mut routes, &c);
+            }
+            refreshed = Instant::now();
+        }
+        let numbers: Vec<u32> = routes.by_number.keys().copied().collect();
+        if numbers.is_empty() {
+            std::thread::sleep(PAUSE);
+            continue;
+        }
+        seq += 1;
+        let replica = numbers[seq as usize % numbers.len()];
+        let went_out = Instant::now();
+        let (kind, outcome) = match (stored.last(), seq % 2) {
+            (Some((id, sha)), 0) => {
+                let sha: &String = sha;
+                let request = http::request("GET", &format!("/documents/{id}/content"), &[], b"");
+                let mut outcome = routes.send(replica, &request, REQUEST_TIMEOUT);
+                if let http::Outcome::Reply(r) = &outcome {
+                    if r.status == 200 && sha256_hex(&r.body) != *sha {
+                        outcome = http::Outcome::Broken {
+                            got: r.body.len(),
+                            error: "other bytes than stored".into(),
+                        };
+                    }
+                }
+                (
+                    Kind::Read {
+                        sha256: sha.clone(),
+                    },
+                    outcome,
+                )
+            }
+            _ => {
+                let name = format!("{prefix}-{seq}.bin");
+                let body = pseudo_random_bytes(seq, 2048);
+                let request = http::request("POST", &format!("/documents?name={name}"), &[], &body);
+                let outcome = routes.send(replica, &request, REQUEST_TIMEOUT);
+                if let http::Outcome::Reply(r) = &outcome {
+                    if r.status == 201 {
+                        if let Some(id) = r.json().and_then(|j| j["id"].as_str().map(String::from))
+                        {
+                            stored.push((id, sha256_hex(&body)));
+                        }
+                    }
+                }
+                (Kind::Upload { name }, outcome)
+            }
+        };
+        at.push(went_out);
+        sent.push(Sent {
+            replica,
+            kind,
+            outcome,
+        });
+        std::thread::sleep(PAUSE);
+    }
+    Ok((sent, stored, at))
+}
