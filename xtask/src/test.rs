@@ -15,7 +15,9 @@ use crate::{
         testdb,
     },
     outcome::{self, CannotRun, Failed},
-    resilience, scaling, ui, Project,
+    resilience, scaling,
+    stack::swarm::cluster,
+    ui, Project,
 };
 
 /// The stage table's columns: stage, time (the result takes the rest).
@@ -30,6 +32,10 @@ pub enum Stage {
     Scaling(Option<DbChoice>),
     /// `test-scaling --engine swarm`, once per run.
     SwarmScaling(Option<DbChoice>),
+    /// `test-scaling --engine swarm --nodes 3 --shared-data …`, once per run.
+    SwarmNodes(Option<DbChoice>),
+    /// `test-faults --engine swarm` (local-volume among them: 3 nodes), once per run.
+    SwarmFaults(Option<DbChoice>),
     Faults(Option<DbChoice>),
     Resilience(Option<DbChoice>),
 }
@@ -45,6 +51,12 @@ impl Stage {
             Stage::Api(db) => format!("api tests{}", on(db)),
             Stage::Scaling(db) => format!("test-scaling{}", on(db)),
             Stage::SwarmScaling(db) => format!("test-scaling --engine swarm{}", on(db)),
+            Stage::SwarmNodes(db) => format!(
+                "test-scaling --engine swarm --nodes {SWARM_NODES} --shared-data {}{}",
+                cluster::SHARED_MOUNT,
+                on(db)
+            ),
+            Stage::SwarmFaults(db) => format!("test-faults --engine swarm{}", on(db)),
             Stage::Faults(db) => format!("test-faults{}", on(db)),
             Stage::Resilience(db) => format!("test-resilience{}", on(db)),
         }
@@ -53,7 +65,12 @@ impl Stage {
     fn needs_docker(&self) -> bool {
         matches!(
             self,
-            Stage::Scaling(_) | Stage::SwarmScaling(_) | Stage::Faults(_) | Stage::Resilience(_)
+            Stage::Scaling(_)
+                | Stage::SwarmScaling(_)
+                | Stage::SwarmNodes(_)
+                | Stage::SwarmFaults(_)
+                | Stage::Faults(_)
+                | Stage::Resilience(_)
         )
     }
 }
@@ -61,6 +78,8 @@ impl Stage {
 /// The servers the default run checks the api and the scaling on: the default stack's and
 /// MySQL, the two families whose differences matter here (README, "The database").
 pub const DEFAULT_SERVERS: [Server; 2] = [Server::Mariadb1011, Server::Mysql9];
+/// The nodes of `make test`'s multi-node Swarm stage (issue: K=3, N=4).
+pub const SWARM_NODES: u32 = 3;
 /// `--matrix`: every known server.
 pub const MATRIX_SERVERS: [Server; 3] = [Server::Mariadb1011, Server::Mysql9, Server::Mariadb118];
 
@@ -86,6 +105,8 @@ pub fn plan(flags: &flags::Test) -> Result<Vec<Stage>> {
     // Swarm once, on the first server of the other stages: it answers "does the same stack
     // scale as a Swarm stack", not a per-server question.
     stages.extend(rest.first().cloned().map(Stage::SwarmScaling));
+    stages.extend(rest.first().cloned().map(Stage::SwarmNodes));
+    stages.extend(rest.first().cloned().map(Stage::SwarmFaults));
     stages.extend(rest.iter().cloned().map(Stage::Faults));
     stages.extend(rest.into_iter().map(Stage::Resilience));
     if flags.no_docker {
@@ -142,6 +163,31 @@ pub fn run(sh: &Shell, project: &Project, flags: &flags::Test) -> Result<()> {
                     }),
                     ..scaling::Options::default()
                 },
+            ),
+            Stage::SwarmNodes(db) => scaling::run(
+                sh,
+                project,
+                scaling::Options {
+                    db: db.clone(),
+                    engine: crate::stack::EngineKind::Swarm,
+                    scenarios: scaling::default_scenarios(crate::stack::EngineKind::Swarm),
+                    nodes: SWARM_NODES,
+                    shared_data: Some(cluster::SHARED_MOUNT.to_string()),
+                    report_dir: Some(project.target_dir.join("scaling-report").join(format!(
+                        "swarm-nodes{}",
+                        db.as_ref()
+                            .map(|db| format!("-{}", report_slug(db)))
+                            .unwrap_or_default()
+                    ))),
+                    ..scaling::Options::default()
+                },
+            ),
+            Stage::SwarmFaults(db) => scaling::faults::run(
+                sh,
+                project,
+                None,
+                db.clone(),
+                crate::stack::EngineKind::Swarm,
             ),
             Stage::Faults(db) => scaling::faults::run(
                 sh,
@@ -219,6 +265,8 @@ mod tests {
                 "test-scaling on mariadb-10.11",
                 "test-scaling on mysql-9",
                 "test-scaling --engine swarm",
+                "test-scaling --engine swarm --nodes 3 --shared-data /srv/scaling-shared",
+                "test-faults --engine swarm",
                 "test-faults",
                 "test-resilience",
             ]
@@ -228,12 +276,14 @@ mod tests {
     #[test]
     fn db_runs_every_stage_on_that_server_only() {
         let stages = plan(&flags(Some("mariadb-11.8"), false, false)).unwrap();
-        assert_eq!(stages.len(), 6);
+        assert_eq!(stages.len(), 8);
         let on = Some(DbChoice::Known(Server::Mariadb118));
         assert!(stages[1..].iter().all(|s| match s {
             Stage::Api(db)
             | Stage::Scaling(db)
             | Stage::SwarmScaling(db)
+            | Stage::SwarmNodes(db)
+            | Stage::SwarmFaults(db)
             | Stage::Faults(db)
             | Stage::Resilience(db) => *db == on,
             Stage::Unit => false,
@@ -243,8 +293,8 @@ mod tests {
     #[test]
     fn the_matrix_runs_every_stage_on_all_three_servers() {
         let stages = plan(&flags(None, true, false)).unwrap();
-        // The unit tests once, then four stages per server, and Swarm once.
-        assert_eq!(stages.len(), 1 + 4 * 3 + 1);
+        // The unit tests once, then four stages per server, and the three Swarm stages once.
+        assert_eq!(stages.len(), 1 + 4 * 3 + 3);
         assert_eq!(
             stages
                 .iter()

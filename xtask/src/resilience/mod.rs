@@ -684,7 +684,7 @@ mod tests {
         assert!(Scenario::parse_list(" , ").is_err());
         assert_eq!(
             Scenario::ALL.map(Scenario::number),
-            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+            [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
         );
         let mut run = Scenario::RUN_ORDER.to_vec();
         run.sort();

@@ -103,13 +103,11 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
     let detached = stack.detach();
     let load = {
         let (stop, prefix) = (stop.clone(), event.prefix());
-        std::thread::spawn(
-            move || -> Result<(Vec<Sent>, Vec<(String, String)>, Vec<Instant>)> {
-                let sh = detached.shell()?;
-                let stack = detached.attach(&sh);
-                client(&stack, prefix, &stop)
-            },
-        )
+        std::thread::spawn(move || -> Result<Load> {
+            let sh = detached.shell()?;
+            let stack = detached.attach(&sh);
+            client(&stack, prefix, &stop)
+        })
     };
     std::thread::sleep(LOAD_BEFORE);
     let t_event = Instant::now();
@@ -306,16 +304,14 @@ fn spread(nodes: &BTreeMap<u32, String>) -> String {
         .join(", ")
 }
 
+/// What the client sent, the documents it stored (id, sha256), and when each request went out.
+type Load = (Vec<Sent>, Vec<(String, String)>, Vec<Instant>);
+
 /// The client: through every current replica in turn, stores a small document, then reads
 /// back one stored earlier through the next replica; the replicas' addresses are resolved
 /// again every second (tasks move). Returns what it sent, the documents stored (id, sha256)
 /// and when each request went out.
-#[allow(clippy::type_complexity)]
-fn client(
-    stack: &Stack,
-    prefix: &str,
-    stop: &AtomicBool,
-) -> Result<(Vec<Sent>, Vec<(String, String)>, Vec<Instant>)> {
+fn client(stack: &Stack, prefix: &str, stop: &AtomicBool) -> Result<Load> {
     let running = |stack: &Stack| -> Result<Vec<crate::stack::parse::Container>> {
         Ok(stack
             .api_containers()?
