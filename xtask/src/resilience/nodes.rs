@@ -92,12 +92,10 @@ fn busiest_worker(stack: &Stack, cluster: &Cluster) -> Result<Option<String>> {
 
 fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict> {
     let n = stack.replicas;
-    let mut v = Verdict::default();
     let Some(victim) = busiest_worker(stack, cluster)? else {
         bail!("not exercised: no worker node runs an api task");
     };
     let before = stack.swarm_tasks()?.context("not on Swarm")?.nodes();
-    v.figure(format!("tasks before: {}", spread(&before)));
 
     let stop = Arc::new(AtomicBool::new(false));
     let detached = stack.detach();
@@ -131,114 +129,42 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
         .join()
         .map_err(|_| anyhow::anyhow!("the load thread panicked"))??;
 
-    match &recovered {
-        Ok(after) => v.figure(format!(
-            "{} healthy again {recovery_s:.1} s after the {}, none on {victim}: {}",
-            n,
-            match event {
-                Event::Drain => "drain",
-                Event::Loss => "kill",
-            },
-            spread(after)
-        )),
-        Err(e) => v.problem(format!("not recovered: {e:#}")),
-    }
-    if event == Event::Loss {
-        match cluster.wait_node_status(&victim, "Down", Duration::from_secs(1)) {
-            Ok(_) => v.figure(format!("the manager lists {victim} as Down")),
-            Err(e) => v.problem(format!("{e:#}")),
-        }
-    }
-
-    // Requests: on loss, those to the lost node's tasks from the kill until the recovery had
-    // no server to answer them.
+    let down = (event == Event::Loss).then(|| {
+        cluster
+            .wait_node_status(&victim, "Down", Duration::from_secs(1))
+            .map(drop)
+            .map_err(|e| format!("{e:#}"))
+    });
     let names = stack.sql(&format!(
         "SELECT name FROM documents WHERE name LIKE '{}-%'",
         event.prefix()
     ))?;
-    let in_db: BTreeSet<String> = names.lines().map(String::from).collect();
-    let on_victim: BTreeSet<u32> = before
-        .iter()
-        .filter(|(_, node)| **node == victim)
-        .map(|(slot, _)| *slot)
-        .collect();
-    let lost_window = |at: Instant| {
-        event == Event::Loss && at >= t_event && at <= t_event + Duration::from_secs_f64(recovery_s)
+    let missing = read_back(stack, &stored)?;
+    let observed = Observed {
+        event,
+        replicas: n,
+        victim,
+        before,
+        recovered: recovered.map_err(|e| format!("{e:#}")),
+        recovery_s,
+        down,
+        requests: sent
+            .into_iter()
+            .zip(sent_at)
+            .map(|(s, at)| {
+                let after = if at >= t_event {
+                    at.duration_since(t_event).as_secs_f64()
+                } else {
+                    -t_event.duration_since(at).as_secs_f64()
+                };
+                (s, after)
+            })
+            .collect(),
+        in_db: names.lines().map(String::from).collect(),
+        stored: stored.len(),
+        missing,
     };
-    let (mut ok, mut refused, mut in_flight) = (0, 0, 0);
-    let mut failures = Vec::new();
-    for (s, at) in sent.iter().zip(&sent_at) {
-        match classify(s, &in_db) {
-            Class::Ok => ok += 1,
-            Class::Refused | Class::ClosedUnaccepted => refused += 1,
-            Class::AcceptedFailed(_) if lost_window(*at) && on_victim.contains(&s.replica) => {
-                in_flight += 1
-            }
-            Class::AcceptedFailed(why) => failures.push(format!("api.{}: {why}", s.replica)),
-        }
-    }
-    v.figure(format!(
-        "{} requests: {ok} ok, {refused} refused (nothing accepted), {} accepted-but-failed{}",
-        sent.len(),
-        failures.len(),
-        if event == Event::Loss {
-            format!(", {in_flight} in flight on the lost node (allowed: no server left to answer)")
-        } else {
-            String::new()
-        }
-    ));
-    v.require(ok > 0, || "not exercised: no request succeeded".into());
-    v.require(
-        sent_at
-            .iter()
-            .any(|at| *at > t_event + Duration::from_secs_f64(recovery_s)),
-        || "not exercised: no request after the recovery".into(),
-    );
-    for f in failures.iter().take(10) {
-        v.problem(f.clone());
-    }
-
-    // Nothing lost: every document a replica said it stored reads back identical afterwards.
-    let containers = stack.api_containers()?;
-    let running: Vec<_> = containers
-        .into_iter()
-        .filter(|c| c.state == "running")
-        .collect();
-    let routes = stack.http_routes(&running)?;
-    let numbers: Vec<u32> = routes.by_number.keys().copied().collect();
-    let mut missing = Vec::new();
-    for (i, (id, sha)) in stored.iter().enumerate() {
-        let Some(&through) = numbers.get(i % numbers.len().max(1)) else {
-            break;
-        };
-        let request = http::request("GET", &format!("/documents/{id}/content"), &[], b"");
-        match routes.reply(through, &request, REQUEST_TIMEOUT) {
-            Ok(r) if r.status == 200 && sha256_hex(&r.body) == *sha => {}
-            Ok(r) => missing.push(format!(
-                "{id} through api.{through}: {} ({} bytes)",
-                r.status,
-                r.body.len()
-            )),
-            Err(e) => missing.push(format!("{id} through api.{through}: {e}")),
-        }
-    }
-    drop(routes);
-    v.require(!stored.is_empty(), || {
-        "not exercised: no document was stored".into()
-    });
-    if missing.is_empty() {
-        v.figure(format!(
-            "all {} stored documents read back identical afterwards",
-            stored.len()
-        ));
-    } else {
-        v.problem(format!(
-            "{} of {} stored documents lost or changed: {}",
-            missing.len(),
-            stored.len(),
-            missing[..missing.len().min(5)].join("; ")
-        ));
-    }
+    let mut v = judge(&observed);
     let holdings = writers::holdings(stack)?;
     match writers::consistency(&holdings).as_slice() {
         [] => v.figure(format!(
@@ -251,6 +177,144 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
         )),
     }
     Ok(v)
+}
+
+/// Every document the client stored, read back through the replicas in turn: what is missing
+/// or changed, one line each.
+fn read_back(stack: &Stack, stored: &[(String, String)]) -> Result<Vec<String>> {
+    let running: Vec<_> = stack
+        .api_containers()?
+        .into_iter()
+        .filter(|c| c.state == "running")
+        .collect();
+    let routes = stack.http_routes(&running)?;
+    let numbers: Vec<u32> = routes.by_number.keys().copied().collect();
+    if numbers.is_empty() {
+        bail!("no replica to read the stored documents back through");
+    }
+    let mut missing = Vec::new();
+    for (i, (id, sha)) in stored.iter().enumerate() {
+        let through = numbers[i % numbers.len()];
+        let request = http::request("GET", &format!("/documents/{id}/content"), &[], b"");
+        match routes.reply(through, &request, REQUEST_TIMEOUT) {
+            Ok(r) if r.status == 200 && sha256_hex(&r.body) == *sha => {}
+            Ok(r) => missing.push(format!(
+                "{id} through api.{through}: {} ({} bytes)",
+                r.status,
+                r.body.len()
+            )),
+            Err(e) => missing.push(format!("{id} through api.{through}: {e}")),
+        }
+    }
+    Ok(missing)
+}
+
+/// What a node scenario saw.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub event: Event,
+    pub replicas: u32,
+    pub victim: String,
+    /// Slot → node before the event.
+    pub before: BTreeMap<u32, String>,
+    /// Slot → node once all were healthy again off the victim, or why not.
+    pub recovered: Result<BTreeMap<u32, String>, String>,
+    /// Seconds from the event to the recovery (or to giving up).
+    pub recovery_s: f64,
+    /// On loss: whether the manager lists the victim as Down.
+    pub down: Option<Result<(), String>>,
+    /// Each request and when it went out, in seconds after the event (negative: before).
+    pub requests: Vec<(Sent, f64)>,
+    /// Names of the client's documents in the database (an upload without an answer that
+    /// was stored anyway was accepted).
+    pub in_db: BTreeSet<String>,
+    /// Documents a replica said it stored, and those of them not read back identical.
+    pub stored: usize,
+    pub missing: Vec<String>,
+}
+
+/// The verdict: all healthy again off the victim; every request a replica accepted succeeded
+/// (on loss, those to the lost node's tasks between the kill and the recovery are counted
+/// apart: nothing was left to answer them); nothing stored was lost; and it was exercised
+/// (requests succeeded, some after the recovery, documents were stored).
+pub fn judge(o: &Observed) -> Verdict {
+    let mut v = Verdict::default();
+    let verb = match o.event {
+        Event::Drain => "drain",
+        Event::Loss => "kill",
+    };
+    v.figure(format!("tasks before: {}", spread(&o.before)));
+    match &o.recovered {
+        Ok(after) => v.figure(format!(
+            "{} healthy again {:.1} s after the {verb}, none on {}: {}",
+            o.replicas,
+            o.recovery_s,
+            o.victim,
+            spread(after)
+        )),
+        Err(e) => v.problem(format!("not recovered: {e}")),
+    }
+    match &o.down {
+        Some(Ok(())) => v.figure(format!("the manager lists {} as Down", o.victim)),
+        Some(Err(e)) => v.problem(e.clone()),
+        None => {}
+    }
+    let on_victim: BTreeSet<u32> = o
+        .before
+        .iter()
+        .filter(|(_, node)| **node == o.victim)
+        .map(|(slot, _)| *slot)
+        .collect();
+    let in_loss = |after: f64| o.event == Event::Loss && (0.0..=o.recovery_s).contains(&after);
+    let (mut ok, mut refused, mut in_flight) = (0, 0, 0);
+    let mut failures = Vec::new();
+    for (s, after) in &o.requests {
+        match classify(s, &o.in_db) {
+            Class::Ok => ok += 1,
+            Class::Refused | Class::ClosedUnaccepted => refused += 1,
+            Class::AcceptedFailed(_) if in_loss(*after) && on_victim.contains(&s.replica) => {
+                in_flight += 1
+            }
+            Class::AcceptedFailed(why) => {
+                failures.push(format!("api.{} ({after:+.1} s): {why}", s.replica))
+            }
+        }
+    }
+    v.figure(format!(
+        "{} requests: {ok} ok, {refused} refused (nothing accepted), {} accepted-but-failed{}",
+        o.requests.len(),
+        failures.len(),
+        if o.event == Event::Loss {
+            format!(", {in_flight} in flight on the lost node (allowed: no server left to answer)")
+        } else {
+            String::new()
+        }
+    ));
+    for f in failures.iter().take(10) {
+        v.problem(f.clone());
+    }
+    v.require(ok > 0, || "not exercised: no request succeeded".into());
+    v.require(
+        o.requests.iter().any(|(_, after)| *after > o.recovery_s),
+        || "not exercised: no request after the recovery".into(),
+    );
+    v.require(o.stored > 0, || {
+        "not exercised: no document was stored".into()
+    });
+    if o.missing.is_empty() {
+        v.figure(format!(
+            "all {} stored documents read back identical afterwards",
+            o.stored
+        ));
+    } else {
+        v.problem(format!(
+            "{} of {} stored documents lost or changed: {}",
+            o.missing.len(),
+            o.stored,
+            o.missing[..o.missing.len().min(5)].join("; ")
+        ));
+    }
+    v
 }
 
 /// Waits until `n` current tasks are running with their own container healthy, and none is on
@@ -383,4 +447,136 @@ fn client(stack: &Stack, prefix: &str, stop: &AtomicBool) -> Result<Load> {
         std::thread::sleep(PAUSE);
     }
     Ok((sent, stored, at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nodes(pairs: &[(u32, &str)]) -> BTreeMap<u32, String> {
+        pairs.iter().map(|(s, n)| (*s, n.to_string())).collect()
+    }
+
+    fn reply(status: u16) -> http::Outcome {
+        http::Outcome::Reply(http::Reply {
+            status,
+            headers: vec![],
+            body: vec![],
+        })
+    }
+
+    fn read(replica: u32, outcome: http::Outcome, after: f64) -> (Sent, f64) {
+        let kind = Kind::Read { sha256: "x".into() };
+        (
+            Sent {
+                replica,
+                kind,
+                outcome,
+            },
+            after,
+        )
+    }
+
+    /// 4 tasks, api.2 and api.4 on worker n3, a steady client before, during and after.
+    fn observed(event: Event) -> Observed {
+        Observed {
+            event,
+            replicas: 4,
+            victim: "n3".into(),
+            before: nodes(&[(1, "n1"), (2, "n3"), (3, "n2"), (4, "n3")]),
+            recovered: Ok(nodes(&[(1, "n1"), (2, "n2"), (3, "n2"), (4, "n1")])),
+            recovery_s: 20.0,
+            down: (event == Event::Loss).then_some(Ok(())),
+            requests: vec![
+                read(1, reply(200), -1.0),
+                read(2, reply(200), -0.5),
+                read(3, reply(200), 5.0),
+                read(2, http::Outcome::Refused("No route to host".into()), 6.0),
+                read(4, reply(200), 25.0),
+            ],
+            in_db: BTreeSet::new(),
+            stored: 12,
+            missing: vec![],
+        }
+    }
+
+    #[test]
+    fn a_clean_drain_and_a_clean_loss_pass() {
+        for event in [Event::Drain, Event::Loss] {
+            let v = judge(&observed(event));
+            assert!(v.passed(), "{event:?}: {v:?}");
+            assert!(v.figures.iter().any(|f| f.contains("1 refused")), "{v:?}");
+        }
+    }
+
+    #[test]
+    fn an_accepted_request_that_failed_fails_a_drain() {
+        let mut o = observed(Event::Drain);
+        o.requests.push(read(2, reply(502), 3.0));
+        let v = judge(&o);
+        assert!(!v.passed());
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.starts_with("api.2 (+3.0 s): answered 502")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn on_loss_only_the_lost_nodes_requests_until_the_recovery_are_excused() {
+        let cut = || http::Outcome::TimedOut { got: 0 };
+        let mut o = observed(Event::Loss);
+        o.requests.push(read(4, cut(), 1.0));
+        let v = judge(&o);
+        assert!(v.passed(), "{v:?}");
+        assert!(v
+            .figures
+            .iter()
+            .any(|f| f.contains("1 in flight on the lost node")));
+        // the same failure on a surviving node's task, or after the recovery, is not excused
+        for (replica, after) in [(3, 1.0), (4, 21.0)] {
+            let mut o = observed(Event::Loss);
+            o.requests.push(read(replica, cut(), after));
+            assert!(!judge(&o).passed(), "api.{replica} at {after}");
+        }
+    }
+
+    #[test]
+    fn no_recovery_a_node_not_down_or_a_lost_document_fail() {
+        let mut o = observed(Event::Loss);
+        o.recovered = Err("3 of 4 tasks healthy off n3 120 s after".into());
+        assert!(judge(&o)
+            .problems
+            .iter()
+            .any(|p| p.starts_with("not recovered")));
+        let mut o = observed(Event::Loss);
+        o.down = Some(Err("node n3 was not Down within 1 s".into()));
+        assert!(!judge(&o).passed());
+        let mut o = observed(Event::Drain);
+        o.missing = vec!["abc through api.1: 404 (0 bytes)".into()];
+        let v = judge(&o);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p.starts_with("1 of 12 stored documents lost")),
+            "{v:?}"
+        );
+    }
+
+    #[test]
+    fn a_run_without_traffic_after_the_recovery_is_not_exercised() {
+        let mut o = observed(Event::Drain);
+        o.requests.retain(|(_, after)| *after < 20.0);
+        let v = judge(&o);
+        assert!(
+            v.problems
+                .iter()
+                .any(|p| p == "not exercised: no request after the recovery"),
+            "{v:?}"
+        );
+        let mut o = observed(Event::Drain);
+        o.stored = 0;
+        assert!(!judge(&o).passed());
+    }
 }
