@@ -653,6 +653,21 @@ mod tests {
     }
 
     #[test]
+    fn the_spread_over_the_nodes_is_test01s_evidence() {
+        let tasks = crate::stack::swarm::Tasks {
+            tasks: parse::tasks(&load("cluster-service-ps-api.jsonl")).unwrap(),
+            containers: vec![],
+        };
+        let mut c = check("TEST-01", "replicas healthy");
+        add_spread(&mut c, &tasks.nodes());
+        assert_eq!(
+            c.evidence,
+            ["tasks per node: scaling-node-1 2, scaling-node-2 1, scaling-node-3 1"]
+        );
+        assert_eq!(c.figures.get("nodes"), Some(&3.0));
+    }
+
+    #[test]
     fn a_missing_file_on_the_same_node_is_not_called_per_node() {
         let probes = vec![probe(1, "n1", &[1]), probe(2, "n1", &[1, 2])];
         let c = shared_data(&probes, "/app/data");

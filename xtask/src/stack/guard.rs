@@ -69,7 +69,9 @@ impl Teardown {
     }
 
     fn print_keep(&self) {
-        eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
+        if !matches!(self, Teardown::Cluster(_)) {
+            eprintln!("\nThe stack is left running (--keep). Inspect and remove it with:");
+        }
         match self {
             Teardown::Compose(compose) => {
                 eprintln!("  {}", compose.user_command("ps"));
