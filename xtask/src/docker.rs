@@ -351,25 +351,12 @@ impl Docker {
 
     /// Containers, networks and volumes that still carry a compose project's label.
     pub fn project_leftovers(&self, sh: &Shell, project: &str) -> Result<Vec<String>> {
-        let docker = &self.program;
-        let filter = format!("label=com.docker.compose.project={project}");
-        let mut left = Vec::new();
-        for (kind, args) in [
-            ("container", vec!["ps", "-a", "--format", "{{.Names}}"]),
-            ("network", vec!["network", "ls", "--format", "{{.Name}}"]),
-            ("volume", vec!["volume", "ls", "--format", "{{.Name}}"]),
-        ] {
-            let out = cmd!(sh, "{docker} {args...} --filter {filter}")
-                .quiet()
-                .read()
-                .with_context(|| format!("listing {kind}s of project {project}"))?;
-            left.extend(
-                out.lines()
-                    .filter(|l| !l.trim().is_empty())
-                    .map(|l| format!("{kind} {l}")),
-            );
-        }
-        Ok(left)
+        labelled(
+            sh,
+            &self.program,
+            &format!("com.docker.compose.project={project}"),
+        )
+        .with_context(|| format!("listing what is left of project {project}"))
     }
 
     /// One JSON object per container: its compose number, when it started and its health log
@@ -466,6 +453,71 @@ fn exec_args<'a>(service: &'a str, env: &[(&'a str, &'a str)], argv: &[&'a str])
 /// `-N -B` output. The root password never leaves the container's environment, and the SQL
 /// travels in an environment variable, so it needs no shell quoting.
 pub const DB_SQL_SCRIPT: &str = "MYSQL_PWD=\"$MYSQL_ROOT_PASSWORD\" exec \"$(command -v mariadb || command -v mysql)\" -uroot -N -B \"$MYSQL_DATABASE\" -e \"$XTASK_SQL\"";
+
+/// Removes every `kind` (`container`, `network` or `volume`) that matches all of `filters`
+/// (`label=…`, `network=…`) on the engine `sh` reaches: containers by force, with their
+/// anonymous volumes. Returns how many there were.
+pub fn remove_matching(sh: &Shell, docker: &Path, kind: &str, filters: &[String]) -> Result<usize> {
+    let (list, remove): (&[&str], &[&str]) = match kind {
+        "container" => (&["ps", "-aq"], &["rm", "-f", "-v"]),
+        "network" => (&["network", "ls", "-q"], &["network", "rm"]),
+        "volume" => (&["volume", "ls", "-q"], &["volume", "rm"]),
+        other => bail!("cannot remove a {other}"),
+    };
+    let filter_flags: Vec<String> = filters
+        .iter()
+        .flat_map(|f| ["--filter".to_string(), f.clone()])
+        .collect();
+    let ids = cmd!(sh, "{docker} {list...} {filter_flags...}")
+        .quiet()
+        .read()
+        .with_context(|| format!("listing the {kind}s matching {}", filters.join(" ")))?;
+    let ids: Vec<&str> = ids.split_whitespace().collect();
+    let count = ids.len();
+    if count > 0 {
+        let out = cmd!(sh, "{docker} {remove...} {ids...}")
+            .quiet()
+            .ignore_status()
+            .output()?;
+        // A container that went by itself in between (`--rm`) is not an error.
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let real: Vec<&str> = stderr
+            .lines()
+            .filter(|l| !l.trim().is_empty() && !l.contains("No such container"))
+            .collect();
+        if !out.status.success() && !real.is_empty() {
+            bail!(
+                "removing the {kind}s matching {}: {}",
+                filters.join(" "),
+                real.join("; ")
+            );
+        }
+    }
+    Ok(count)
+}
+
+/// The containers, networks and volumes carrying `label` (`key=value`) on the engine `sh`
+/// reaches, as `container NAME`, `network NAME`, `volume NAME`: what a clean-up left behind.
+pub fn labelled(sh: &Shell, docker: &Path, label: &str) -> Result<Vec<String>> {
+    let filter = format!("label={label}");
+    let mut left = Vec::new();
+    for (kind, args) in [
+        ("container", vec!["ps", "-a", "--format", "{{.Names}}"]),
+        ("network", vec!["network", "ls", "--format", "{{.Name}}"]),
+        ("volume", vec!["volume", "ls", "--format", "{{.Name}}"]),
+    ] {
+        let out = cmd!(sh, "{docker} {args...} --filter {filter}")
+            .quiet()
+            .read()
+            .with_context(|| format!("listing {kind}s labelled {label}"))?;
+        left.extend(
+            out.lines()
+                .filter(|l| !l.trim().is_empty())
+                .map(|l| format!("{kind} {l}")),
+        );
+    }
+    Ok(left)
+}
 
 /// Whether an engine of this `docker version` server version accepts a healthcheck's
 /// `start_interval` (Docker Engine 25 and later; 20.10 refuses to create the container).

@@ -165,17 +165,7 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
         missing,
     };
     let mut v = judge(&observed);
-    let holdings = writers::holdings(stack)?;
-    match writers::consistency(&holdings).as_slice() {
-        [] => v.figure(format!(
-            "afterwards: {} rows, each with its bytes and sha256, no orphaned file",
-            holdings.rows.len()
-        )),
-        problems => v.problem(format!(
-            "afterwards: {}",
-            problems[..problems.len().min(5)].join("; ")
-        )),
-    }
+    writers::verify_holdings(&mut v, stack, "afterwards")?;
     Ok(v)
 }
 

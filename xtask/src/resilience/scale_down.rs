@@ -122,17 +122,7 @@ pub fn run(stack: &Stack) -> Result<Verdict> {
         verdict.problem(format!("the remaining replicas are not healthy: {e:#}"));
     }
     // Nothing half-written by the replicas that stopped.
-    let holdings = writers::holdings(stack)?;
-    match writers::consistency(&holdings).as_slice() {
-        [] => verdict.figure(format!(
-            "afterwards: {} rows, each with its bytes and sha256, no orphaned file, no temp file",
-            holdings.rows.len()
-        )),
-        problems => verdict.problem(format!(
-            "after the scale-down: {}",
-            problems[..problems.len().min(5)].join("; ")
-        )),
-    }
+    writers::verify_holdings(&mut verdict, stack, "after the scale-down")?;
     Ok(verdict)
 }
 

@@ -443,6 +443,24 @@ pub fn judge(
     v
 }
 
+/// The stack's documents checked once more after a scenario (`holdings`, `consistency`): a
+/// figure when every row has its bytes and no orphaned or temp file is left, else a problem
+/// saying `after` what.
+pub fn verify_holdings(v: &mut Verdict, stack: &Stack, after: &str) -> Result<()> {
+    let holdings = holdings(stack)?;
+    match consistency(&holdings).as_slice() {
+        [] => v.figure(format!(
+            "{after}: {} rows, each with its bytes and sha256, no orphaned file, no temp file",
+            holdings.rows.len()
+        )),
+        problems => v.problem(format!(
+            "{after}: {}",
+            problems[..problems.len().min(5)].join("; ")
+        )),
+    }
+    Ok(())
+}
+
 /// The database against the volume: every row has its bytes with its sha256, no bytes
 /// without a row, no temp file left.
 pub fn consistency(after: &Holdings) -> Vec<String> {

@@ -243,13 +243,9 @@ pub struct Stack<'a> {
     pub db_image: String,
 }
 
-/// Writes `value` to `dir/name` for a file-sourced Compose secret, and returns its path.
-///
-/// Without Swarm, Compose bind-mounts the file itself into the container, keeping its host
-/// owner and mode, and the api runs as uid 10001, not as us: so the file is 0644 (set
-/// explicitly, whatever the umask) and the directory 0700, which no other host user can enter.
-/// The container needs no access to the directory: the daemon resolves the mount's source.
-pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf> {
+/// Creates `dir` (and its parents) as a directory only its owner can enter, mode 0700, also
+/// when it exists already.
+pub fn private_dir(dir: &Path) -> Result<()> {
     use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
@@ -258,7 +254,18 @@ pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf>
         .with_context(|| format!("creating {}", dir.display()))?;
     // An existing directory keeps its mode through create(): set it.
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making {} private (0700)", dir.display()))?;
+        .with_context(|| format!("making {} private (0700)", dir.display()))
+}
+
+/// Writes `value` to `dir/name` for a file-sourced Compose secret, and returns its path.
+///
+/// Without Swarm, Compose bind-mounts the file itself into the container, keeping its host
+/// owner and mode, and the api runs as uid 10001, not as us: so the file is 0644 (set
+/// explicitly, whatever the umask) and the directory 0700, which no other host user can enter.
+/// The container needs no access to the directory: the daemon resolves the mount's source.
+pub fn write_secret_file(dir: &Path, name: &str, value: &str) -> Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    private_dir(dir)?;
     let file = dir.join(name);
     std::fs::write(&file, value).with_context(|| format!("writing {}", file.display()))?;
     std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644))

@@ -168,7 +168,8 @@ impl Cluster {
             .context("creating the nodes' shared directory")?;
         for node in &self.nodes {
             let dir = node.socket.parent().expect("a socket has a directory");
-            private_dir(dir)?;
+            // The nodes' sockets are their engines: only the owner may enter.
+            crate::stack::private_dir(dir)?;
             let name = &node.name;
             let volume = format!("{name}-docker");
             cmd!(sh, "{docker} volume create --label {label} {volume}")
@@ -429,39 +430,10 @@ impl Cluster {
     pub fn remove(&self) -> Result<()> {
         let sh = self.host_shell()?;
         let docker = &self.docker;
-        let filter = format!("label={LABEL}");
-        let containers = cmd!(sh, "{docker} ps -aq --filter {filter}")
-            .quiet()
-            .read()?;
-        let containers: Vec<&str> = containers.split_whitespace().collect();
-        if !containers.is_empty() {
-            cmd!(sh, "{docker} rm -f -v {containers...}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .context("removing the node containers")?;
-        }
-        let networks = cmd!(sh, "{docker} network ls -q --filter {filter}")
-            .quiet()
-            .read()?;
-        let networks: Vec<&str> = networks.split_whitespace().collect();
-        if !networks.is_empty() {
-            cmd!(sh, "{docker} network rm {networks...}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .context("removing the nodes' network")?;
-        }
-        let volumes = cmd!(sh, "{docker} volume ls -q --filter {filter}")
-            .quiet()
-            .read()?;
-        let volumes: Vec<&str> = volumes.split_whitespace().collect();
-        if !volumes.is_empty() {
-            cmd!(sh, "{docker} volume rm {volumes...}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .context("removing the nodes' volumes")?;
+        let filter = [format!("label={LABEL}")];
+        for kind in ["container", "network", "volume"] {
+            crate::docker::remove_matching(&sh, docker, kind, &filter)
+                .context("removing the Swarm nodes")?;
         }
         for dir in cgroup_dirs() {
             remove_cgroup(&dir);
@@ -497,29 +469,7 @@ impl Cluster {
 /// What of any cluster is still on the engine `sh` reaches: containers, networks and volumes
 /// with its label, and the nodes' cgroups on this machine.
 pub fn leftovers(sh: &Shell, docker: &Path) -> Result<Vec<String>> {
-    let filter = format!("label={LABEL}");
-    let names = "{{.Name}}";
-    let mut left = Vec::new();
-    let container_names = "{{.Names}}";
-    let containers = cmd!(
-        sh,
-        "{docker} ps -a --format {container_names} --filter {filter}"
-    )
-    .quiet()
-    .read()?;
-    left.extend(
-        containers
-            .split_whitespace()
-            .map(|c| format!("container {c}")),
-    );
-    let networks = cmd!(sh, "{docker} network ls --format {names} --filter {filter}")
-        .quiet()
-        .read()?;
-    left.extend(networks.split_whitespace().map(|c| format!("network {c}")));
-    let volumes = cmd!(sh, "{docker} volume ls --format {names} --filter {filter}")
-        .quiet()
-        .read()?;
-    left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
+    let mut left = crate::docker::labelled(sh, docker, LABEL)?;
     left.extend(
         cgroup_dirs()
             .into_iter()
@@ -544,18 +494,6 @@ pub fn current_endpoint(sh: &Shell, docker: &Path) -> Result<String> {
         bail!("`docker context inspect` names no engine");
     }
     Ok(host.to_string())
-}
-
-/// A directory only its owner can enter (the nodes' sockets are the nodes' engines).
-fn private_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
-        .with_context(|| format!("making {} private", dir.display()))
 }
 
 /// The nodes' cgroup directories (`/scaling-node-<name>` in each hierarchy of cgroup v1, or at

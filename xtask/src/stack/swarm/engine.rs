@@ -538,29 +538,9 @@ impl SwarmStack {
     /// label, as `kind name` entries.
     pub fn leftovers(&self, sh: &Shell) -> Result<Vec<String>> {
         let (docker, name) = (&self.docker, &self.name);
-        let label = format!("label=com.docker.stack.namespace={name}");
-        let mut left = Vec::new();
+        let mut left =
+            crate::docker::labelled(sh, docker, &format!("com.docker.stack.namespace={name}"))?;
         let names = "{{.Name}}";
-        let container_names = "{{.Names}}";
-        let containers = cmd!(
-            sh,
-            "{docker} ps -a --format {container_names} --filter {label}"
-        )
-        .quiet()
-        .read()?;
-        left.extend(
-            containers
-                .split_whitespace()
-                .map(|c| format!("container {c}")),
-        );
-        let networks = cmd!(sh, "{docker} network ls --format {names} --filter {label}")
-            .quiet()
-            .read()?;
-        left.extend(networks.split_whitespace().map(|c| format!("network {c}")));
-        let volumes = cmd!(sh, "{docker} volume ls --format {names} --filter {label}")
-            .quiet()
-            .read()?;
-        left.extend(volumes.split_whitespace().map(|c| format!("volume {c}")));
         let services = cmd!(sh, "{docker} stack ls --format {names}")
             .quiet()
             .ignore_stderr()
@@ -604,22 +584,15 @@ impl SwarmStack {
             .run()?;
         // A client container left on the stack's network (a run that was killed) keeps the
         // network in use: it goes first.
-        let relay_filter = format!("label={}", super::relay::LABEL);
-        let network_filter = format!("network={}", self.network());
-        let relays = cmd!(
+        crate::docker::remove_matching(
             sh,
-            "{docker} ps -aq --filter {relay_filter} --filter {network_filter}"
-        )
-        .quiet()
-        .read()?;
-        let relays: Vec<&str> = relays.split_whitespace().collect();
-        if !relays.is_empty() {
-            cmd!(sh, "{docker} rm -f {relays...}")
-                .quiet()
-                .ignore_stdout()
-                .ignore_status()
-                .run()?;
-        }
+            docker,
+            "container",
+            &[
+                format!("label={}", super::relay::LABEL),
+                format!("network={}", self.network()),
+            ],
+        )?;
         let label = format!("label=com.docker.stack.namespace={name}");
         loop {
             let containers = cmd!(sh, "{docker} ps -aq --filter {label}")
@@ -641,17 +614,8 @@ impl SwarmStack {
             }
             thread::sleep(POLL);
         }
-        let volumes = cmd!(sh, "{docker} volume ls -q --filter {label}")
-            .quiet()
-            .read()?;
-        let volumes: Vec<&str> = volumes.split_whitespace().collect();
-        if !volumes.is_empty() {
-            cmd!(sh, "{docker} volume rm {volumes...}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .with_context(|| format!("removing the volumes of stack {name}"))?;
-        }
+        crate::docker::remove_matching(sh, docker, "volume", &[label])
+            .with_context(|| format!("removing the volumes of stack {name}"))?;
         Ok(start.elapsed().as_secs_f64())
     }
 }

@@ -288,7 +288,10 @@ mod tests {
     fn a_three_node_cluster_lists_its_leader_and_two_workers_and_a_lost_one_as_down() {
         let nodes = parse::nodes(&load("cluster-node-ls.jsonl")).unwrap();
         let names: Vec<&str> = nodes.iter().map(|n| n.hostname.as_str()).collect();
-        assert_eq!(names, ["scaling-node-1", "scaling-node-2", "scaling-node-3"]);
+        assert_eq!(
+            names,
+            ["scaling-node-1", "scaling-node-2", "scaling-node-3"]
+        );
         assert_eq!(nodes[0].manager_status, "Leader");
         assert!(nodes[1..].iter().all(|n| n.manager_status.is_empty()));
         assert!(nodes.iter().all(|n| n.status == "Ready"));
@@ -305,13 +308,20 @@ mod tests {
         };
         let before = spread("cluster-service-ps-api.jsonl");
         assert_eq!(
-            before.nodes().values().collect::<std::collections::BTreeSet<_>>().len(),
+            before
+                .nodes()
+                .values()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
             3
         );
         // node 3 killed: slot 4's task there is history (desired Shutdown, its state still
         // the last one the node reported), its replacement runs on node 2
         let after = spread("cluster-service-ps-api-node3-lost.jsonl");
-        assert_eq!(after.nodes().get(&4).map(String::as_str), Some("scaling-node-2"));
+        assert_eq!(
+            after.nodes().get(&4).map(String::as_str),
+            Some("scaling-node-2")
+        );
         assert!(!after.nodes().values().any(|n| n == "scaling-node-3"));
         assert_eq!(after.replaced().get(&4), Some(&1));
         assert_eq!(after.replaced().get(&1), Some(&0));
