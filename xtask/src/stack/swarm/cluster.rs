@@ -559,6 +559,12 @@ pub fn bring_up(
     wanted: &Wanted<'_>,
 ) -> Result<(crate::stack::StackGuard, Cluster)> {
     use crate::{host::images, stack::guard::Teardown, ui};
+    if !crate::host::provision::is_root() {
+        return Err(crate::outcome::CannotRun(
+            "--nodes needs root: the nodes' engines are reached by their root-owned sockets, and the cgroups they leave on this machine are removed as root; run it as root (as CI does)".into(),
+        )
+        .into());
+    }
     let node_image = if wanted.no_build {
         if !docker.image_exists(sh, images::NODE_IMAGE) {
             bail!(
