@@ -138,8 +138,8 @@ impl Cluster {
     }
 
     /// Starts the nodes, joins them into one swarm and loads `images` into them (each image
-    /// with whether every node needs it, or the manager alone). Any previous cluster goes
-    /// first. On error the caller's guard removes what was made.
+    /// with whether every node needs it, or the manager alone). An earlier cluster must be
+    /// gone (`remove`); on error the caller's guard removes what was made.
     pub fn create(&mut self, node_image: &str, images: &[(&str, bool)]) -> Result<Made> {
         let mut made = Made::default();
         let started = Instant::now();
