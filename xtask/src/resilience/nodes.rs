@@ -11,7 +11,7 @@
 use std::{
     collections::{BTreeMap, BTreeSet},
     sync::{
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
         Arc,
     },
     time::{Duration, Instant},
@@ -35,7 +35,10 @@ pub const NODES: u32 = 3;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const PAUSE: Duration = Duration::from_millis(40);
 const LOAD_BEFORE: Duration = Duration::from_secs(2);
-const LOAD_AFTER: Duration = Duration::from_secs(3);
+/// After the recovery the client goes on until this many more requests went out: a request
+/// to a task that is gone can hang until its timeout, so a fixed time could see none.
+const REQUESTS_AFTER: usize = 20;
+const AFTER_TIMEOUT: Duration = Duration::from_secs(60);
 /// Swarm marks a silent node down after missing heartbeats (5 s each by default), then
 /// starts its tasks elsewhere.
 const RECOVERY_TIMEOUT: Duration = Duration::from_secs(120);
@@ -98,13 +101,14 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
     let before = stack.swarm_tasks()?.context("not on Swarm")?.nodes();
 
     let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicUsize::new(0));
     let detached = stack.detach();
     let load = {
-        let (stop, prefix) = (stop.clone(), event.prefix());
+        let (stop, done, prefix) = (stop.clone(), done.clone(), event.prefix());
         std::thread::spawn(move || -> Result<Load> {
             let sh = detached.shell()?;
             let stack = detached.attach(&sh);
-            client(&stack, prefix, &stop)
+            client(&stack, prefix, &stop, &done)
         })
     };
     std::thread::sleep(LOAD_BEFORE);
@@ -123,7 +127,14 @@ fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict>
     }
     let recovered = wait_tasks_healthy(stack, n, Some(&victim), RECOVERY_TIMEOUT);
     let recovery_s = t_event.elapsed().as_secs_f64();
-    std::thread::sleep(LOAD_AFTER);
+    let base = done.load(Ordering::Relaxed);
+    let after = Instant::now();
+    while done.load(Ordering::Relaxed) < base + REQUESTS_AFTER + 1
+        && after.elapsed() < AFTER_TIMEOUT
+        && !load.is_finished()
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
     stop.store(true, Ordering::Relaxed);
     let (sent, stored, sent_at) = load
         .join()
@@ -363,9 +374,9 @@ type Load = (Vec<Sent>, Vec<(String, String)>, Vec<Instant>);
 
 /// The client: through every current replica in turn, stores a small document, then reads
 /// back one stored earlier through the next replica; the replicas' addresses are resolved
-/// again every second (tasks move). Returns what it sent, the documents stored (id, sha256)
+/// again every second (tasks move). `done` counts the requests answered or given up. Returns what it sent, the documents stored (id, sha256)
 /// and when each request went out.
-fn client(stack: &Stack, prefix: &str, stop: &AtomicBool) -> Result<Load> {
+fn client(stack: &Stack, prefix: &str, stop: &AtomicBool, done: &AtomicUsize) -> Result<Load> {
     let running = |stack: &Stack| -> Result<Vec<crate::stack::parse::Container>> {
         Ok(stack
             .api_containers()?
@@ -429,6 +440,7 @@ fn client(stack: &Stack, prefix: &str, stop: &AtomicBool) -> Result<Load> {
             }
         };
         at.push(went_out);
+        done.fetch_add(1, Ordering::Relaxed);
         sent.push(Sent {
             replica,
             kind,

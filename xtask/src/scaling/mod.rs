@@ -715,6 +715,8 @@ fn run_scenario(
         stack.scale_api(first)?;
         None
     };
+    // Swarm's HTTP client boots while the replicas do (`Stack::prepare_http`).
+    stack.prepare_http()?;
     let mut wait = stack.wait_healthy(first, opts.timeout, t_up, Unhealthy::Stops)?;
 
     if fault == Some(Fault::LateReplica) {

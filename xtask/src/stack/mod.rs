@@ -912,9 +912,18 @@ impl<'a> Stack<'a> {
             relay: None,
         };
         if let Engine::Swarm(swarm) = &self.engine {
-            routes.relay = Some(std::sync::Mutex::new(swarm.stack.relay(&self.api_image)?));
+            routes.relay = Some(std::sync::Mutex::new(swarm.client(&self.api_image)?));
         }
         Ok(routes)
+    }
+
+    /// On Swarm, starts the client container of the next `http_routes` now, so that it boots
+    /// while the replicas do rather than on the check's own time; nothing on Compose.
+    pub fn prepare_http(&self) -> Result<()> {
+        match &self.engine {
+            Engine::Swarm(swarm) => swarm.prepare_client(&self.api_image),
+            Engine::Compose(_) => Ok(()),
+        }
     }
 
     /// Resolves `routes` again for `containers` (replicas that moved or were replaced),

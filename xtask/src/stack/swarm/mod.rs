@@ -38,6 +38,9 @@ pub struct Swarm {
     config: OnceCell<String>,
     /// This run initialised the swarm (set by `Stack::begin`).
     pub created_swarm: Cell<bool>,
+    /// A client container started ahead of a round of requests (`Stack::prepare_http`): it
+    /// boots while the replicas do, and the round takes it.
+    client: std::sync::Arc<std::sync::Mutex<Option<relay::Relay>>>,
 }
 
 /// The tasks of a service and their containers, read together.
@@ -140,6 +143,7 @@ impl Swarm {
             stack,
             config: OnceCell::new(),
             created_swarm: Cell::new(false),
+            client: Default::default(),
         }
     }
 
@@ -158,6 +162,25 @@ impl Swarm {
     pub fn deploy(&self, sh: &Shell, api: u32) -> Result<()> {
         let file = stack_file::from_compose_config(self.config(sh)?, api)?;
         self.stack.deploy(sh, &file)
+    }
+
+    /// Starts a client container of `image` on the stack's network for the next round of
+    /// requests, unless one is waiting already. It boots in the background.
+    pub fn prepare_client(&self, image: &str) -> Result<()> {
+        let mut client = self.client.lock().unwrap_or_else(|p| p.into_inner());
+        if client.is_none() {
+            *client = Some(self.stack.relay(image)?);
+        }
+        Ok(())
+    }
+
+    /// The client container prepared ahead, or a new one.
+    pub fn client(&self, image: &str) -> Result<relay::Relay> {
+        let prepared = self.client.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match prepared {
+            Some(relay) => Ok(relay),
+            None => self.stack.relay(image),
+        }
     }
 
     /// What the compose file says that `stack deploy` ignores, for the report.

@@ -46,6 +46,12 @@ pub struct Relay {
     stdout: BufReader<ChildStdout>,
 }
 
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay").field("name", &self.name).finish()
+    }
+}
+
 impl Relay {
     /// Starts the client container `name` on `network` from `image` (which must have bash,
     /// coreutils' `timeout`, `head` and `wc`), on the engine this process talks to.
