@@ -162,8 +162,11 @@ pub fn run(
         ));
         let started = Instant::now();
         let opts = Options {
-            // Images are built once, by the first run.
-            no_build: i > 0,
+            // Images are built once, by the first run; the nodes' image by the first that
+            // makes nodes.
+            no_build: i > 0
+                && !(exp.fault == Fault::LocalVolume
+                    && selected[..i].iter().all(|e| e.fault != Fault::LocalVolume)),
             fault: Some(exp.fault),
             db: db.clone(),
             engine,
