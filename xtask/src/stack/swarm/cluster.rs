@@ -187,13 +187,19 @@ impl Cluster {
                 .iter()
                 .flat_map(|m| ["-v".to_string(), m.clone()])
                 .collect();
+            // The socket's group is the caller's (the directory's, made just now): so the
+            // xtask reaches the node without root.
+            let group = {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(dir)?.gid().to_string()
+            };
             cmd!(
                 sh,
                 "{docker} run -d --name {name} --hostname {name} --label {label}
                     --network {NETWORK}
                     --cap-add ALL --cap-drop SYS_RESOURCE
                     --security-opt seccomp=unconfined --security-opt apparmor=unconfined
-                    --tmpfs /run {mount_flags...} {node_image}"
+                    --tmpfs /run {mount_flags...} {node_image} --group {group}"
             )
             .quiet()
             .ignore_stdout()
@@ -435,14 +441,35 @@ impl Cluster {
             crate::docker::remove_matching(&sh, docker, kind, &filter)
                 .context("removing the Swarm nodes")?;
         }
-        for dir in cgroup_dirs() {
-            remove_cgroup(&dir);
+        if !cgroup_dirs().is_empty() {
+            self.remove_cgroups(&sh)?;
         }
         if self.dir.exists() {
             std::fs::remove_dir_all(&self.dir)
                 .with_context(|| format!("removing {}", self.dir.display()))?;
         }
         Ok(())
+    }
+
+    /// Removes the nodes' cgroups, deepest first (a cgroup goes by `rmdir` once it has no
+    /// process; its files are the kernel's), from a throwaway container of the node image: the
+    /// directories are root's, the caller need not be.
+    fn remove_cgroups(&self, sh: &Shell) -> Result<()> {
+        let docker = &self.docker;
+        let image = crate::host::images::NODE_IMAGE;
+        let script = format!(
+            "for d in /sys/fs/cgroup/{NODE_PREFIX}* /sys/fs/cgroup/*/{NODE_PREFIX}*; do \
+               [ -d \"$d\" ] && find \"$d\" -depth -type d -exec rmdir {{}} + ; \
+             done; true"
+        );
+        cmd!(
+            sh,
+            "{docker} run --rm --label {LABEL}=1 -v /sys/fs/cgroup:/sys/fs/cgroup:rw --entrypoint sh {image} -c {script}"
+        )
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("removing the nodes' cgroups")
     }
 
     /// What of any cluster is still on the host (`leftovers`).
@@ -521,19 +548,6 @@ fn cgroup_dirs() -> Vec<PathBuf> {
     found
 }
 
-/// Removes a cgroup directory and its children, deepest first (a cgroup goes by `rmdir` once
-/// it has no process; its files are the kernel's). Best effort: what stays is a leftover.
-fn remove_cgroup(dir: &Path) {
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for e in entries.flatten() {
-            if e.path().is_dir() {
-                remove_cgroup(&e.path());
-            }
-        }
-    }
-    let _ = std::fs::remove_dir(dir);
-}
-
 /// What a command asks of its cluster.
 pub struct Wanted<'a> {
     pub nodes: u32,
@@ -559,12 +573,6 @@ pub fn bring_up(
     wanted: &Wanted<'_>,
 ) -> Result<(crate::stack::StackGuard, Cluster)> {
     use crate::{host::images, stack::guard::Teardown, ui};
-    if !crate::host::provision::is_root() {
-        return Err(crate::outcome::CannotRun(
-            "--nodes needs root: the nodes' engines are reached by their root-owned sockets, and the cgroups they leave on this machine are removed as root; run it as root (as CI does)".into(),
-        )
-        .into());
-    }
     let node_image = if wanted.no_build {
         if !docker.image_exists(sh, images::NODE_IMAGE) {
             bail!(
