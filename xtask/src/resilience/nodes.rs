@@ -75,30 +75,30 @@ pub fn loss(stack: &Stack, cluster: &Cluster) -> Result<Verdict> {
 }
 
 /// The worker running the most api tasks (a drain or loss there moves the most).
-fn busiest_worker(stack: &Stack, cluster: &Cluster) -> Result<Option<String>> {
-    let tasks = stack.swarm_tasks()?.context("the stack is not on Swarm")?;
+/// `tasks`: slot → node of the current tasks.
+fn busiest_worker(tasks: &BTreeMap<u32, String>, cluster: &Cluster) -> Option<String> {
     let mut per_node: BTreeMap<String, usize> = cluster.nodes[1..]
         .iter()
         .map(|n| (n.name.clone(), 0))
         .collect();
-    for node in tasks.nodes().values() {
+    for node in tasks.values() {
         if let Some(k) = per_node.get_mut(node) {
             *k += 1;
         }
     }
-    Ok(per_node
+    per_node
         .into_iter()
         .filter(|(_, k)| *k > 0)
         .max_by_key(|(_, k)| *k)
-        .map(|(n, _)| n))
+        .map(|(n, _)| n)
 }
 
 fn under_load(stack: &Stack, cluster: &Cluster, event: Event) -> Result<Verdict> {
     let n = stack.replicas;
-    let Some(victim) = busiest_worker(stack, cluster)? else {
+    let before = stack.swarm_tasks()?.context("not on Swarm")?.nodes();
+    let Some(victim) = busiest_worker(&before, cluster) else {
         bail!("not exercised: no worker node runs an api task");
     };
-    let before = stack.swarm_tasks()?.context("not on Swarm")?.nodes();
 
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicUsize::new(0));

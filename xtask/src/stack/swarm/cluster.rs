@@ -125,16 +125,12 @@ impl Cluster {
 
     /// A shell whose docker calls go to the host's engine.
     pub fn host_shell(&self) -> Result<Shell> {
-        let sh = Shell::new()?;
-        sh.set_var("DOCKER_HOST", &self.host);
-        Ok(sh)
+        super::engine::shell_for(&self.host)
     }
 
     /// A shell whose docker calls go to `node`'s engine.
     pub fn node_shell(&self, node: &Node) -> Result<Shell> {
-        let sh = Shell::new()?;
-        sh.set_var("DOCKER_HOST", node.endpoint());
-        Ok(sh)
+        super::engine::shell_for(&node.endpoint())
     }
 
     /// Starts the nodes, joins them into one swarm and loads `images` into them (each image

@@ -176,11 +176,17 @@ impl NodeEngines {
     }
 }
 
-/// A shell like `sh` (its directory) whose docker calls go to `endpoint`.
+/// A shell whose docker calls go to `endpoint` (as `DOCKER_HOST` names it).
+pub fn shell_for(endpoint: &str) -> Result<Shell> {
+    let sh = Shell::new()?;
+    sh.set_var("DOCKER_HOST", endpoint);
+    Ok(sh)
+}
+
+/// `shell_for(endpoint)` in `sh`'s directory.
 fn shell_on(sh: &Shell, endpoint: &str) -> Result<Shell> {
-    let node = Shell::new()?;
+    let node = shell_for(endpoint)?;
     node.change_dir(sh.current_dir());
-    node.set_var("DOCKER_HOST", endpoint);
     Ok(node)
 }
 
@@ -371,16 +377,17 @@ impl SwarmStack {
         }
     }
 
-    /// `docker exec` in a task container (no TTY, stdin closed); the output whatever the exit.
+    /// `docker exec` in a task container (no TTY, stdin closed), on the engine that holds it:
+    /// `Docker::exec`; the output whatever the exit.
     pub fn exec(&self, sh: &Shell, container: &str, argv: &[&str]) -> Result<Output> {
-        let docker = &self.docker;
-        self.on(sh, container, |sh| {
-            cmd!(sh, "{docker} exec {container} {argv...}")
-                .quiet()
-                .ignore_status()
-                .output()
-                .with_context(|| format!("docker exec in {container}"))
-        })
+        self.on(sh, container, |sh| self.cli().exec(sh, container, argv))
+    }
+
+    /// The `docker` CLI this stack calls, for the calls it shares with any container.
+    fn cli(&self) -> crate::docker::Docker {
+        crate::docker::Docker {
+            program: self.docker.clone(),
+        }
     }
 
     /// `docker service logs --timestamps --no-trunc`: every task's lines, failed ones included,
@@ -413,7 +420,7 @@ impl SwarmStack {
     }
 
     /// `docker exec -e KEY…` in a task container, the values travelling in the environment of
-    /// the docker process (never in argv); the output whatever the exit.
+    /// the docker process (never in argv), on the engine that holds it: `Docker::exec_with_env`.
     pub fn exec_with_env(
         &self,
         sh: &Shell,
@@ -422,10 +429,7 @@ impl SwarmStack {
         argv: &[&str],
     ) -> Result<Output> {
         self.on(sh, container, |sh| {
-            self.exec_cmd(sh, container, env, argv)
-                .ignore_status()
-                .output()
-                .with_context(|| format!("docker exec in {container}"))
+            self.cli().exec_with_env(sh, container, env, argv)
         })
     }
 
@@ -452,25 +456,6 @@ impl SwarmStack {
             .stderr(std::process::Stdio::piped())
             .spawn()
             .with_context(|| format!("docker exec in {container}"))
-    }
-
-    fn exec_cmd<'a>(
-        &self,
-        sh: &'a Shell,
-        container: &str,
-        env: &[(&str, &str)],
-        argv: &[&str],
-    ) -> xshell::Cmd<'a> {
-        let docker = &self.docker;
-        let flags: Vec<String> = env
-            .iter()
-            .flat_map(|(k, _)| ["-e".to_string(), k.to_string()])
-            .collect();
-        let mut command = cmd!(sh, "{docker} exec {flags...} {container} {argv...}").quiet();
-        for (k, v) in env {
-            command = command.env(k, v);
-        }
-        command
     }
 
     /// The stack's default network: an attachable overlay, so a client container can join it.

@@ -293,6 +293,14 @@ mod tests {
         }
     }
 
+    fn current_task_id(tasks: &Tasks, slot: u32) -> String {
+        let task = tasks
+            .tasks
+            .iter()
+            .find(|t| t.is_current() && t.slot == slot);
+        task.expect("a current task in the slot").id.clone()
+    }
+
     #[test]
     fn current_tasks_read_as_replicas_numbered_by_slot() {
         let tasks = recorded("service-ps-api-converged.jsonl");
@@ -366,13 +374,7 @@ mod tests {
     fn a_task_not_started_yet_stands_as_its_slots_last_container() {
         // slot 3's current task lost its container; the slot's earlier one exited 1
         let mut tasks = recorded("service-ps-api-converged.jsonl");
-        let id = tasks
-            .tasks
-            .iter()
-            .find(|t| t.is_current() && t.slot == 3)
-            .unwrap()
-            .id
-            .clone();
+        let id = current_task_id(&tasks, 3);
         tasks.containers.retain(|c| c.task_id != id);
         let replicas = tasks.as_containers("api");
         let slot3 = replicas.iter().find(|c| c.number == 3).unwrap();
@@ -383,13 +385,7 @@ mod tests {
     #[test]
     fn a_task_whose_container_is_created_but_not_started_stands_as_the_earlier_one() {
         let mut tasks = recorded("service-ps-api-converged.jsonl");
-        let id = tasks
-            .tasks
-            .iter()
-            .find(|t| t.is_current() && t.slot == 3)
-            .unwrap()
-            .id
-            .clone();
+        let id = current_task_id(&tasks, 3);
         for c in tasks.containers.iter_mut().filter(|c| c.task_id == id) {
             (c.status, c.health, c.started_at) = ("created".into(), String::new(), None);
         }
