@@ -882,6 +882,7 @@ fn run_scenario(
             &shared_results,
             &tasks.nodes(),
             DATA_DIR,
+            stack.node_count(),
         );
     }
     checks.push(shared);

@@ -334,12 +334,14 @@ pub fn add_spread(c: &mut Check, nodes: &BTreeMap<u32, String>) {
 /// TEST-03 as the engine-neutral judge wrote it, with the nodes: when what the replicas miss
 /// is exactly the files written on other nodes, the cause (the directory is per node) becomes
 /// the summary, naming the nodes, and the judge's own summary the first evidence line. Every
-/// run on several nodes records how many nodes the probe spanned.
+/// run records how many nodes the probe spanned; on a cluster of `cluster` nodes (0: one
+/// engine), a probe that spanned one node has not shown sharing across nodes: not exercised.
 pub fn shared_data_across_nodes(
     c: &mut Check,
     results: &[SharedDataResult],
     nodes: &BTreeMap<u32, String>,
     dir: &str,
+    cluster: usize,
 ) {
     let probes: Vec<SharedDataProbe> = results
         .iter()
@@ -362,6 +364,16 @@ pub fn shared_data_across_nodes(
         c.evidence.insert(0, first);
     } else if c.passed && spanned.len() > 1 {
         c.summary = format!("{} (on {} nodes)", c.summary, spanned.len());
+    } else if c.passed && cluster >= 2 {
+        let own = std::mem::replace(
+            &mut c.summary,
+            format!(
+                "not exercised: every probed task ran on {}, so sharing {dir} across the {cluster} nodes was not shown",
+                spanned.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+        );
+        c.evidence.insert(0, own);
+        c.passed = false;
     }
 }
 
@@ -627,7 +639,7 @@ mod tests {
         let mut c = crate::scaling::checks::shared_data(&[1, 2, 3, 4], &results, "/app/data");
         assert!(!c.passed);
         let judges_own = c.summary.clone();
-        shared_data_across_nodes(&mut c, &results, &nodes, "/app/data");
+        shared_data_across_nodes(&mut c, &results, &nodes, "/app/data", 3);
         assert!(!c.passed);
         assert!(
             c.summary.starts_with("/app/data is per node, not shared: each of node-1, node-2 sees only the files written on itself"),
@@ -647,7 +659,7 @@ mod tests {
             .collect();
         let mut c = crate::scaling::checks::shared_data(&[1, 2, 3, 4], &results, "/app/data");
         assert!(c.passed, "{c:?}");
-        shared_data_across_nodes(&mut c, &results, &nodes, "/app/data");
+        shared_data_across_nodes(&mut c, &results, &nodes, "/app/data", 3);
         assert!(c.passed);
         assert!(c.summary.ends_with("(on 3 nodes)"), "{}", c.summary);
     }
@@ -665,6 +677,29 @@ mod tests {
             ["tasks per node: scaling-node-1 2, scaling-node-2 1, scaling-node-3 1"]
         );
         assert_eq!(c.figures.get("nodes"), Some(&3.0));
+    }
+
+    #[test]
+    fn on_a_cluster_a_probe_on_one_node_is_not_exercised() {
+        let results: Vec<_> = (1..=4).map(|n| result(n, &[1, 2, 3, 4], &[])).collect();
+        let nodes: BTreeMap<u32, String> = (1..=4).map(|s| (s, "node-1".to_string())).collect();
+        let judged = |cluster: usize| {
+            let mut c = crate::scaling::checks::shared_data(&[1, 2, 3, 4], &results, "/app/data");
+            shared_data_across_nodes(&mut c, &results, &nodes, "/app/data", cluster);
+            c
+        };
+        let c = judged(3);
+        assert!(!c.passed);
+        assert_eq!(
+            c.summary,
+            "not exercised: every probed task ran on node-1, so sharing /app/data across the 3 nodes was not shown"
+        );
+        assert!(
+            c.evidence[0].starts_with("4 replicas each wrote a file"),
+            "{c:?}"
+        );
+        // on one engine the same probe is the single-node check, and passes
+        assert!(judged(0).passed);
     }
 
     #[test]

@@ -579,6 +579,11 @@ impl<'a> Stack<'a> {
         }
     }
 
+    /// The Swarm nodes whose engines the stack reaches (`Setup::nodes`): 0 on one engine.
+    pub fn node_count(&self) -> usize {
+        self.swarm().map_or(0, |s| s.stack.nodes.engines.len())
+    }
+
     /// On Swarm: the api service's tasks (history included) and their containers.
     pub fn swarm_tasks(&self) -> Result<Option<Tasks>> {
         self.swarm().map(|s| s.tasks(self.sh, API)).transpose()
