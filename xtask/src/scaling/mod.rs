@@ -755,9 +755,8 @@ fn run_scenario(
     let docker_s = t_up.elapsed().as_secs_f64();
     ui::step(&format!("Scenario: {} — checking", scenario.name()));
     let t_check = Instant::now();
-    let containers = stack.api_containers()?;
+    let (containers, tasks) = stack.api_replicas()?;
     let expected: Vec<u32> = containers.iter().map(|c| c.number).collect();
-    let tasks = stack.swarm_tasks()?;
     let running: Vec<u32> = containers
         .iter()
         .filter(|c| c.state == "running")
@@ -781,10 +780,16 @@ fn run_scenario(
     let mut pieces: Vec<(&str, f64)> = Vec::new();
     let (restarts, logs, inspect, shared, records, http_check, capacity) =
         std::thread::scope(|scope| -> Result<_> {
-            let restarts = on_thread(scope, stack, |s| timed(|| s.restart_counts(&containers)));
+            // Compose's restart counts; Swarm's TEST-01 reads the slots' history in `tasks`.
+            let restarts = on_thread(scope, stack, |s| {
+                timed(|| match &tasks {
+                    None => s.restart_counts(&containers),
+                    Some(_) => Ok(BTreeMap::new()),
+                })
+            });
             let logs = on_thread(scope, stack, |s| {
                 timed(|| {
-                    let log_text = s.logs_text()?;
+                    let log_text = s.logs_text_of(tasks.as_ref())?;
                     std::fs::write(
                         report_dir.join(format!("{}-api.log", scenario.slug())),
                         &log_text,
@@ -894,6 +899,7 @@ fn run_scenario(
         &facts.records,
         &versions,
     ));
+    let (http_check, stored_document) = http_check;
     checks.push(http_check);
     checks.push(checks::capacity(
         stack.replicas,
@@ -936,6 +942,7 @@ fn run_scenario(
     if let Some((container, script)) = cleanup {
         let _ = stack.exec_in(&container, &["sh", "-c", &script]);
     }
+    stored_document.remove();
     Ok(ScenarioResult {
         scenario,
         checks,
@@ -1142,22 +1149,24 @@ fn hold_migration_lock(stack: &Stack) -> Result<std::process::Child> {
     Ok(child)
 }
 
-/// Cross-replica HTTP: store a document through the first replica's published port, read it
-/// back through every replica, then delete it.
-fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
+/// Cross-replica HTTP: store a document through the first replica's published port and read it
+/// back through every replica. Deleting it (and closing the routes' client container) is
+/// housekeeping, handed back for after the check's own time.
+fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> (Check, StoredDocument) {
     let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
     let replicas = replicas.as_slice();
     let body: Vec<u8> = (0..64 * 1024u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
         .collect();
     let Some(&first) = replicas.first() else {
-        return checks::cross_replica_http(
+        let check = checks::cross_replica_http(
             0,
             &Err("no replica is running".into()),
             &body,
             &[],
             replicas,
         );
+        return (check, StoredDocument::default());
     };
     let timeout = Duration::from_secs(10);
     // Through each replica's published port on Compose; from a client container on the
@@ -1190,42 +1199,55 @@ fn cross_replica_http(stack: &Stack, running: &[parse::Container]) -> Check {
         .and_then(|v| v["id"].as_str().map(String::from));
     let mut reads = Vec::new();
     if let Some(id) = &id {
-        // Every replica read at once, each on its own thread and shell.
+        // Every replica read at once (`Routes::replies`).
         let path = format!("/documents/{id}/content");
         let request = http::request("GET", &path, &[], b"");
-        reads = std::thread::scope(|scope| {
-            let handles: Vec<_> = replicas
-                .iter()
-                .map(|&n| {
-                    let (request, routes) = (&request, &routes);
-                    (
-                        n,
-                        scope.spawn(move || {
-                            routes
-                                .as_ref()
-                                .map_err(Clone::clone)
-                                .and_then(|r| r.reply(n, request, timeout))
-                        }),
-                    )
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|(n, h)| HttpRead {
-                    number: n,
-                    result: h
-                        .join()
-                        .unwrap_or_else(|_| Err("a reading thread panicked".into()))
-                        .map(|r| (r.status, r.body)),
-                })
-                .collect()
-        });
-        let _ = send(first, "DELETE", &format!("/documents/{id}"), b"");
+        let asked: Vec<(u32, &[u8])> = replicas.iter().map(|&n| (n, request.as_slice())).collect();
+        let replies = match &routes {
+            Ok(routes) => routes.replies(&asked, timeout),
+            Err(e) => vec![Err(e.clone()); replicas.len()],
+        };
+        reads = replicas
+            .iter()
+            .zip(replies)
+            .map(|(&n, result)| HttpRead {
+                number: n,
+                result: result.map(|r| (r.status, r.body)),
+            })
+            .collect();
     }
     let store = match (&store, &id) {
         (Ok(text), Some(_)) => Ok(text.chars().take(200).collect()),
         (Ok(text), None) => Err(format!("201 without an id: {text}")),
         (Err(e), _) => Err(e.clone()),
     };
-    checks::cross_replica_http(first, &store, &body, &reads, replicas)
+    let check = checks::cross_replica_http(first, &store, &body, &reads, replicas);
+    (
+        check,
+        StoredDocument {
+            routes: routes.ok(),
+            through: first,
+            id,
+        },
+    )
+}
+
+/// The HTTP check's document and the routes it went by, to delete and close once the check's
+/// own time is taken.
+#[derive(Default)]
+struct StoredDocument {
+    routes: Option<crate::stack::Routes>,
+    through: u32,
+    id: Option<String>,
+}
+
+impl StoredDocument {
+    /// Deletes the document (best effort: the volume goes with the stack anyway), then drops
+    /// the routes, which on Swarm removes their client container.
+    fn remove(self) {
+        if let (Some(routes), Some(id)) = (&self.routes, &self.id) {
+            let request = http::request("DELETE", &format!("/documents/{id}"), &[], b"");
+            let _ = routes.reply(self.through, &request, Duration::from_secs(10));
+        }
+    }
 }

@@ -316,10 +316,81 @@ impl Routes {
 
     /// `send`, for a caller that only wants a complete reply.
     pub fn reply(&self, n: u32, request: &[u8], timeout: Duration) -> Result<http::Reply, String> {
-        match self.send(n, request, timeout) {
-            http::Outcome::Reply(reply) => Ok(reply),
-            other => Err(other.describe()),
+        complete(self.send(n, request, timeout))
+    }
+
+    /// `reply` for several exchanges at once, `(replica, request)`; the replies in that order.
+    /// Published addresses are asked each on its own thread, overlay ones in one batch through
+    /// the client container (`Relay::send_all`): the round costs about one exchange.
+    pub fn replies(
+        &self,
+        requests: &[(u32, &[u8])],
+        timeout: Duration,
+    ) -> Vec<Result<http::Reply, String>> {
+        let overlay: Vec<(usize, &str, &[u8])> = requests
+            .iter()
+            .enumerate()
+            .filter_map(|(i, (n, request))| match self.by_number.get(n) {
+                Some(Route::Overlay(ip)) if self.relay.is_some() => {
+                    Some((i, ip.as_str(), *request))
+                }
+                _ => None,
+            })
+            .collect();
+        let mut out: Vec<Option<Result<http::Reply, String>>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = requests
+                .iter()
+                .enumerate()
+                .map(|(i, (n, request))| {
+                    if overlay.iter().any(|(j, _, _)| *j == i) {
+                        return None;
+                    }
+                    Some(scope.spawn(move || self.reply(*n, request, timeout)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.map(|h| {
+                        h.join()
+                            .unwrap_or_else(|_| Err("a requesting thread panicked".into()))
+                    })
+                })
+                .collect()
+        });
+        if let (Some(relay), false) = (&self.relay, overlay.is_empty()) {
+            let batch: Vec<(&str, u16, &[u8])> = overlay
+                .iter()
+                .map(|(_, ip, request)| (*ip, API_PORT, *request))
+                .collect();
+            let mut relay = match relay.lock() {
+                Ok(r) => r,
+                Err(p) => p.into_inner(),
+            };
+            match relay.send_all(&batch, timeout) {
+                Ok(outcomes) => {
+                    for ((i, _, _), outcome) in overlay.iter().zip(outcomes) {
+                        out[*i] = Some(complete(outcome));
+                    }
+                }
+                Err(e) => {
+                    for (i, _, _) in &overlay {
+                        out[*i] = Some(Err(format!("{e:#}")));
+                    }
+                }
+            }
         }
+        out.into_iter()
+            .map(|r| r.unwrap_or_else(|| Err("no reply was asked for".into())))
+            .collect()
+    }
+}
+
+/// A complete reply, or what the exchange was instead.
+fn complete(outcome: http::Outcome) -> Result<http::Reply, String> {
+    match outcome {
+        http::Outcome::Reply(reply) => Ok(reply),
+        other => Err(other.describe()),
     }
 }
 
@@ -587,6 +658,15 @@ impl<'a> Stack<'a> {
     /// On Swarm: the api service's tasks (history included) and their containers.
     pub fn swarm_tasks(&self) -> Result<Option<Tasks>> {
         self.swarm().map(|s| s.tasks(self.sh, API)).transpose()
+    }
+
+    /// `api_containers`, and on Swarm the tasks they were made from: one read for a caller
+    /// that needs both.
+    pub fn api_replicas(&self) -> Result<(Vec<Container>, Option<Tasks>)> {
+        match self.swarm_tasks()? {
+            Some(tasks) => Ok((tasks.as_containers(API), Some(tasks))),
+            None => Ok((self.api_containers()?, None)),
+        }
     }
 
     /// The api replicas: compose's containers, or Swarm's current tasks numbered by slot.
@@ -1014,9 +1094,9 @@ impl<'a> Stack<'a> {
         containers: &[Container],
     ) -> Result<BTreeMap<u32, ContainerFacts>> {
         let ids: Vec<String> = containers.iter().map(|c| c.id.clone()).collect();
+        let docker = &self.docker;
         let out = self.on_engines(&ids, |sh, ids| {
-            self.docker
-                .inspect(sh, ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")
+            docker.inspect(sh, ids, "{{.Id}} {{.State.StartedAt}} {{.RestartCount}}")
         })?;
         let mut facts = BTreeMap::new();
         for line in out.lines() {
@@ -1044,9 +1124,9 @@ impl<'a> Stack<'a> {
 
     /// A container's environment, `KEY=value` one a line (`.Config.Env`).
     pub fn container_env(&self, id: &str) -> Result<String> {
+        let docker = &self.docker;
         self.on_engines(&[id.to_string()], |sh, ids| {
-            self.docker
-                .inspect(sh, ids, "{{range .Config.Env}}{{println .}}{{end}}")
+            docker.inspect(sh, ids, "{{range .Config.Env}}{{println .}}{{end}}")
         })
     }
 
@@ -1095,7 +1175,8 @@ impl<'a> Stack<'a> {
     /// One JSON object per container: its number, start time and health log
     /// (`Docker::start_and_health`), from whichever engine holds it.
     pub fn start_and_health(&self, ids: &[String]) -> Result<String> {
-        self.on_engines(ids, |sh, ids| self.docker.start_and_health(sh, ids))
+        let docker = &self.docker;
+        self.on_engines(ids, |sh, ids| docker.start_and_health(sh, ids))
     }
 
     /// `f` with each group of `ids` that one engine holds and a shell that reaches it: the
@@ -1103,7 +1184,7 @@ impl<'a> Stack<'a> {
     fn on_engines(
         &self,
         ids: &[String],
-        f: impl Fn(&Shell, &[String]) -> Result<String>,
+        f: impl Fn(&Shell, &[String]) -> Result<String> + Sync,
     ) -> Result<String> {
         match self.swarm() {
             Some(swarm) => swarm.stack.grouped(self.sh, ids, f),
@@ -1128,15 +1209,12 @@ impl<'a> Stack<'a> {
                     &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
                 )
             }
-            Engine::Swarm(swarm) => {
-                let id = swarm.container_of(self.sh, DB, 1)?;
-                swarm.stack.exec_with_env(
-                    self.sh,
-                    &id,
-                    &[("XTASK_SQL", sql)],
-                    &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
-                )
-            }
+            Engine::Swarm(swarm) => swarm.db_exec_with_env(
+                self.sh,
+                DB,
+                &[("XTASK_SQL", sql)],
+                &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
+            ),
         }
     }
 
@@ -1170,9 +1248,15 @@ impl<'a> Stack<'a> {
     /// The api replicas' logs, with timestamps, as the tool printed them (on Swarm, every
     /// task's lines in compose's shape, named `api.<slot>`).
     pub fn logs_text(&self) -> Result<String> {
-        match &self.engine {
-            Engine::Compose(compose) => compose.logs(self.sh, API),
-            Engine::Swarm(swarm) => swarm.logs_as_compose(self.sh, API),
+        self.logs_text_of(None)
+    }
+
+    /// `logs_text`; on Swarm from `tasks` when the caller has just read them.
+    pub fn logs_text_of(&self, tasks: Option<&Tasks>) -> Result<String> {
+        match (&self.engine, tasks) {
+            (Engine::Compose(compose), _) => compose.logs(self.sh, API),
+            (Engine::Swarm(swarm), Some(tasks)) => swarm.logs_of(self.sh, API, tasks),
+            (Engine::Swarm(swarm), None) => swarm.logs_as_compose(self.sh, API),
         }
     }
 

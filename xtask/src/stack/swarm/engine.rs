@@ -190,6 +190,35 @@ fn shell_on(sh: &Shell, endpoint: &str) -> Result<Shell> {
     Ok(node)
 }
 
+/// `f` on each job at once, each on its own thread with a shell that reaches the job's engine
+/// (`None`: `sh`'s own); the results in the order of `jobs`.
+fn on_each<J: Send, T: Send>(
+    sh: &Shell,
+    jobs: Vec<(Option<String>, J)>,
+    f: impl Fn(&Shell, J) -> Result<T> + Sync,
+) -> Vec<Result<T>> {
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .into_iter()
+            .map(|(endpoint, job)| {
+                let shell = match &endpoint {
+                    Some(endpoint) => shell_on(sh, endpoint),
+                    None => Ok(sh.clone()),
+                };
+                let f = &f;
+                scope.spawn(move || f(&shell?, job))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread asking an engine panicked")))
+            })
+            .collect()
+    })
+}
+
 impl SwarmStack {
     /// `<stack>_<service>`, Swarm's name of a stack's service.
     pub fn service(&self, short: &str) -> String {
@@ -239,9 +268,16 @@ impl SwarmStack {
         }
         let mut all = Vec::new();
         let mut unreachable = Vec::new();
-        for (node, endpoint) in &self.nodes.engines {
-            let on_node = shell_on(sh, endpoint)?;
-            match self.containers_on(&on_node, short) {
+        // Every node asked at once: the read costs the slowest node, not the sum.
+        let jobs = self
+            .nodes
+            .engines
+            .iter()
+            .map(|(_, endpoint)| (Some(endpoint.clone()), ()))
+            .collect();
+        let answers = on_each(sh, jobs, |sh, ()| self.containers_on(sh, short));
+        for ((node, endpoint), answer) in self.nodes.engines.iter().zip(answers) {
+            match answer {
                 Ok(found) => {
                     for c in &found {
                         self.nodes.record(&c.id, endpoint);
@@ -299,7 +335,7 @@ impl SwarmStack {
         &self,
         sh: &Shell,
         ids: &[String],
-        f: impl Fn(&Shell, &[String]) -> Result<String>,
+        f: impl Fn(&Shell, &[String]) -> Result<String> + Sync,
     ) -> Result<String> {
         if self.nodes.engines.is_empty() {
             return f(sh, ids);
@@ -311,12 +347,11 @@ impl SwarmStack {
                 .or_default()
                 .push(id.clone());
         }
+        // Every engine asked at once, each for its own group.
+        let texts = on_each(sh, groups.into_iter().collect(), |sh, ids| f(sh, &ids));
         let mut out = String::new();
-        for (endpoint, ids) in groups {
-            let text = match endpoint {
-                Some(endpoint) => f(&shell_on(sh, &endpoint)?, &ids)?,
-                None => f(sh, &ids)?,
-            };
+        for text in texts {
+            let text = text?;
             out.push_str(&text);
             if !text.is_empty() && !text.ends_with('\n') {
                 out.push('\n');

@@ -41,6 +41,9 @@ pub struct Swarm {
     /// A client container started ahead of a round of requests (`Stack::prepare_http`): it
     /// boots while the replicas do, and the round takes it.
     client: std::sync::Arc<std::sync::Mutex<Option<relay::Relay>>>,
+    /// The database task's container, once found (`Swarm::db_exec_with_env`); shared by the
+    /// stack's handles on other threads.
+    db_container: std::sync::Arc<std::sync::Mutex<Option<String>>>,
 }
 
 /// The tasks of a service and their containers, read together.
@@ -144,6 +147,7 @@ impl Swarm {
             config: OnceCell::new(),
             created_swarm: Cell::new(false),
             client: Default::default(),
+            db_container: Default::default(),
         }
     }
 
@@ -205,6 +209,31 @@ impl Swarm {
         }
     }
 
+    /// `docker exec` with `env` in the database's container: found once and remembered, and
+    /// found again if it is gone or stopped (Swarm replaced the task).
+    pub fn db_exec_with_env(
+        &self,
+        sh: &Shell,
+        service: &str,
+        env: &[(&str, &str)],
+        argv: &[&str],
+    ) -> Result<std::process::Output> {
+        let remembered = self
+            .db_container
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        if let Some(id) = remembered {
+            let out = self.stack.exec_with_env(sh, &id, env, argv)?;
+            if !container_was_gone(&out) {
+                return Ok(out);
+            }
+        }
+        let id = self.container_of(sh, service, 1)?;
+        *self.db_container.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
+        self.stack.exec_with_env(sh, &id, env, argv)
+    }
+
     /// Removes the api service and waits until its containers are gone (the database and the
     /// volumes stay). A later `deploy` creates it again with a history of its own.
     pub fn remove_service(&self, sh: &Shell, service: &str, timeout: Duration) -> Result<()> {
@@ -243,19 +272,47 @@ impl Swarm {
     /// logs` was seen to print nothing at all for a service whose tasks were unhealthy
     /// (`--fault data-not-writable`), and the check runs on one node anyway.
     pub fn logs_as_compose(&self, sh: &Shell, service: &str) -> Result<String> {
-        let tasks = self.tasks(sh, service)?;
+        self.logs_of(sh, service, &self.tasks(sh, service)?)
+    }
+
+    /// `logs_as_compose` of tasks already read; every container's log read at once.
+    pub fn logs_of(&self, sh: &Shell, service: &str, tasks: &Tasks) -> Result<String> {
+        let texts: Vec<Result<String>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = tasks
+                .containers
+                .iter()
+                .map(|c| {
+                    let (sh, stack) = (sh.clone(), &self.stack);
+                    scope.spawn(move || stack.container_log(&sh, &c.id))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a log-reading thread panicked")))
+                })
+                .collect()
+        });
         let mut lines = Vec::new();
-        for c in &tasks.containers {
+        for (c, text) in tasks.containers.iter().zip(texts) {
             let node = tasks
                 .tasks
                 .iter()
                 .find(|t| t.id == c.task_id)
                 .map_or("", |t| t.node.as_str());
-            let text = self.stack.container_log(sh, &c.id)?;
-            lines.extend(parse::container_logs(&text, c.slot, &c.task_id, node));
+            lines.extend(parse::container_logs(&text?, c.slot, &c.task_id, node));
         }
         Ok(compose_shaped(&lines, service))
     }
+}
+
+/// Whether `docker exec` failed because its container is gone or stopped, not because of the
+/// command it ran (the CLI's own messages, exit status 1).
+fn container_was_gone(out: &std::process::Output) -> bool {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    !out.status.success()
+        && (stderr.contains("No such container") || stderr.contains("is not running"))
 }
 
 /// Task log lines as `docker compose logs --timestamps` prints them, `api.3 | <time> <line>`,
@@ -291,6 +348,31 @@ mod tests {
             tasks: parse::tasks(&load(ps)).unwrap(),
             containers: parse::task_containers(&load("inspect-api.json")).unwrap(),
         }
+    }
+
+    #[test]
+    fn only_the_clis_own_messages_say_the_container_is_gone() {
+        use std::os::unix::process::ExitStatusExt;
+        let out = |code: i32, stderr: &str| std::process::Output {
+            status: std::process::ExitStatus::from_raw(code << 8),
+            stdout: Vec::new(),
+            stderr: stderr.as_bytes().to_vec(),
+        };
+        // As Docker 20.10's CLI printed them for a removed and for a stopped container.
+        assert!(container_was_gone(&out(
+            1,
+            "Error response from daemon: No such container: 3f2a"
+        )));
+        assert!(container_was_gone(&out(
+            1,
+            "Error response from daemon: Container 6582 is not running"
+        )));
+        // The SQL itself failing is the caller's to report, not a reason to look again.
+        assert!(!container_was_gone(&out(
+            1,
+            "ERROR 1064 (42000): You have an error in your SQL syntax"
+        )));
+        assert!(!container_was_gone(&out(0, "")));
     }
 
     fn current_task_id(tasks: &Tasks, slot: u32) -> String {

@@ -4,7 +4,8 @@
 //! nothing here: the kernel has no IPVS for the routing mesh).
 //!
 //! The container runs the api image's bash; each request is one TCP connection
-//! (`/dev/tcp`, the request's own `Connection: close`) under `timeout`. The script says for each
+//! (`/dev/tcp`, the request's own `Connection: close`) under `timeout`, and a batch of requests
+//! (`Relay::send_all`) runs at once. The script says for each
 //! whether the connection was made, so a client can tell a refusal (nothing was accepted) from
 //! a request cut after it went out.
 
@@ -19,18 +20,26 @@ use anyhow::{bail, Context, Result};
 
 use crate::stack::http;
 
-/// The client's loop. In: `ip port length seconds\n` then the request's bytes. Out:
+/// The client's loop. In: `k seconds\n`, then for each of the k requests `ip port length\n`
+/// and its bytes. The k exchanges run at once; out, in the order they came in: for each,
 /// `status connected reply-length error-length\n` then the reply's and stderr's bytes; status
 /// is `timeout`'s (124: timed out), 97 when the connection could not be made.
 const SCRIPT: &str = r#"
-while read -r ip port len secs; do
-  head -c "$len" > /tmp/relay-req
-  rm -f /tmp/relay-conn
-  timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 97; : > /tmp/relay-conn; cat /tmp/relay-req >&3; cat <&3' "$ip" "$port" > /tmp/relay-resp 2> /tmp/relay-err
-  st=$?
-  if [ -e /tmp/relay-conn ]; then c=1; else c=0; fi
-  printf '%s %s %s %s\n' "$st" "$c" "$(wc -c < /tmp/relay-resp)" "$(wc -c < /tmp/relay-err)"
-  cat /tmp/relay-resp /tmp/relay-err
+while read -r k secs; do
+  for ((i = 1; i <= k; i++)); do
+    read -r ip port len
+    head -c "$len" > /tmp/relay-req-$i
+    rm -f /tmp/relay-conn-$i
+    timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 97; : > "$2"; cat "$3" >&3; cat <&3' "$ip" "$port" /tmp/relay-conn-$i /tmp/relay-req-$i > /tmp/relay-resp-$i 2> /tmp/relay-err-$i &
+    pids[$i]=$!
+  done
+  for ((i = 1; i <= k; i++)); do
+    wait "${pids[$i]}"
+    st=$?
+    if [ -e /tmp/relay-conn-$i ]; then c=1; else c=0; fi
+    printf '%s %s %s %s\n' "$st" "$c" "$(wc -c < /tmp/relay-resp-$i)" "$(wc -c < /tmp/relay-err-$i)"
+    cat /tmp/relay-resp-$i /tmp/relay-err-$i
+  done
 done
 "#;
 
@@ -91,25 +100,44 @@ impl Relay {
         request: &[u8],
         timeout: Duration,
     ) -> Result<http::Outcome> {
+        let mut outcomes = self.send_all(&[(ip, port, request)], timeout)?;
+        outcomes
+            .pop()
+            .context("the HTTP client container replied to nothing")
+    }
+
+    /// Several exchanges at once (`ip`, `port`, request), each within `timeout`; the outcomes
+    /// in the order of `requests`. The round costs about one exchange, not one per request.
+    pub fn send_all(
+        &mut self,
+        requests: &[(&str, u16, &[u8])],
+        timeout: Duration,
+    ) -> Result<Vec<http::Outcome>> {
+        if requests.is_empty() {
+            return Ok(Vec::new());
+        }
         let secs = timeout.as_secs().max(1) + u64::from(timeout.subsec_nanos() > 0);
         let stdin = self.stdin.as_mut().context("the client is closed")?;
         let started = Instant::now();
         stdin
-            .write_all(format!("{ip} {port} {} {secs}\n", request.len()).as_bytes())
-            .and_then(|()| stdin.write_all(request))
+            .write_all(&batch(requests, secs))
             .and_then(|()| stdin.flush())
             .context("the HTTP client container is gone")?;
-        let mut line = String::new();
-        if self.stdout.read_line(&mut line)? == 0 {
-            bail!("the HTTP client container ended");
+        let mut outcomes = Vec::with_capacity(requests.len());
+        for _ in requests {
+            let mut line = String::new();
+            if self.stdout.read_line(&mut line)? == 0 {
+                bail!("the HTTP client container ended");
+            }
+            let head = parse_head(&line)?;
+            let mut reply = vec![0; head.reply_len];
+            self.stdout.read_exact(&mut reply)?;
+            let mut error = vec![0; head.error_len];
+            self.stdout.read_exact(&mut error)?;
+            let error = String::from_utf8_lossy(&error).trim().to_string();
+            outcomes.push(outcome(&head, reply, error, started.elapsed()));
         }
-        let head = parse_head(&line)?;
-        let mut reply = vec![0; head.reply_len];
-        self.stdout.read_exact(&mut reply)?;
-        let mut error = vec![0; head.error_len];
-        self.stdout.read_exact(&mut error)?;
-        let error = String::from_utf8_lossy(&error).trim().to_string();
-        Ok(outcome(&head, reply, error, started.elapsed()))
+        Ok(outcomes)
     }
 }
 
@@ -133,6 +161,16 @@ impl Drop for Relay {
             .stderr(Stdio::null())
             .status();
     }
+}
+
+/// What the client's loop reads for one batch (`SCRIPT`).
+fn batch(requests: &[(&str, u16, &[u8])], secs: u64) -> Vec<u8> {
+    let mut input = format!("{} {secs}\n", requests.len()).into_bytes();
+    for (ip, port, request) in requests {
+        input.extend_from_slice(format!("{ip} {port} {}\n", request.len()).as_bytes());
+        input.extend_from_slice(request);
+    }
+    input
 }
 
 /// The status line of one exchange.
@@ -196,6 +234,18 @@ mod tests {
             reply_len,
             error_len: 0,
         }
+    }
+
+    #[test]
+    fn a_batch_is_its_count_then_each_request_after_its_address_and_length() {
+        let input = batch(
+            &[("10.0.1.5", 8080, b"GET /a"), ("10.0.1.6", 8080, b"")],
+            10,
+        );
+        assert_eq!(
+            input,
+            b"2 10\n10.0.1.5 8080 6\nGET /a10.0.1.6 8080 0\n".to_vec()
+        );
     }
 
     #[test]
