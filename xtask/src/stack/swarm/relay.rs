@@ -29,15 +29,15 @@ while read -r k secs; do
   for ((i = 1; i <= k; i++)); do
     read -r ip port len
     head -c "$len" > /tmp/relay-req-$i
-    rm -f /tmp/relay-conn-$i
-    timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 97; : > "$2"; cat "$3" >&3; cat <&3' "$ip" "$port" /tmp/relay-conn-$i /tmp/relay-req-$i > /tmp/relay-resp-$i 2> /tmp/relay-err-$i &
+    : > /tmp/relay-conn-$i
+    timeout "$secs" bash -c 'exec 3<>"/dev/tcp/$0/$1" || exit 97; echo 1 > "$2"; cat "$3" >&3; exec cat <&3' "$ip" "$port" /tmp/relay-conn-$i /tmp/relay-req-$i > /tmp/relay-resp-$i 2> /tmp/relay-err-$i &
     pids[$i]=$!
   done
   for ((i = 1; i <= k; i++)); do
     wait "${pids[$i]}"
     st=$?
-    if [ -e /tmp/relay-conn-$i ]; then c=1; else c=0; fi
-    printf '%s %s %s %s\n' "$st" "$c" "$(wc -c < /tmp/relay-resp-$i)" "$(wc -c < /tmp/relay-err-$i)"
+    if [ -s /tmp/relay-conn-$i ]; then c=1; else c=0; fi
+    printf '%s %s %s %s\n' "$st" "$c" $(stat -c %s /tmp/relay-resp-$i /tmp/relay-err-$i)
     cat /tmp/relay-resp-$i /tmp/relay-err-$i
   done
 done
