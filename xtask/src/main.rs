@@ -11,6 +11,7 @@ mod layering;
 #[path = "../../api/src/log_contract.rs"]
 mod log_contract;
 mod outcome;
+mod parallel;
 mod resilience;
 mod scaling;
 mod stack;

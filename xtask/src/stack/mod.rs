@@ -337,27 +337,11 @@ impl Routes {
                 _ => None,
             })
             .collect();
-        let mut out: Vec<Option<Result<http::Reply, String>>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = requests
-                .iter()
-                .enumerate()
-                .map(|(i, (n, request))| {
-                    if overlay.iter().any(|(j, _, _)| *j == i) {
-                        return None;
-                    }
-                    Some(scope.spawn(move || self.reply(*n, request, timeout)))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err("a requesting thread panicked".into()))
-                    })
-                })
-                .collect()
-        });
+        let mut out: Vec<Option<Result<http::Reply, String>>> =
+            crate::parallel::map(requests.iter().enumerate(), |(i, (n, request))| {
+                let batched = overlay.iter().any(|(j, _, _)| *j == i);
+                (!batched).then(|| self.reply(*n, request, timeout))
+            });
         if let (Some(relay), false) = (&self.relay, overlay.is_empty()) {
             let batch: Vec<(&str, u16, &[u8])> = overlay
                 .iter()

@@ -312,37 +312,22 @@ impl Cluster {
             } else {
                 vec![self.manager()]
             };
-            let results: Vec<Result<()>> = thread::scope(|scope| {
-                let handles: Vec<_> = targets
-                    .iter()
-                    .map(|node| {
-                        let archive = &archive;
-                        scope.spawn(move || -> Result<()> {
-                            let out = Command::new(docker)
-                                .env("DOCKER_HOST", node.endpoint())
-                                .args(["load", "-q", "-i"])
-                                .arg(archive)
-                                .stdout(Stdio::null())
-                                .output()
-                                .with_context(|| format!("docker load on {}", node.name))?;
-                            if !out.status.success() {
-                                bail!(
-                                    "loading {image} into node {} failed: {}",
-                                    node.name,
-                                    String::from_utf8_lossy(&out.stderr).trim()
-                                );
-                            }
-                            Ok(())
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| {
-                        h.join()
-                            .unwrap_or_else(|_| Err(anyhow::anyhow!("a load thread panicked")))
-                    })
-                    .collect()
+            let results = crate::parallel::map(targets, |node| -> Result<()> {
+                let out = Command::new(docker)
+                    .env("DOCKER_HOST", node.endpoint())
+                    .args(["load", "-q", "-i"])
+                    .arg(&archive)
+                    .stdout(Stdio::null())
+                    .output()
+                    .with_context(|| format!("docker load on {}", node.name))?;
+                if !out.status.success() {
+                    bail!(
+                        "loading {image} into node {} failed: {}",
+                        node.name,
+                        String::from_utf8_lossy(&out.stderr).trim()
+                    );
+                }
+                Ok(())
             });
             results.into_iter().collect::<Result<()>>()?;
         }

@@ -197,26 +197,18 @@ fn on_each<J: Send, T: Send>(
     jobs: Vec<(Option<String>, J)>,
     f: impl Fn(&Shell, J) -> Result<T> + Sync,
 ) -> Vec<Result<T>> {
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = jobs
-            .into_iter()
-            .map(|(endpoint, job)| {
-                let shell = match &endpoint {
-                    Some(endpoint) => shell_on(sh, endpoint),
-                    None => Ok(sh.clone()),
-                };
-                let f = &f;
-                scope.spawn(move || f(&shell?, job))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(anyhow::anyhow!("a thread asking an engine panicked")))
-            })
-            .collect()
-    })
+    // A `Shell` stays on the thread it is given to: each job gets its own.
+    let jobs: Vec<(Result<Shell>, J)> = jobs
+        .into_iter()
+        .map(|(endpoint, job)| {
+            let shell = match &endpoint {
+                Some(endpoint) => shell_on(sh, endpoint),
+                None => Ok(sh.clone()),
+            };
+            (shell, job)
+        })
+        .collect();
+    crate::parallel::map(jobs, |(shell, job)| f(&shell?, job))
 }
 
 impl SwarmStack {

@@ -277,23 +277,9 @@ impl Swarm {
 
     /// `logs_as_compose` of tasks already read; every container's log read at once.
     pub fn logs_of(&self, sh: &Shell, service: &str, tasks: &Tasks) -> Result<String> {
-        let texts: Vec<Result<String>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = tasks
-                .containers
-                .iter()
-                .map(|c| {
-                    let (sh, stack) = (sh.clone(), &self.stack);
-                    scope.spawn(move || stack.container_log(&sh, &c.id))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| {
-                    h.join()
-                        .unwrap_or_else(|_| Err(anyhow::anyhow!("a log-reading thread panicked")))
-                })
-                .collect()
-        });
+        let stack = &self.stack;
+        let jobs = tasks.containers.iter().map(|c| (sh.clone(), c));
+        let texts = crate::parallel::map(jobs, |(sh, c)| stack.container_log(&sh, &c.id));
         let mut lines = Vec::new();
         for (c, text) in tasks.containers.iter().zip(texts) {
             let node = tasks
