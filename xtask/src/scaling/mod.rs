@@ -8,6 +8,7 @@ pub mod faults;
 pub mod report;
 // `shared_data` (the per-node judge of TEST-03) serves `swarm_proof.rs` until the Swarm
 // check runs on more than one node; the command uses Compose's TEST-03 with its causes.
+mod shared_probe;
 #[allow(dead_code)]
 pub mod swarm_checks;
 #[cfg(test)]
@@ -25,10 +26,10 @@ use std::{
 use anyhow::Result;
 use xshell::Shell;
 
-use self::checks::{Check, HttpRead, SharedDataResult};
+use self::checks::{Check, HttpRead};
 use crate::{
     flags,
-    host::{dbserver::DbChoice, images, preflight, testdb::random_hex},
+    host::{dbserver::DbChoice, images, preflight},
     outcome::{self, CannotRun, Failed},
     stack::{
         db::{self, MIGRATION_LOCK_SQL},
@@ -715,9 +716,13 @@ fn run_scenario(
         stack.scale_api(first)?;
         None
     };
-    // Swarm's HTTP client boots while the replicas do (`Stack::prepare_http`).
+    // Swarm's HTTP client boots while the replicas do (`Stack::prepare_http`), and TEST-03's
+    // execs start as the replicas come up (`shared_probe`).
     stack.prepare_http()?;
-    let mut wait = stack.wait_healthy(first, opts.timeout, t_up, Unhealthy::Stops)?;
+    let mut probe = shared_probe::SharedProbe::new()?;
+    let mut wait = stack.wait_healthy_seeing(first, opts.timeout, t_up, Unhealthy::Stops, |c| {
+        probe.start(stack, c)
+    })?;
 
     if fault == Some(Fault::LateReplica) {
         let remaining = LATE_REPLICA_DELAY.saturating_sub(t_up.elapsed());
@@ -727,7 +732,9 @@ fn run_scenario(
         ));
         std::thread::sleep(remaining);
         stack.scale_api(n)?;
-        wait = stack.wait_healthy(n, opts.timeout, t_up, Unhealthy::Stops)?;
+        wait = stack.wait_healthy_seeing(n, opts.timeout, t_up, Unhealthy::Stops, |c| {
+            probe.start(stack, c)
+        })?;
     }
     if fault == Some(Fault::ReplicaDown) {
         let containers = stack.api_containers()?;
@@ -808,7 +815,7 @@ fn run_scenario(
                 })
             });
             let shared = on_thread(scope, stack, |s| {
-                timed(|| shared_data(s, &running_containers))
+                timed(|| probe.run(s, &running_containers))
             });
             let records = on_thread(scope, stack, |s| {
                 timed(|| {
@@ -1035,99 +1042,6 @@ fn joined<T>(handle: std::thread::ScopedJoinHandle<'_, Result<T>>) -> Result<T> 
         .join()
         .map_err(|_| anyhow::anyhow!("a thread gathering the checks' evidence panicked"))?
 }
-
-/// TEST-03's I/O: each replica writes a file into the shared directory (all at once), then
-/// each reads all (all at once). One exec per replica by container id (`Stack::spawn_exec_in`)
-/// does both halves: it writes, prints `ready` and waits on its stdin; only once every replica
-/// has written (or failed to) does each get `go` and read. The clean-up (a container and its
-/// script) is handed back, for the caller to run once the check's own time is taken.
-fn shared_data(
-    stack: &Stack,
-    running: &[parse::Container],
-) -> Result<(Check, Vec<SharedDataResult>, Option<Cleanup>)> {
-    use std::io::{BufRead, Read, Write};
-    let replicas: Vec<u32> = running.iter().map(|c| c.number).collect();
-    let replicas = replicas.as_slice();
-    let run = random_hex(4)?;
-    let file = |n: u32| format!("{DATA_DIR}/.scaling-check-{run}-{n}");
-    let read_all: String = replicas
-        .iter()
-        .map(|m| format!("if [ \"$(cat {} 2>/dev/null)\" = token-{run}-{m} ]; then echo seen={m}; else echo missing={m}; fi", file(*m)))
-        .collect::<Vec<_>>()
-        .join("; ");
-    let mut probes = Vec::new();
-    for c in running {
-        let n = c.number;
-        let script = format!(
-            "d={DATA_DIR}; f={f}; printf 'uid=%s gid=%s owner=%s mode=%s\\n' \"$(id -u)\" \"$(id -g)\" \"$(stat -c %u:%g $d)\" \"$(stat -c %a $d)\"; \
-             if err=$( {{ printf '%s\\n' token-{run}-{n} > $f; }} 2>&1 ); then echo write=ok; else echo \"write=failed $err\"; fi; \
-             echo {READY}; read -r go; {read_all}",
-            f = file(n)
-        );
-        let mut child = stack.spawn_exec_in(c, &["sh", "-c", &script])?;
-        let stdout = std::io::BufReader::new(child.stdout.take().expect("piped stdout"));
-        probes.push((n, child, stdout));
-    }
-    // The barrier: every replica's write half, before any replica reads.
-    let mut written = Vec::new();
-    for (_, _, stdout) in probes.iter_mut() {
-        let mut before = String::new();
-        let mut line = String::new();
-        while stdout.read_line(&mut line).unwrap_or(0) > 0 {
-            if line.trim_end() == READY {
-                break;
-            }
-            before.push_str(&line);
-            line.clear();
-        }
-        written.push(before);
-    }
-    let mut results = Vec::new();
-    for ((n, mut child, mut stdout), before) in probes.into_iter().zip(written) {
-        if let Some(mut stdin) = child.stdin.take() {
-            let _ = stdin.write_all(b"go\n");
-        }
-        let mut after = String::new();
-        let _ = stdout.read_to_string(&mut after);
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = e.read_to_string(&mut stderr);
-        }
-        let status = child.wait()?;
-        let write =
-            parse::write_probe(&before).map_err(|_| format!("exit {status}: {}", stderr.trim()));
-        let (seen, missing, read_error) = if status.success() {
-            let (seen, missing) = parse::read_probe(&after);
-            (seen, missing, None)
-        } else {
-            (vec![], vec![], Some(stderr.trim().to_string()))
-        };
-        results.push(SharedDataResult {
-            number: n,
-            write,
-            seen,
-            missing,
-            read_error,
-        });
-    }
-    let cleanup = running.first().map(|first| {
-        (
-            first.clone(),
-            format!("rm -f {DATA_DIR}/.scaling-check-{run}-*"),
-        )
-    });
-    Ok((
-        checks::shared_data(replicas, &results, DATA_DIR),
-        results,
-        cleanup,
-    ))
-}
-
-/// Housekeeping to run after the check's own time: a script and the container to run it in.
-type Cleanup = (parse::Container, String);
-
-/// What the shared-data probe prints between its write half and its read half.
-const READY: &str = "ready-to-read";
 
 /// TEST-05's pool size: from a replica's environment, else the api's default (the server's
 /// figures come with the migration records, `db::records_and_capacity`).

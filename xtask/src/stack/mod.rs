@@ -852,12 +852,26 @@ impl<'a> Stack<'a> {
         since: Instant,
         unhealthy: Unhealthy,
     ) -> Result<WaitOutcome> {
+        self.wait_healthy_seeing(n, timeout, since, unhealthy, |_| {})
+    }
+
+    /// `wait_healthy`, showing `seen` the replicas each poll read: a caller starts work on
+    /// them while the rest start.
+    pub fn wait_healthy_seeing(
+        &self,
+        n: u32,
+        timeout: Duration,
+        since: Instant,
+        unhealthy: Unhealthy,
+        mut seen: impl FnMut(&[Container]),
+    ) -> Result<WaitOutcome> {
         let mut wait = ui::Waiting::new(&format!("{n} healthy replicas"));
         let mut polls = 0u32;
         loop {
             polls += 1;
             let seconds = since.elapsed().as_secs_f64();
             let containers = self.api_containers()?;
+            seen(&containers);
             let restarts = self.restart_counts(&containers)?;
             let stops = |c: &Container| {
                 c.is_down() || (unhealthy == Unhealthy::Stops && c.health == "unhealthy")
