@@ -6,10 +6,7 @@
 pub mod checks;
 pub mod faults;
 pub mod report;
-// `shared_data` (the per-node judge of TEST-03) serves `swarm_proof.rs` until the Swarm
-// check runs on more than one node; the command uses Compose's TEST-03 with its causes.
 mod shared_probe;
-#[allow(dead_code)]
 pub mod swarm_checks;
 #[cfg(test)]
 mod swarm_proof;
