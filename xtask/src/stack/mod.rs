@@ -1209,7 +1209,6 @@ impl<'a> Stack<'a> {
             }
             Engine::Swarm(swarm) => swarm.db_exec_with_env(
                 self.sh,
-                DB,
                 &[("XTASK_SQL", sql)],
                 &["sh", "-c", crate::docker::DB_SQL_SCRIPT],
             ),

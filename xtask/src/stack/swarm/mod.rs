@@ -24,7 +24,7 @@ use self::{
     engine::SwarmStack,
     parse::{Task, TaskContainer},
 };
-use super::{parse::Container, API, DATA_DIR};
+use super::{parse::Container, API, DATA_DIR, DB};
 use crate::docker::Compose;
 
 /// A test stack deployed on Swarm: the compose project it is made from (its `config` is the
@@ -214,7 +214,6 @@ impl Swarm {
     pub fn db_exec_with_env(
         &self,
         sh: &Shell,
-        service: &str,
         env: &[(&str, &str)],
         argv: &[&str],
     ) -> Result<std::process::Output> {
@@ -229,7 +228,7 @@ impl Swarm {
                 return Ok(out);
             }
         }
-        let id = self.container_of(sh, service, 1)?;
+        let id = self.container_of(sh, DB, 1)?;
         *self.db_container.lock().unwrap_or_else(|p| p.into_inner()) = Some(id.clone());
         self.stack.exec_with_env(sh, &id, env, argv)
     }
