@@ -496,6 +496,16 @@ pub fn remove_matching(sh: &Shell, docker: &Path, kind: &str, filters: &[String]
     Ok(count)
 }
 
+/// Creates the volume `name` carrying `label` (`key=value`) on the engine `sh` reaches, so that
+/// `remove_matching` and `labelled` find it; an existing one is kept as it is.
+pub fn create_volume(sh: &Shell, docker: &Path, name: &str, label: &str) -> Result<()> {
+    cmd!(sh, "{docker} volume create --label {label} {name}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .with_context(|| format!("creating volume {name}"))
+}
+
 /// The containers, networks and volumes carrying `label` (`key=value`) on the engine `sh`
 /// reaches, as `container NAME`, `network NAME`, `volume NAME`: what a clean-up left behind.
 pub fn labelled(sh: &Shell, docker: &Path, label: &str) -> Result<Vec<String>> {

@@ -157,10 +157,7 @@ impl Cluster {
         .ignore_stdout()
         .run()
         .context("creating the nodes' network")?;
-        cmd!(sh, "{docker} volume create --label {label} {SHARED_VOLUME}")
-            .quiet()
-            .ignore_stdout()
-            .run()
+        crate::docker::create_volume(&sh, docker, SHARED_VOLUME, &label)
             .context("creating the nodes' shared directory")?;
         for node in &self.nodes {
             let dir = node.socket.parent().expect("a socket has a directory");
@@ -168,11 +165,7 @@ impl Cluster {
             crate::stack::private_dir(dir)?;
             let name = &node.name;
             let volume = format!("{name}-docker");
-            cmd!(sh, "{docker} volume create --label {label} {volume}")
-                .quiet()
-                .ignore_stdout()
-                .run()
-                .with_context(|| format!("creating {volume}"))?;
+            crate::docker::create_volume(&sh, docker, &volume, &label)?;
             let mounts = [
                 format!("{volume}:/var/lib/docker"),
                 "/sys/fs/cgroup:/sys/fs/cgroup:rw".to_string(),

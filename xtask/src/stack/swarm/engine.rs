@@ -533,11 +533,7 @@ impl SwarmStack {
     ) -> Result<()> {
         let (docker, name) = (&self.docker, &self.name);
         let label = format!("com.docker.stack.namespace={name}");
-        cmd!(sh, "{docker} volume create --label {label} {volume}")
-            .quiet()
-            .ignore_stdout()
-            .run()
-            .with_context(|| format!("creating volume {volume}"))?;
+        crate::docker::create_volume(sh, docker, volume, &label)?;
         let mount = format!("{volume}:{target}");
         cmd!(sh, "{docker} run --rm --user 0 --cap-add CHOWN --cap-add FOWNER -v {mount} --entrypoint sh {image} -c {script}")
             .quiet()
