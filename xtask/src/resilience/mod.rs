@@ -289,16 +289,16 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
         opts.db.as_ref(),
         false,
     )?;
+    let run = Run {
+        sh,
+        project,
+        docker: &docker,
+        compose_program: &compose_program,
+        opts,
+        report_dir: &report_dir,
+    };
     if wants(Scenario::needs_stack) {
-        outcomes.extend(run_shared_stack(
-            sh,
-            project,
-            &docker,
-            &compose_program,
-            &image_set,
-            opts,
-            &report_dir,
-        )?);
+        outcomes.extend(run_shared_stack(&run, &image_set)?);
     }
     if wants(Scenario::mid_migration) {
         let slow_set = slow_api::ensure(sh, project, &docker, &image_set)?;
@@ -306,28 +306,11 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
             .into_iter()
             .filter(|s| s.mid_migration() && chosen(*s))
         {
-            outcomes.push(run_own_stack(
-                sh,
-                project,
-                &docker,
-                &compose_program,
-                &slow_set,
-                opts,
-                &report_dir,
-                scenario,
-            )?);
+            outcomes.push(run_own_stack(&run, &slow_set, scenario)?);
         }
     }
     if wants(Scenario::on_cluster) {
-        outcomes.extend(run_cluster(
-            sh,
-            project,
-            &docker,
-            &compose_program,
-            &image_set,
-            opts,
-            &report_dir,
-        )?);
+        outcomes.extend(run_cluster(&run, &image_set)?);
     }
     let json = serde_json::to_string_pretty(&outcomes)?;
     std::fs::write(report_dir.join("report.json"), json)?;
@@ -336,35 +319,22 @@ fn execute(sh: &Shell, project: &Project, opts: &Options) -> Result<Vec<Scenario
 }
 
 /// The scenarios of the shared stack, in their run order, then the stack's logs and cleanup.
-fn run_shared_stack(
-    sh: &Shell,
-    project: &Project,
-    docker: &crate::docker::Docker,
-    compose_program: &crate::docker::ComposeProgram,
-    image_set: &images::ImageSet,
-    opts: &Options,
-    report_dir: &Path,
-) -> Result<Vec<ScenarioResult>> {
+fn run_shared_stack(run: &Run, image_set: &images::ImageSet) -> Result<Vec<ScenarioResult>> {
+    let (opts, report_dir) = (run.opts, run.report_dir);
     let chosen = |s: Scenario| opts.scenarios.contains(&s);
     let mut outcomes = Vec::new();
     // Fresh random passwords per run: nothing secret is stored or printed, and the security
     // scenario looks for these exact values (`stack.secrets`) in the images.
-    let stack = Stack::new(
-        sh,
-        project,
-        docker,
-        compose_program.clone(),
-        Setup {
-            // Small slow-client limits, so bad-input's slow clients are cut off in seconds.
-            extra: slow_clients::stack_limits(),
-            ..Setup::new(
-                PROJECT_NAME,
-                opts.replicas,
-                image_set,
-                report_dir.join("empty.env"),
-            )
-        },
-    )?;
+    let stack = run.stack(Setup {
+        // Small slow-client limits, so bad-input's slow clients are cut off in seconds.
+        extra: slow_clients::stack_limits(),
+        ..Setup::new(
+            PROJECT_NAME,
+            opts.replicas,
+            image_set,
+            report_dir.join("empty.env"),
+        )
+    })?;
     let guard = stack.begin(false)?;
     let setup = stack.start_db(Duration::from_secs(120));
     match setup {
@@ -390,41 +360,24 @@ fn run_shared_stack(
     }
     save_logs(&stack, &report_dir.join("compose.log"));
     drop(guard);
-    let left = stack.leftovers()?;
-    if !left.is_empty() {
-        let last = outcomes.last_mut().expect("a stack scenario ran");
-        last.passed = false;
-        last.verdict
-            .problem(format!("cleanup left behind: {}", left.join(", ")));
-    }
+    left_behind(outcomes.last_mut(), &stack.leftovers()?);
     Ok(outcomes)
 }
 
 /// One mid-migration scenario on its own stack (fresh database, the slow-migration api),
 /// taken down afterwards.
-#[allow(clippy::too_many_arguments)]
 fn run_own_stack(
-    sh: &Shell,
-    project: &Project,
-    docker: &crate::docker::Docker,
-    compose_program: &crate::docker::ComposeProgram,
+    run: &Run,
     image_set: &images::ImageSet,
-    opts: &Options,
-    report_dir: &Path,
     scenario: Scenario,
 ) -> Result<ScenarioResult> {
-    let stack = Stack::new(
-        sh,
-        project,
-        docker,
-        compose_program.clone(),
-        Setup::new(
-            MIGRATION_PROJECT_NAME,
-            opts.replicas,
-            image_set,
-            report_dir.join("empty.env"),
-        ),
-    )?;
+    let (opts, report_dir) = (run.opts, run.report_dir);
+    let stack = run.stack(Setup::new(
+        MIGRATION_PROJECT_NAME,
+        opts.replicas,
+        image_set,
+        report_dir.join("empty.env"),
+    ))?;
     let guard = stack.begin(false)?;
     let mut result = match stack.start_db(Duration::from_secs(120)) {
         Err(e) => failed_outcome(scenario, format!("the database did not start: {e:#}")),
@@ -435,36 +388,23 @@ fn run_own_stack(
     };
     save_logs(&stack, &report_dir.join(format!("{}.log", scenario.name())));
     drop(guard);
-    let left = stack.leftovers()?;
-    if !left.is_empty() {
-        result.passed = false;
-        result
-            .verdict
-            .problem(format!("cleanup left behind: {}", left.join(", ")));
-    }
+    left_behind(Some(&mut result), &stack.leftovers()?);
     Ok(result)
 }
 
 /// The node scenarios on one Swarm of `nodes::NODES` nodes of this machine, with the shared
 /// data directory: drain, then loss, each from N healthy replicas; then the stack's logs, and
 /// the stack and the nodes removed.
-fn run_cluster(
-    sh: &Shell,
-    project: &Project,
-    docker: &crate::docker::Docker,
-    compose_program: &crate::docker::ComposeProgram,
-    image_set: &images::ImageSet,
-    opts: &Options,
-    report_dir: &Path,
-) -> Result<Vec<ScenarioResult>> {
+fn run_cluster(run: &Run, image_set: &images::ImageSet) -> Result<Vec<ScenarioResult>> {
+    let (opts, report_dir) = (run.opts, run.report_dir);
     let chosen: Vec<Scenario> = Scenario::RUN_ORDER
         .into_iter()
         .filter(|s| s.on_cluster() && opts.scenarios.contains(s))
         .collect();
     let (cluster_guard, cluster) = cluster::bring_up(
-        sh,
-        project,
-        docker,
+        run.sh,
+        run.project,
+        run.docker,
         &cluster::Wanted {
             nodes: nodes::NODES,
             shared_mount: cluster::SHARED_MOUNT,
@@ -476,27 +416,21 @@ fn run_cluster(
             no_build: false,
         },
     )?;
-    let stack = Stack::new(
-        sh,
-        project,
-        docker,
-        compose_program.clone(),
-        Setup {
-            engine: EngineKind::Swarm,
-            nodes: cluster
-                .nodes
-                .iter()
-                .map(|n| (n.name.clone(), n.endpoint()))
-                .collect(),
-            shared_data: Some(cluster::SHARED_MOUNT.to_string()),
-            ..Setup::new(
-                CLUSTER_STACK_NAME,
-                opts.replicas,
-                image_set,
-                report_dir.join("empty.env"),
-            )
-        },
-    )?;
+    let stack = run.stack(Setup {
+        engine: EngineKind::Swarm,
+        nodes: cluster
+            .nodes
+            .iter()
+            .map(|n| (n.name.clone(), n.endpoint()))
+            .collect(),
+        shared_data: Some(cluster::SHARED_MOUNT.to_string()),
+        ..Setup::new(
+            CLUSTER_STACK_NAME,
+            opts.replicas,
+            image_set,
+            report_dir.join("empty.env"),
+        )
+    })?;
     let guard = stack.begin(false)?;
     let mut outcomes = Vec::new();
     let ready = stack
@@ -521,14 +455,41 @@ fn run_cluster(
     drop(cluster_guard);
     let mut left = stack.leftovers().unwrap_or_default();
     left.extend(cluster.leftovers()?);
-    if !left.is_empty() {
-        if let Some(last) = outcomes.last_mut() {
-            last.passed = false;
-            last.verdict
-                .problem(format!("cleanup left behind: {}", left.join(", ")));
-        }
-    }
+    left_behind(outcomes.last_mut(), &left);
     Ok(outcomes)
+}
+
+/// What every stack of a run shares: where it runs, with what, and where its reports go.
+#[derive(Clone, Copy)]
+struct Run<'a> {
+    sh: &'a Shell,
+    project: &'a Project,
+    docker: &'a crate::docker::Docker,
+    compose_program: &'a crate::docker::ComposeProgram,
+    opts: &'a Options,
+    report_dir: &'a Path,
+}
+
+impl<'a> Run<'a> {
+    /// A test stack of this run (`Stack::new`).
+    fn stack(&self, setup: Setup<'a>) -> Result<Stack<'a>> {
+        Stack::new(
+            self.sh,
+            self.project,
+            self.docker,
+            self.compose_program.clone(),
+            setup,
+        )
+    }
+}
+
+/// A clean-up that left `left` behind fails the last scenario run on that stack.
+fn left_behind(last: Option<&mut ScenarioResult>, left: &[String]) {
+    if let (Some(last), false) = (last, left.is_empty()) {
+        last.passed = false;
+        last.verdict
+            .problem(format!("cleanup left behind: {}", left.join(", ")));
+    }
 }
 
 fn run_on_stack(stack: &Stack, scenario: Scenario) -> Result<Verdict> {
